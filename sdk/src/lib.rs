@@ -1,0 +1,12 @@
+//! Dasher's shared vocabulary.
+//!
+//! - [`wire`]: the Santa sync protocol (v1) messages exactly as clients of every generation
+//!   send and read them — tolerant `Deserialize` for requests, strict `Serialize` for
+//!   responses, and `prost` encodings for binary protobuf transfer.
+//! - [`domain`]: Dasher's own types (rules, host facts, policy decisions) that the server,
+//!   the store, plugins and the simulator share. No protocol quirk reaches these.
+//! - [`version`]: Santa client versions and the features each generation understands.
+
+pub mod domain;
+pub mod version;
+pub mod wire;

@@ -1,0 +1,122 @@
+//! Santa client versions (`CFBundleVersion`, e.g. `2024.6.655965194`) and what each
+//! generation understands (reference §6.1).
+
+use std::fmt;
+
+/// A Santa release, `YYYY.N`; pre-2022 `1.x`/`2021.x` versions compare as older than all.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct SantaVersion {
+    /// Release year (or the major for `1.x`).
+    pub year: u32,
+    /// Release number within the year.
+    pub release: u32,
+}
+
+impl SantaVersion {
+    /// Builds a version.
+    pub const fn new(year: u32, release: u32) -> Self {
+        SantaVersion { year, release }
+    }
+
+    /// Parses `CFBundleVersion`; an empty or unparseable string gives `None` (unknown client).
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut parts = s.trim().split('.');
+        let year = parts.next()?.parse().ok()?;
+        let release = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        Some(SantaVersion { year, release })
+    }
+
+    /// Client speaks protobuf-JSON (google/santa ≥ 2024.6 and every NPS release).
+    pub fn is_proto_era(self) -> bool {
+        self >= Self::new(2024, 6)
+    }
+}
+
+impl fmt::Display for SantaVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.year, self.release)
+    }
+}
+
+/// Protocol features whose support depends on the client version (reference §6.1).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Feature {
+    /// `SIGNINGID` rules (GS 2023.5).
+    SigningIdRules,
+    /// `CDHASH` rules (GS 2024.3).
+    CdHashRules,
+    /// `sync_type` in the preflight response (GS 2024.1); older clients only read `clean_sync`.
+    SyncType,
+    /// `STANDALONE` client mode (NPS 2024.11).
+    StandaloneMode,
+    /// `CEL` policy (NPS 2025.6).
+    CelRules,
+    /// `event_detail_url`/`event_detail_text` in preflight (NPS 2025.12).
+    EventDetailSettings,
+    /// `removable_media_policy` (NPS 2026.3).
+    RemovableMediaPolicy,
+    /// `SILENT_GUI_BLOCKLIST` / `SILENT_TTY_BLOCKLIST` policies (NPS 2026.6).
+    SilentGuiTtyPolicies,
+    /// Absent settings keep their value; absent bools are not "false" (GS 2023.7).
+    AbsentMeansUnchanged,
+}
+
+impl Feature {
+    /// The first release with the feature.
+    pub fn since(self) -> SantaVersion {
+        match self {
+            Feature::SigningIdRules => SantaVersion::new(2023, 5),
+            Feature::CdHashRules => SantaVersion::new(2024, 3),
+            Feature::SyncType => SantaVersion::new(2024, 1),
+            Feature::StandaloneMode => SantaVersion::new(2024, 11),
+            Feature::CelRules => SantaVersion::new(2025, 6),
+            Feature::EventDetailSettings => SantaVersion::new(2025, 12),
+            Feature::RemovableMediaPolicy => SantaVersion::new(2026, 3),
+            Feature::SilentGuiTtyPolicies => SantaVersion::new(2026, 6),
+            Feature::AbsentMeansUnchanged => SantaVersion::new(2023, 7),
+        }
+    }
+}
+
+/// What the server knows about a client's version. Unknown versions are treated as current:
+/// a client that does not say what it is most likely is new (old clients always send it).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct ClientCaps(pub Option<SantaVersion>);
+
+impl ClientCaps {
+    /// From the preflight's `santa_version`.
+    pub fn from_version_str(s: &str) -> Self {
+        ClientCaps(SantaVersion::parse(s))
+    }
+
+    /// Whether the client understands `feature`.
+    pub fn supports(self, feature: Feature) -> bool {
+        self.0.is_none_or(|v| v >= feature.since())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_bundle_versions() {
+        assert_eq!(SantaVersion::parse("2024.6.655965194"), Some(SantaVersion::new(2024, 6)));
+        assert_eq!(SantaVersion::parse("2026.7"), Some(SantaVersion::new(2026, 7)));
+        assert_eq!(SantaVersion::parse("1.13"), Some(SantaVersion::new(1, 13)));
+        assert_eq!(SantaVersion::parse(""), None);
+        assert_eq!(SantaVersion::parse("banana"), None);
+    }
+
+    #[test]
+    fn gates_features_by_version() {
+        let old = ClientCaps::from_version_str("2023.10.1");
+        assert!(old.supports(Feature::SigningIdRules));
+        assert!(!old.supports(Feature::CdHashRules));
+        assert!(!old.supports(Feature::SyncType));
+        let unknown = ClientCaps::from_version_str("");
+        assert!(unknown.supports(Feature::SilentGuiTtyPolicies));
+        assert!(!SantaVersion::new(2024, 5).is_proto_era());
+        assert!(SantaVersion::new(2024, 10).is_proto_era());
+    }
+}

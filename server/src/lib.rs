@@ -1,0 +1,1 @@
+//! Dasher server library.

@@ -1,0 +1,1 @@
+//! Dasher fleet simulator.

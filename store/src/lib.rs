@@ -1,0 +1,119 @@
+//! Dasher's storage layer.
+//!
+//! [`Store`] is the domain interface the server uses: hosts, versioned rule sets with a
+//! change log, events, and per-plugin key/value state. Everything above it is
+//! engine-agnostic. Embedded engines (redb by default, sled as an alternative) share one
+//! ordered key/value adapter; the same conformance suite ([`conformance`]) runs against every
+//! engine.
+//!
+//! Invariants every engine keeps:
+//! - a call that returned `Ok` is durable (on disk for embedded engines) — the server answers
+//!   200 only after it;
+//! - rule versions are gap-free and increase by one per [`Store::commit_rules`] that changed
+//!   something; a reader at version `v` sees exactly the commits `≤ v`;
+//! - [`Store::get_rule`]/[`Store::scan_rules`] at version `v` are repeatable while `v ≥`
+//!   [`Store::history_floor`] (history before the floor may be compacted).
+
+pub mod model;
+
+pub use model::*;
+
+use async_trait::async_trait;
+use dasher_sdk::domain::{Rule, RuleKey};
+
+/// Result of store operations.
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A storage failure.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The engine failed (I/O, corruption, transaction error).
+    #[error("storage engine error: {0}")]
+    Engine(String),
+    /// A stored value could not be decoded.
+    #[error("corrupt stored value under {key}: {detail}")]
+    Corrupt {
+        /// Where.
+        key: String,
+        /// What.
+        detail: String,
+    },
+    /// The requested rule version is older than the compacted history.
+    #[error("rule version {requested} is no longer available (history starts at {floor})")]
+    VersionCompacted {
+        /// Asked for.
+        requested: u64,
+        /// Oldest available.
+        floor: u64,
+    },
+    /// The requested rule version does not exist yet.
+    #[error("rule version {requested} is newer than the head ({head})")]
+    VersionInFuture {
+        /// Asked for.
+        requested: u64,
+        /// Current head.
+        head: u64,
+    },
+}
+
+/// The domain storage interface. All methods are safe to call concurrently.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // ---- hosts -------------------------------------------------------------------------
+
+    /// Upserts what a preflight reported. `first_seen_unix` of an existing host is kept.
+    async fn put_host_inventory(&self, inventory: &HostInventory) -> Result<()>;
+    /// One host: inventory, tags, clean-sync request and sync state.
+    async fn get_host(&self, machine_id: &str) -> Result<Option<Host>>;
+    /// Hosts in machine-id order, after `after`, at most `limit`.
+    async fn list_hosts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Host>>;
+    /// Number of hosts in the inventory.
+    async fn host_count(&self) -> Result<u64>;
+    /// Replaces a host's tags (the host need not have synced yet).
+    async fn set_host_tags(&self, machine_id: &str, tags: &[String]) -> Result<()>;
+    /// Sets or clears an admin request for a clean sync at the host's next preflight.
+    async fn set_clean_requested(&self, machine_id: &str, requested: bool) -> Result<()>;
+    /// Replaces the host's sync state.
+    async fn put_sync_state(&self, machine_id: &str, state: &HostSyncState) -> Result<()>;
+
+    // ---- rules -------------------------------------------------------------------------
+
+    /// Applies `changes` atomically as one new version and returns it. Changes that do not
+    /// change anything (upsert of an identical rule, removal of an absent one) are skipped;
+    /// if nothing changes, no version is created and the current head is returned.
+    async fn commit_rules(&self, changes: &[RuleChange]) -> Result<u64>;
+    /// The newest committed rule version (0 for an empty store).
+    async fn head_version(&self) -> Result<u64>;
+    /// The oldest version still readable with `get_rule`/`scan_rules`/`scan_changes`.
+    async fn history_floor(&self) -> Result<u64>;
+    /// The rule for `key` in `rule_set` as of version `at`.
+    async fn get_rule(&self, rule_set: &str, key: &RuleKey, at: u64) -> Result<Option<Rule>>;
+    /// Live rules of `rule_set` as of version `at`, in [`RuleKey`] order, strictly after
+    /// `after`, at most `limit`.
+    async fn scan_rules(&self, rule_set: &str, at: u64, after: Option<&RuleKey>, limit: usize) -> Result<Vec<Rule>>;
+    /// Change-log entries with position `> after` and version `≤ upto`, in position order.
+    async fn scan_changes(&self, after: ChangePos, upto: u64, limit: usize) -> Result<Vec<ChangeEntry>>;
+    /// Every rule set that has ever held a rule, with its live rule count at the head.
+    async fn rule_sets(&self) -> Result<Vec<RuleSetInfo>>;
+
+    // ---- events ------------------------------------------------------------------------
+
+    /// Stores events durably, skipping ones whose `(machine_id, dedupe_key)` is stored.
+    async fn insert_events(&self, machine_id: &str, events: &[NewEvent]) -> Result<InsertOutcome>;
+    /// Events matching `filter`, newest first.
+    async fn query_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>>;
+    /// Deletes events received before `received_before_unix` and, then, the oldest beyond
+    /// `keep_max`. Returns how many were deleted.
+    async fn prune_events(&self, received_before_unix: Option<i64>, keep_max: Option<u64>) -> Result<u64>;
+    /// Total stored events.
+    async fn event_count(&self) -> Result<u64>;
+
+    // ---- plugin state ------------------------------------------------------------------
+
+    /// A value from a plugin's key/value namespace.
+    async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    /// Sets a value in a plugin's namespace.
+    async fn kv_put(&self, namespace: &str, key: &str, value: &[u8]) -> Result<()>;
+    /// Deletes a value from a plugin's namespace.
+    async fn kv_delete(&self, namespace: &str, key: &str) -> Result<()>;
+}

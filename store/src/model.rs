@@ -1,0 +1,213 @@
+//! The records the store keeps. Serde-serialisable so engines can store them as JSON.
+
+use dasher_sdk::domain::{Rule, RuleCounts, RuleKey};
+use dasher_sdk::wire::{ClientMode, SyncType};
+use serde::{Deserialize, Serialize};
+
+/// What a host reported in its last preflight.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostInventory {
+    /// Opaque machine id.
+    pub machine_id: String,
+    /// Serial number.
+    pub serial_number: String,
+    /// Hostname.
+    pub hostname: String,
+    /// macOS version.
+    pub os_version: String,
+    /// macOS build.
+    pub os_build: String,
+    /// Model identifier.
+    pub model_identifier: String,
+    /// Santa version.
+    pub santa_version: String,
+    /// Primary user.
+    pub primary_user: String,
+    /// Primary user's groups.
+    pub primary_user_groups: Vec<String>,
+    /// Reported client mode.
+    pub client_mode: Option<ClientMode>,
+    /// Push token (FCM).
+    pub push_notification_token: String,
+    /// Reported rule counts.
+    pub rule_counts: RuleCounts,
+    /// Reported SIP flags.
+    pub sip_status: Option<u32>,
+    /// Reported rules hash (NPS ≥ 2025.7).
+    pub rules_hash: Option<String>,
+    /// The client asked for a clean sync.
+    pub request_clean_sync: bool,
+    /// First preflight (Unix seconds); kept by the store on upsert.
+    pub first_seen_unix: i64,
+    /// Last preflight (Unix seconds).
+    pub last_seen_unix: i64,
+}
+
+/// A host as the admin API and the sync path see it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Host {
+    /// Machine id.
+    pub machine_id: String,
+    /// Last preflight report; `None` for a host known only by tags.
+    pub inventory: Option<HostInventory>,
+    /// Admin-assigned tags.
+    pub tags: Vec<String>,
+    /// An admin asked for a clean sync at the next preflight.
+    pub clean_requested: bool,
+    /// Sync bookkeeping.
+    pub sync: HostSyncState,
+}
+
+/// What the server knows about a host's rules and syncs.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct HostSyncState {
+    /// The rules the host has acknowledged (postflight of a completed download).
+    pub acked: Option<RuleAck>,
+    /// A download whose last page was served, awaiting postflight.
+    pub pending: Option<RuleAck>,
+    /// Sync type decided at the last preflight.
+    pub last_sync_type: Option<SyncType>,
+    /// Why the last preflight chose that sync type (e.g. "client requested", "drift").
+    pub last_sync_reason: String,
+    /// Last preflight (Unix seconds).
+    pub last_preflight_unix: i64,
+    /// Last postflight (Unix seconds).
+    pub last_postflight_unix: i64,
+    /// Outcome of the last sync: "in_progress", "ok", "rules_rejected: …".
+    pub last_outcome: String,
+    /// `rules_received` of the last postflight.
+    pub last_rules_received: u32,
+    /// `rules_processed` of the last postflight.
+    pub last_rules_processed: u32,
+    /// `rulesHash` the client reported at its last completed postflight.
+    pub acked_rules_hash: Option<String>,
+}
+
+/// A point in rule history a host has (or is about to have) applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RuleAck {
+    /// Rule version.
+    pub version: u64,
+    /// Rule sets selected, in precedence order.
+    pub rule_sets: Vec<String>,
+    /// Counts of the host's effective rules at that version (what a client should report).
+    pub counts: RuleCounts,
+    /// Type of the sync that delivered it.
+    pub sync_type: Option<SyncType>,
+}
+
+/// One change to one rule set.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleChange {
+    /// The rule set.
+    pub rule_set: String,
+    /// The rule's identity.
+    pub key: RuleKey,
+    /// New value; `None` removes the rule.
+    pub rule: Option<Rule>,
+}
+
+/// A position in the change log: version, then order within the version's commit.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ChangePos {
+    /// Version of the commit.
+    pub version: u64,
+    /// Index of the change within the commit.
+    pub seq: u32,
+}
+
+/// One change-log entry: which key of which set changed at which position.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeEntry {
+    /// Position.
+    pub pos: ChangePos,
+    /// Rule set.
+    pub rule_set: String,
+    /// Key that changed (look up its value with `get_rule`).
+    pub key: RuleKey,
+}
+
+/// A rule set and its size.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSetInfo {
+    /// Name.
+    pub name: String,
+    /// Live rules at the head.
+    pub rules: u64,
+}
+
+/// Which kind of event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// An execution event (`events[]`).
+    Execution,
+    /// A file-access event (`file_access_events[]`).
+    FileAccess,
+}
+
+/// An event to store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NewEvent {
+    /// Execution or file access.
+    pub kind: EventKind,
+    /// Duplicate detection key, unique per machine (e.g. sha256 + time + pid).
+    pub dedupe_key: String,
+    /// Decision name (e.g. `BLOCK_BINARY`).
+    pub decision: String,
+    /// SHA-256 of the executable ("" if none).
+    pub file_sha256: String,
+    /// Bundle hash ("" if none).
+    pub file_bundle_hash: String,
+    /// When it happened (Unix seconds; 0 if unknown).
+    pub occurred_at_unix: f64,
+    /// When the server received it (Unix seconds).
+    pub received_at_unix: i64,
+    /// The event in canonical JSON (the SDK's wire form).
+    pub body: serde_json::Value,
+}
+
+/// A stored event.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// Store-assigned id, increasing with insertion order.
+    pub id: u64,
+    /// Machine id.
+    pub machine_id: String,
+    /// The stored event.
+    #[serde(flatten)]
+    pub event: NewEvent,
+}
+
+/// What `insert_events` did.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InsertOutcome {
+    /// Newly stored.
+    pub stored: u32,
+    /// Already stored (same dedupe key), skipped.
+    pub duplicates: u32,
+}
+
+/// Event query. All criteria are ANDed; `limit` is capped by the caller.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventFilter {
+    /// Only this machine.
+    pub machine_id: Option<String>,
+    /// Only this file hash.
+    pub file_sha256: Option<String>,
+    /// Only this bundle hash.
+    pub file_bundle_hash: Option<String>,
+    /// Only this decision name.
+    pub decision: Option<String>,
+    /// Only events received at or after this time (Unix seconds).
+    pub since_unix: Option<i64>,
+    /// Only events with id below this (paging, newest first).
+    pub before_id: Option<u64>,
+    /// At most this many.
+    pub limit: usize,
+}

@@ -1,0 +1,1 @@
+//! Helpers for Dasher end-to-end tests.
