@@ -8,5 +8,9 @@
 //! - [`version`]: Santa client versions and the features each generation understands.
 
 pub mod domain;
+#[cfg(feature = "plugin")]
+#[doc(hidden)]
+pub mod guest;
+pub mod plugin;
 pub mod version;
 pub mod wire;

@@ -1,0 +1,42 @@
+//! Fault fixture: hooks return documents the host must reject — written against the raw WIT
+//! bindings (as a plugin in another language would be), since the typed SDK cannot produce
+//! invalid output. `configure` returns an unknown field, `select-rules` returns text that is
+//! not JSON, `triage` returns a verdict for an event that is not in the batch.
+
+#[cfg(target_arch = "wasm32")]
+mod glue {
+    use dasher_sdk::guest::exports::dasher::plugin::hooks::{Guest, PluginError};
+
+    struct Bad;
+
+    impl Guest for Bad {
+        fn init(_settings: String) -> Result<(), PluginError> {
+            Ok(())
+        }
+        fn configure(_input: String) -> Result<String, PluginError> {
+            Ok(r#"{"client_mode":"LOCKDOWN","lockdown_everything":true}"#.into())
+        }
+        fn select_rules(_input: String) -> Result<String, PluginError> {
+            Ok("this is not json".into())
+        }
+        fn triage(_input: String) -> Result<String, PluginError> {
+            Ok(r#"{"verdicts":[{"event_id":999999,"action":"drop"}]}"#.into())
+        }
+    }
+
+    dasher_sdk::guest::__dasher_export_policy!(Bad with_types_in dasher_sdk::guest);
+
+    const META: &[u8] = br#"{"name":"fault-invalid-output","version":"0.1.0","sdk_version":"0.1.0","contract":"dasher:plugin@0.1.0","hooks":["init","configure","select-rules","triage"],"min_server_version":"0.1.0","settings_schema":null}"#;
+
+    #[unsafe(link_section = "dasher:plugin")]
+    #[used]
+    static METADATA: [u8; META.len()] = {
+        let mut out = [0u8; META.len()];
+        let mut i = 0;
+        while i < META.len() {
+            out[i] = META[i];
+            i += 1;
+        }
+        out
+    };
+}

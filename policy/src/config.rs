@@ -1,0 +1,161 @@
+//! Plugin configuration: what the server's TOML `[plugins]` table deserializes into.
+
+use dasher_sdk::domain::ConfigDecision;
+use dasher_sdk::plugin::SelectionDecision;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// The plugin system's configuration.
+///
+/// ```toml
+/// [plugins]
+/// dir = "/var/lib/dasher/plugins"
+/// order = ["staged-rollout", "ruleset-targeting"]
+///
+/// [plugins.plugin.staged-rollout]
+/// mode = "shadow"
+/// settings = { monitor_days = 14 }
+///
+/// [plugins.fallback.configure]
+/// client_mode = "LOCKDOWN"
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginsConfig {
+    /// Directory holding `*.wasm` components; every component in it is loaded. Files whose
+    /// name starts with `.` are ignored (temp files of `install`).
+    pub dir: PathBuf,
+    /// Watch `dir` and reload on change.
+    pub watch: bool,
+    /// Plugin names in chain order; plugins not listed run after these, by name.
+    pub order: Vec<String>,
+    /// Per-plugin settings, mode and limits, by plugin name (the crate name in its metadata).
+    pub plugin: BTreeMap<String, PluginConfig>,
+    /// Default limits for every plugin.
+    pub limits: Limits,
+    /// Decisions used when a plugin fails for a host it has no last good decision for.
+    pub fallback: Fallback,
+    /// Threads running plugin calls (not tokio workers); 0 = number of CPUs, at most 8.
+    pub workers: usize,
+    /// Calls that may wait for a worker; beyond this a call fails fast (fail-static applies).
+    pub queue_capacity: usize,
+    /// Debounce window of the directory watcher. A file missing for less than twice this
+    /// (a build tool's remove-then-create) keeps its plugin loaded.
+    pub debounce_ms: u64,
+    /// Consecutive faults after which a plugin is skipped for a backoff (1 s doubling to 60 s).
+    pub degrade_after_faults: u32,
+}
+
+impl Default for PluginsConfig {
+    fn default() -> Self {
+        PluginsConfig {
+            dir: PathBuf::from("plugins"),
+            watch: true,
+            order: Vec::new(),
+            plugin: BTreeMap::new(),
+            limits: Limits::default(),
+            fallback: Fallback::default(),
+            workers: 0,
+            queue_capacity: 1024,
+            debounce_ms: 200,
+            degrade_after_faults: 5,
+        }
+    }
+}
+
+impl PluginsConfig {
+    /// Config for plugins in `dir`, everything else default.
+    pub fn for_dir(dir: impl Into<PathBuf>) -> Self {
+        PluginsConfig { dir: dir.into(), ..PluginsConfig::default() }
+    }
+
+    /// The settings JSON given to a plugin's `init` (`{}` if none configured).
+    pub fn settings_json(&self, name: &str) -> String {
+        self.plugin.get(name).map(|p| p.settings.to_string()).unwrap_or_else(|| "{}".to_owned())
+    }
+
+    /// The limits for a plugin: its own if configured, else the defaults.
+    pub fn limits_for(&self, name: &str) -> Limits {
+        self.plugin.get(name).and_then(|p| p.limits.clone()).unwrap_or_else(|| self.limits.clone())
+    }
+
+    /// The plugin's mode.
+    pub fn mode_for(&self, name: &str) -> Mode {
+        self.plugin.get(name).map(|p| p.mode).unwrap_or_default()
+    }
+
+    pub(crate) fn worker_count(&self) -> usize {
+        if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map_or(2, |n| n.get()).min(8) }
+    }
+}
+
+/// One plugin's configuration.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PluginConfig {
+    /// Settings passed to `init` as JSON.
+    pub settings: serde_json::Value,
+    /// Enforce or shadow.
+    pub mode: Mode,
+    /// Limits replacing the defaults for this plugin.
+    pub limits: Option<Limits>,
+    /// `configure` fallback for this plugin (else the global one).
+    pub fallback_configure: Option<ConfigDecision>,
+}
+
+/// Whether a plugin's decisions are applied.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Decisions are merged into the result.
+    #[default]
+    Enforce,
+    /// Runs on live traffic with the same limits; decisions are recorded beside the applied
+    /// ones, never applied; its kv writes go to a separate `shadow:` namespace.
+    Shadow,
+}
+
+/// Per-plugin limits. Units are in the names.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Deadline of one `configure` or `select-rules` call (typical calls take microseconds).
+    pub deadline_ms: u64,
+    /// Deadline of one `triage` call (one batch).
+    pub triage_deadline_ms: u64,
+    /// Deadline of `init` and of each load-time smoke call.
+    pub init_deadline_ms: u64,
+    /// Linear memory of one instance (all its memories together).
+    pub memory_bytes: usize,
+    /// Largest accepted output document.
+    pub max_output_bytes: usize,
+    /// Largest accepted component file.
+    pub max_component_bytes: usize,
+    /// Log bytes per call; the rest is truncated.
+    pub max_log_bytes_per_call: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            deadline_ms: 10,
+            triage_deadline_ms: 50,
+            init_deadline_ms: 1000,
+            memory_bytes: 32 << 20,
+            max_output_bytes: 1 << 20,
+            max_component_bytes: 8 << 20,
+            max_log_bytes_per_call: 4096,
+        }
+    }
+}
+
+/// Admin-written decisions for fail-static when there is no last good decision for a host.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Fallback {
+    /// Used in place of a failed plugin's `configure` output.
+    pub configure: Option<ConfigDecision>,
+    /// Used in place of a failed plugin's `select-rules` output.
+    pub select_rules: Option<SelectionDecision>,
+}

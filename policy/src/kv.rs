@@ -1,0 +1,65 @@
+//! The key/value store behind the plugins' `kv` import. The server implements [`KvBackend`]
+//! over its store; [`MemoryKv`] is for tests and the `plugin test` tool.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+/// Longest key a plugin may use.
+pub const MAX_KEY_BYTES: usize = 256;
+/// Largest value a plugin may store.
+pub const MAX_VALUE_BYTES: usize = 64 << 10;
+
+/// A backend failure, shown to the plugin as the `kv-set`/`kv-delete` error string.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("kv backend: {0}")]
+pub struct KvError(pub String);
+
+/// Synchronous namespaced key/value storage. Calls come from plugin worker threads (never a
+/// tokio worker), so blocking is fine; keep each call short, it counts against the plugin's
+/// deadline. Namespaces look like `plugin:<name>`, `shadow:<name>`, `dasher-last-good:<name>:<hook>`.
+pub trait KvBackend: Send + Sync {
+    /// Reads a value.
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError>;
+    /// Writes a value.
+    fn put(&self, namespace: &str, key: &str, value: &[u8]) -> Result<(), KvError>;
+    /// Deletes a value (missing is fine).
+    fn delete(&self, namespace: &str, key: &str) -> Result<(), KvError>;
+}
+
+/// In-memory [`KvBackend`].
+#[derive(Debug, Default)]
+pub struct MemoryKv {
+    map: Mutex<BTreeMap<(String, String), Vec<u8>>>,
+}
+
+impl MemoryKv {
+    /// Empty.
+    pub fn new() -> Self {
+        MemoryKv::default()
+    }
+
+    /// Every key of a namespace with its value.
+    pub fn dump(&self, namespace: &str) -> BTreeMap<String, Vec<u8>> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.iter().filter(|((ns, _), _)| ns == namespace).map(|((_, k), v)| (k.clone(), v.clone())).collect()
+    }
+}
+
+impl KvBackend for MemoryKv {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(map.get(&(namespace.to_owned(), key.to_owned())).cloned())
+    }
+
+    fn put(&self, namespace: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.insert((namespace.to_owned(), key.to_owned()), value.to_vec());
+        Ok(())
+    }
+
+    fn delete(&self, namespace: &str, key: &str) -> Result<(), KvError> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        map.remove(&(namespace.to_owned(), key.to_owned()));
+        Ok(())
+    }
+}

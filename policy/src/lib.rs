@@ -1,0 +1,51 @@
+//! Dasher's WebAssembly policy plugin host.
+//!
+//! Policy decisions (`configure`, `select-rules`, `triage`) are made by WebAssembly
+//! components implementing the `dasher:plugin` contract (`sdk/wit/plugin.wit`), run in
+//! wasmtime with per-call limits, chained in configured order, hot-reloaded from a
+//! directory, and failing static. The server calls [`PluginManager`]; the `dasher plugin`
+//! CLI calls the functions of [`tools`].
+//!
+//! ```no_run
+//! # async fn demo(host: dasher_sdk::domain::HostFacts) -> Result<(), dasher_policy::PolicyError> {
+//! use dasher_policy::{MemoryKv, PluginManager, PluginsConfig};
+//! use std::sync::Arc;
+//! let manager = PluginManager::start(PluginsConfig::for_dir("/var/lib/dasher/plugins"), Arc::new(MemoryKv::new()))?;
+//! let decided = manager.configure(&host).await; // never an error: fail-static
+//! println!("mode {:?} made by {:?}", decided.value.client_mode, decided.made_by);
+//! # Ok(()) }
+//! ```
+//!
+//! Map of the crate:
+//! - [`config`]: [`PluginsConfig`] (serde, embedded in the server's TOML).
+//! - `manager`: [`PluginManager`] — the chain, fail-static, status, reload, rollback.
+//! - [`merge`]: the documented merge rule per hook.
+//! - `runtime`: wasmtime engine, pooling allocator, epoch ticker, limits, instance reuse.
+//! - `watch`: the directory watcher. `exec`: the bounded worker pool.
+//! - [`kv`]: [`KvBackend`], implemented by the server over its store; [`MemoryKv`].
+//! - [`meta`]: reading the `dasher:plugin` metadata section before compiling.
+//! - [`tools`]: `build`, `inspect`, `install`, `test` for the CLI.
+
+pub mod config;
+mod convert;
+mod error;
+mod exec;
+pub mod kv;
+mod manager;
+pub mod merge;
+pub mod meta;
+mod runtime;
+mod stats;
+pub mod tools;
+mod watch;
+
+pub use config::{Fallback, Limits, Mode, PluginConfig, PluginsConfig};
+pub use convert::event_facts;
+pub use error::{Fault, LoadError, PolicyError};
+pub use kv::{KvBackend, KvError, MemoryKv};
+pub use manager::{
+    Contribution, Decided, FaultRecord, LoadFailure, ManagerStatus, PluginManager, PluginSet, PluginStatus,
+    ReloadReport, ShadowRecord, Source,
+};
+pub use meta::{SERVER_VERSION, check_compatible, read_metadata};
+pub use runtime::{LoadedPlugin, content_hash};

@@ -1,0 +1,852 @@
+//! [`PluginManager`]: the plugin set the server calls. Owns the engine, the worker pool, the
+//! active [`PluginSet`] (swapped atomically on reload), the last 3 generations per plugin
+//! for rollback, the last good decision per host for fail-static, and the directory watcher.
+//!
+//! Invariants: a decision call never returns an error and never panics — a fault becomes a
+//! log line, a counter, a status entry and a fail-static answer; a call uses one set
+//! snapshot from start to end (in-flight calls finish on the old generation); a file that
+//! fails to load never replaces a loaded plugin.
+
+use crate::config::{Mode, PluginsConfig};
+use crate::convert::event_facts;
+use crate::error::{Fault, LoadError, PolicyError};
+use crate::exec::Executor;
+use crate::kv::KvBackend;
+use crate::merge::{merge_config, merge_selection, merge_verdicts};
+use crate::meta;
+use crate::runtime::{LoadedPlugin, Runtime, content_hash, scratch_kv};
+use arc_swap::ArcSwap;
+use dasher_sdk::domain::{ConfigDecision, HostFacts};
+use dasher_sdk::plugin::{EventBatch, EventFacts, EventKind, Hook, SelectionDecision, Verdicts};
+use dasher_store::model::EventRecord;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+/// Generations kept per plugin for rollback (the active one included).
+const GENERATIONS_KEPT: usize = 3;
+/// Hosts remembered in memory per plugin and hook for fail-static (the kv backend keeps all).
+const LAST_GOOD_CACHE_HOSTS: usize = 100_000;
+/// Pool slots of the pooling allocator (component instances across all plugins).
+const MAX_INSTANCES: u32 = 256;
+
+/// A decision and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Decided<T> {
+    /// The merged decision of the enforcing plugins.
+    pub value: T,
+    /// Enforcing plugins that took part, in chain order, with their generation: store this
+    /// with the decision so "which policy made this host LOCKDOWN" has an answer.
+    pub made_by: Vec<Contribution>,
+    /// Faults during this call (already logged and counted).
+    pub faults: Vec<FaultRecord>,
+    /// What shadow plugins would have decided.
+    pub shadow: Vec<ShadowRecord>,
+    /// True if any enforcing plugin failed and its part came from a last good decision, a
+    /// fallback, or nothing. For `select-rules`, a degraded decision with a plugin at
+    /// [`Source::NoOpinion`] must not be used to remove rules: keep the host's acknowledged
+    /// selection. For `triage`, the batch may be retried later.
+    pub degraded: bool,
+}
+
+/// One enforcing plugin's part in a decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Contribution {
+    /// Plugin name.
+    pub plugin: String,
+    /// Generation (content hash) that ran.
+    pub generation: String,
+    /// Where its part came from.
+    pub source: Source,
+}
+
+/// Where a plugin's part of a decision came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The plugin answered.
+    Live,
+    /// The plugin failed; its last good decision for this host was used.
+    LastGood,
+    /// The plugin failed; the configured fallback was used.
+    Fallback,
+    /// The plugin failed and there was nothing to fall back on.
+    NoOpinion,
+}
+
+/// A fault in one call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FaultRecord {
+    /// Plugin name.
+    pub plugin: String,
+    /// Generation.
+    pub generation: String,
+    /// Hook.
+    pub hook: Hook,
+    /// Kind (`trap`, `timeout`, `oom`, …).
+    pub kind: &'static str,
+    /// Description.
+    pub message: String,
+}
+
+/// What a shadow plugin would have decided.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ShadowRecord {
+    /// Plugin name.
+    pub plugin: String,
+    /// Generation.
+    pub generation: String,
+    /// Its decision (`None` if it failed).
+    pub decision: Option<serde_json::Value>,
+    /// True if one of its opinions differs from the applied decision.
+    pub differs: bool,
+}
+
+/// One plugin's status, for `GET /api/v1/plugins`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PluginStatus {
+    /// Name.
+    pub name: String,
+    /// Plugin version from its metadata.
+    pub version: String,
+    /// File it was loaded from.
+    pub file: PathBuf,
+    /// Active generation (SHA-256 of the file).
+    pub hash: String,
+    /// Component size.
+    pub size_bytes: usize,
+    /// Declared hooks.
+    pub hooks: Vec<Hook>,
+    /// Enforce or shadow.
+    pub mode: Mode,
+    /// When this generation was loaded (Unix seconds).
+    pub loaded_at_unix: u64,
+    /// Calls to this generation.
+    pub calls: u64,
+    /// Faulted calls of this generation.
+    pub errors: u64,
+    /// Faults by kind.
+    pub faults: BTreeMap<String, u64>,
+    /// Median call time (µs, last 1024 successful calls).
+    pub p50_us: u64,
+    /// 99th percentile call time (µs).
+    pub p99_us: u64,
+    /// Last call fault.
+    pub last_error: Option<String>,
+    /// Last failed load of a new file for this plugin (the active generation kept serving).
+    pub last_load_error: Option<String>,
+    /// Skipped for a backoff after repeated faults.
+    pub degraded: bool,
+    /// Shadow decisions that differed from the applied ones.
+    pub shadow_disagreements: u64,
+    /// Kept generations, newest first (the active one included).
+    pub generations: Vec<String>,
+}
+
+/// A file that failed to load.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoadFailure {
+    /// The file.
+    pub file: PathBuf,
+    /// The plugin name, if its metadata was readable.
+    pub plugin: Option<String>,
+    /// Why.
+    pub error: String,
+    /// When (Unix seconds).
+    pub at_unix: u64,
+}
+
+/// The whole plugin system's status.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ManagerStatus {
+    /// Set generation, incremented by every swap.
+    pub generation: u64,
+    /// Plugins in chain order.
+    pub plugins: Vec<PluginStatus>,
+    /// Files currently failing to load.
+    pub load_errors: Vec<LoadFailure>,
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    /// Plugins (name, generation) newly loaded.
+    pub loaded: Vec<(String, String)>,
+    /// Plugins kept as they were.
+    pub unchanged: Vec<String>,
+    /// Plugins unloaded because their file is gone.
+    pub unloaded: Vec<String>,
+    /// Files that failed (the previous generation, if any, kept serving).
+    pub errors: Vec<LoadFailure>,
+    /// True if the active set was swapped.
+    pub swapped: bool,
+}
+
+/// The immutable set of active plugins, in chain order.
+#[derive(Debug, Default)]
+pub struct PluginSet {
+    /// Incremented by every swap.
+    pub generation: u64,
+    /// Plugins in chain order.
+    pub plugins: Vec<Arc<LoadedPlugin>>,
+}
+
+impl PluginSet {
+    fn by_name(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
+        self.plugins.iter().find(|p| p.meta.name == name)
+    }
+}
+
+/// The plugin system. Cheap to share behind an `Arc`; every method takes `&self`.
+pub struct PluginManager {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    config: PluginsConfig,
+    runtime: Runtime,
+    kv: Arc<dyn KvBackend>,
+    set: ArcSwap<PluginSet>,
+    executor: Executor,
+    last_good: LastGood,
+    reload_lock: Mutex<ReloadState>,
+    history: Mutex<HashMap<String, VecDeque<Arc<LoadedPlugin>>>>,
+    load_errors: Mutex<BTreeMap<PathBuf, LoadFailure>>,
+}
+
+#[derive(Default)]
+struct ReloadState {
+    /// After a rollback: plugin name → content hash of the file to ignore until it changes.
+    pinned: HashMap<String, String>,
+    /// Files of loaded plugins seen missing, and since when.
+    missing_since: HashMap<PathBuf, Instant>,
+}
+
+impl PluginManager {
+    /// Starts the plugin system: creates the engine and worker pool, loads every component in
+    /// `config.dir` (blocking: compiles them), and starts watching the directory if
+    /// `config.watch`. A plugin that fails to load is reported in [`status`](Self::status)
+    /// and does not prevent the start; only an unusable engine or directory does.
+    pub fn start(config: PluginsConfig, kv: Arc<dyn KvBackend>) -> Result<PluginManager, PolicyError> {
+        if !config.dir.is_dir() {
+            return Err(PolicyError::Dir { dir: config.dir.display().to_string(), message: "not a directory".into() });
+        }
+        let max_memory = config
+            .plugin
+            .values()
+            .filter_map(|p| p.limits.as_ref())
+            .map(|l| l.memory_bytes)
+            .fold(config.limits.memory_bytes, usize::max);
+        let runtime = Runtime::new(max_memory, MAX_INSTANCES).map_err(PolicyError::Engine)?;
+        let inner = Arc::new(Inner {
+            executor: Executor::new(config.worker_count(), config.queue_capacity),
+            last_good: LastGood { kv: Arc::clone(&kv), cache: Mutex::new(HashMap::new()) },
+            config,
+            runtime,
+            kv,
+            set: ArcSwap::from_pointee(PluginSet::default()),
+            reload_lock: Mutex::new(ReloadState::default()),
+            history: Mutex::new(HashMap::new()),
+            load_errors: Mutex::new(BTreeMap::new()),
+        });
+        inner.reload_blocking();
+        if inner.config.watch {
+            crate::watch::spawn(Arc::downgrade(&inner), inner.config.dir.clone(), inner.config.debounce_ms)
+                .map_err(|message| PolicyError::Dir { dir: inner.config.dir.display().to_string(), message })?;
+        }
+        Ok(PluginManager { inner })
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> &PluginsConfig {
+        &self.inner.config
+    }
+
+    /// The active plugin set (a snapshot).
+    pub fn plugin_set(&self) -> Arc<PluginSet> {
+        self.inner.set.load_full()
+    }
+
+    /// Runs the `configure` chain for a host. Never fails: see [`Decided`].
+    pub async fn configure(&self, host: &HostFacts) -> Decided<ConfigDecision> {
+        let inner = Arc::clone(&self.inner);
+        let h = host.clone();
+        match self.inner.executor.run(move || inner.configure(&h, false)).await {
+            Some(d) => d,
+            None => self.inner.configure(host, true),
+        }
+    }
+
+    /// Runs the `select-rules` chain for a host. Never fails: see [`Decided`].
+    pub async fn select_rules(&self, host: &HostFacts) -> Decided<SelectionDecision> {
+        let inner = Arc::clone(&self.inner);
+        let h = host.clone();
+        match self.inner.executor.run(move || inner.select_rules(&h, false)).await {
+            Some(d) => d,
+            None => self.inner.select_rules(host, true),
+        }
+    }
+
+    /// Runs the `triage` chain on events already stored for `host`. Never fails; a degraded
+    /// result means some plugin did not judge the batch (retry later if wanted).
+    pub async fn triage(&self, host: &HostFacts, events: &[EventRecord]) -> Decided<Verdicts> {
+        let batch = EventBatch { host: host.clone(), events: events.iter().map(event_facts).collect() };
+        let inner = Arc::clone(&self.inner);
+        let b = batch.clone();
+        match self.inner.executor.run(move || inner.triage(&b, false)).await {
+            Some(d) => d,
+            None => self.inner.triage(&batch, true),
+        }
+    }
+
+    /// Status of every active plugin and of failing files.
+    pub fn status(&self) -> ManagerStatus {
+        self.inner.status()
+    }
+
+    /// Rescans the directory now (the watcher does this on its own); compiles off the
+    /// caller's thread.
+    pub async fn reload(&self) -> ReloadReport {
+        let inner = Arc::clone(&self.inner);
+        match tokio::task::spawn_blocking(move || inner.reload_blocking()).await {
+            Ok(r) => r,
+            Err(e) => ReloadReport {
+                errors: vec![LoadFailure {
+                    file: self.inner.config.dir.clone(),
+                    plugin: None,
+                    error: e.to_string(),
+                    at_unix: now_unix(),
+                }],
+                ..ReloadReport::default()
+            },
+        }
+    }
+
+    /// Rescans the directory now, on this thread (for sync callers and tests).
+    pub fn reload_blocking(&self) -> ReloadReport {
+        self.inner.reload_blocking()
+    }
+
+    /// Re-activates the previous kept generation of `name`. The file on disk is ignored until
+    /// its content changes. Returns `(from, to)` generations.
+    pub fn rollback(&self, name: &str) -> Result<(String, String), PolicyError> {
+        self.inner.rollback(name)
+    }
+}
+
+impl Inner {
+    fn configure(&self, host: &HostFacts, overloaded: bool) -> Decided<ConfigDecision> {
+        let input = serde_json::to_string(host).unwrap_or_default();
+        self.run_chain(
+            Hook::Configure,
+            &input,
+            &host.machine_id,
+            overloaded,
+            merge_config,
+            |p| {
+                self.config
+                    .plugin
+                    .get(&p.meta.name)
+                    .and_then(|c| c.fallback_configure.clone())
+                    .or_else(|| self.config.fallback.configure.clone())
+            },
+            |_| Ok(()),
+        )
+    }
+
+    fn select_rules(&self, host: &HostFacts, overloaded: bool) -> Decided<SelectionDecision> {
+        let input = serde_json::to_string(host).unwrap_or_default();
+        self.run_chain(
+            Hook::SelectRules,
+            &input,
+            &host.machine_id,
+            overloaded,
+            merge_selection,
+            |_| self.config.fallback.select_rules.clone(),
+            |_| Ok(()),
+        )
+    }
+
+    fn triage(&self, batch: &EventBatch, overloaded: bool) -> Decided<Verdicts> {
+        let input = serde_json::to_string(batch).unwrap_or_default();
+        let ids: HashSet<u64> = batch.events.iter().map(|e| e.id).collect();
+        let merge = |acc: &Verdicts, later: &Verdicts| {
+            let mut out = acc.clone();
+            merge_verdicts(&mut out, later);
+            out
+        };
+        let check = |v: &Verdicts| {
+            let mut seen = HashSet::new();
+            for verdict in &v.verdicts {
+                if !ids.contains(&verdict.event_id) {
+                    return Err(format!("verdict for event {} which is not in the batch", verdict.event_id));
+                }
+                if !seen.insert(verdict.event_id) {
+                    return Err(format!("two verdicts for event {}", verdict.event_id));
+                }
+            }
+            Ok(())
+        };
+        // Triage has no per-host "last good": a failed plugin contributes nothing.
+        self.run_chain(Hook::Triage, &input, "", overloaded, merge, |_| None, check)
+    }
+
+    /// The chain: each plugin declaring `hook`, in order; fail-static per plugin; shadow
+    /// plugins recorded, not merged.
+    #[allow(clippy::too_many_arguments)]
+    fn run_chain<T>(
+        &self,
+        hook: Hook,
+        input: &str,
+        machine_id: &str,
+        overloaded: bool,
+        merge: impl Fn(&T, &T) -> T,
+        fallback: impl Fn(&LoadedPlugin) -> Option<T>,
+        check: impl Fn(&T) -> Result<(), String>,
+    ) -> Decided<T>
+    where
+        T: DeserializeOwned + Serialize + Default,
+    {
+        let set = self.set.load_full();
+        let mut out = Decided { value: T::default(), made_by: vec![], faults: vec![], shadow: vec![], degraded: false };
+        let mut shadow_values: Vec<(Arc<LoadedPlugin>, Option<serde_json::Value>)> = vec![];
+        for p in set.plugins.iter().filter(|p| p.meta.has(hook)) {
+            let result = if overloaded {
+                Err(Fault::Overloaded)
+            } else if p.stats.is_degraded() {
+                Err(Fault::Degraded)
+            } else {
+                self.call_one::<T>(p, hook, input, &check)
+            };
+            let (value, source) = match result {
+                Ok((value, json)) => {
+                    if !machine_id.is_empty() {
+                        self.last_good.remember(&p.meta.name, hook, machine_id, json);
+                    }
+                    (Some(value), Source::Live)
+                }
+                Err(fault) => {
+                    self.record_fault(p, hook, &fault);
+                    out.faults.push(FaultRecord {
+                        plugin: p.meta.name.clone(),
+                        generation: p.hash.clone(),
+                        hook,
+                        kind: fault.kind(),
+                        message: fault.to_string(),
+                    });
+                    let last =
+                        if machine_id.is_empty() { None } else { self.last_good.get(&p.meta.name, hook, machine_id) };
+                    match last.and_then(|j| serde_json::from_str::<T>(&j).ok()) {
+                        Some(v) => (Some(v), Source::LastGood),
+                        None => match fallback(p) {
+                            Some(v) => (Some(v), Source::Fallback),
+                            None => (None, Source::NoOpinion),
+                        },
+                    }
+                }
+            };
+            if p.mode == Mode::Shadow {
+                shadow_values.push((Arc::clone(p), value.and_then(|v| serde_json::to_value(&v).ok())));
+                continue;
+            }
+            if source != Source::Live {
+                out.degraded = true;
+            }
+            if let Some(v) = value {
+                out.value = merge(&out.value, &v);
+            }
+            out.made_by.push(Contribution { plugin: p.meta.name.clone(), generation: p.hash.clone(), source });
+        }
+        if !shadow_values.is_empty() {
+            let applied = serde_json::to_value(&out.value).unwrap_or_default();
+            for (p, decision) in shadow_values {
+                let differs = decision.as_ref().is_some_and(|d| disagrees(d, &applied));
+                if differs {
+                    p.stats.shadow_disagreements.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(plugin = %p.meta.name, hook = %hook, "shadow plugin would have decided differently: {}", decision.as_ref().map(|d| d.to_string()).unwrap_or_default());
+                }
+                out.shadow.push(ShadowRecord {
+                    plugin: p.meta.name.clone(),
+                    generation: p.hash.clone(),
+                    decision,
+                    differs,
+                });
+            }
+        }
+        out
+    }
+
+    fn call_one<T: DeserializeOwned + Serialize>(
+        &self,
+        p: &LoadedPlugin,
+        hook: Hook,
+        input: &str,
+        check: &impl Fn(&T) -> Result<(), String>,
+    ) -> Result<(T, String), Fault> {
+        let out = p.call(hook, input, &self.kv)?;
+        let value: T = serde_json::from_str(&out.json).map_err(|e| Fault::InvalidOutput(e.to_string()))?;
+        check(&value).map_err(Fault::InvalidOutput)?;
+        p.stats.record_ok(out.elapsed);
+        Ok((value, out.json))
+    }
+
+    fn record_fault(&self, p: &LoadedPlugin, hook: Hook, fault: &Fault) {
+        if *fault == Fault::Degraded {
+            p.stats.record_fault(fault.kind(), fault.to_string(), 0);
+            return;
+        }
+        tracing::warn!(plugin = %p.meta.name, generation = %&p.hash[..12], hook = %hook, kind = fault.kind(), "plugin fault: {fault}");
+        if p.stats.record_fault(fault.kind(), format!("{hook}: {fault}"), self.config.degrade_after_faults) {
+            tracing::warn!(plugin = %p.meta.name, "plugin degraded after {} consecutive faults; skipped for a backoff", self.config.degrade_after_faults);
+        }
+    }
+
+    fn status(&self) -> ManagerStatus {
+        let set = self.set.load_full();
+        let errors = self.load_errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let plugins = set
+            .plugins
+            .iter()
+            .map(|p| {
+                let (faults, last_error, p50_us, p99_us) = p.stats.snapshot();
+                PluginStatus {
+                    name: p.meta.name.clone(),
+                    version: p.meta.version.clone(),
+                    file: p.file.clone(),
+                    hash: p.hash.clone(),
+                    size_bytes: p.size_bytes,
+                    hooks: p.meta.hooks.clone(),
+                    mode: p.mode,
+                    loaded_at_unix: p.loaded_at.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+                    calls: p.stats.calls.load(Ordering::Relaxed),
+                    errors: p.stats.errors.load(Ordering::Relaxed),
+                    faults,
+                    p50_us,
+                    p99_us,
+                    last_error,
+                    last_load_error: errors
+                        .values()
+                        .filter(|f| f.plugin.as_deref() == Some(&p.meta.name))
+                        .map(|f| f.error.clone())
+                        .next_back(),
+                    degraded: p.stats.is_degraded(),
+                    shadow_disagreements: p.stats.shadow_disagreements.load(Ordering::Relaxed),
+                    generations: history
+                        .get(&p.meta.name)
+                        .map(|h| h.iter().rev().map(|g| g.hash.clone()).collect())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
+        ManagerStatus { generation: set.generation, plugins, load_errors: errors.into_values().collect() }
+    }
+
+    /// Metadata check → compile → type check → init → smoke test.
+    fn load(&self, path: &Path, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
+        let name = meta::read_metadata(bytes)?.name;
+        let limits = self.config.limits_for(&name);
+        let compiled = self.runtime.compile(bytes, &limits)?;
+        let plugin = LoadedPlugin::init(
+            compiled,
+            path.to_path_buf(),
+            self.config.settings_json(&name),
+            self.config.mode_for(&name),
+            limits,
+            Arc::clone(&self.kv),
+        )?;
+        smoke_test(&plugin)?;
+        Ok(plugin)
+    }
+
+    fn reload_blocking(&self) -> ReloadReport {
+        let mut state = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.set.load_full();
+        let mut report = ReloadReport::default();
+        let files = match list_components(&self.config.dir) {
+            Ok(f) => f,
+            Err(e) => {
+                report.errors.push(LoadFailure {
+                    file: self.config.dir.clone(),
+                    plugin: None,
+                    error: e,
+                    at_unix: now_unix(),
+                });
+                return report;
+            }
+        };
+        let mut next: Vec<Arc<LoadedPlugin>> = vec![];
+        let mut seen: HashSet<PathBuf> = HashSet::new();
+        let keep = |next: &mut Vec<Arc<LoadedPlugin>>, p: &Arc<LoadedPlugin>| {
+            if !next.iter().any(|n| n.meta.name == p.meta.name) {
+                next.push(Arc::clone(p));
+            }
+        };
+        for path in files {
+            seen.insert(path.clone());
+            state.missing_since.remove(&path);
+            let bytes = match std::fs::read(&path) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.fail(&mut report, &path, None, LoadError::Io(e.to_string()));
+                    if let Some(p) = current.plugins.iter().find(|p| p.file == path) {
+                        keep(&mut next, p);
+                    }
+                    continue;
+                }
+            };
+            let hash = content_hash(&bytes);
+            if let Some(p) = current.plugins.iter().find(|p| p.hash == hash) {
+                keep(&mut next, p);
+                report.unchanged.push(p.meta.name.clone());
+                self.clear_error(&path);
+                continue;
+            }
+            let name_hint = meta::read_metadata(&bytes).ok().map(|m| m.name);
+            if let Some(name) = &name_hint
+                && state.pinned.get(name) == Some(&hash)
+            {
+                if let Some(p) = current.by_name(name) {
+                    keep(&mut next, p);
+                }
+                continue;
+            }
+            match self.load(&path, &bytes) {
+                Ok(p) if next.iter().any(|n| n.meta.name == p.meta.name) => {
+                    self.fail(&mut report, &path, Some(p.meta.name.clone()), LoadError::Duplicate(p.meta.name.clone()));
+                }
+                Ok(p) => {
+                    let p = Arc::new(p);
+                    tracing::info!(plugin = %p.meta.name, generation = %&p.hash[..12], file = %path.display(), "plugin loaded");
+                    report.loaded.push((p.meta.name.clone(), p.hash.clone()));
+                    state.pinned.remove(&p.meta.name);
+                    let mut history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+                    let h = history.entry(p.meta.name.clone()).or_default();
+                    h.retain(|g| g.hash != p.hash);
+                    h.push_back(Arc::clone(&p));
+                    while h.len() > GENERATIONS_KEPT {
+                        h.pop_front();
+                    }
+                    drop(history);
+                    self.clear_error(&path);
+                    next.push(p);
+                }
+                Err(e) => {
+                    self.fail(&mut report, &path, name_hint.clone(), e);
+                    let old = current
+                        .plugins
+                        .iter()
+                        .find(|p| p.file == path)
+                        .or_else(|| name_hint.as_deref().and_then(|n| current.by_name(n)));
+                    if let Some(p) = old {
+                        keep(&mut next, p);
+                    }
+                }
+            }
+        }
+        // Plugins whose file disappeared: unloaded once missing for longer than the grace
+        // window, so a build tool's remove-then-create causes no gap.
+        let grace = Duration::from_millis(self.config.debounce_ms.max(1) * 2);
+        for p in &current.plugins {
+            if seen.contains(&p.file) || next.iter().any(|n| n.meta.name == p.meta.name) {
+                continue;
+            }
+            let since = *state.missing_since.entry(p.file.clone()).or_insert_with(Instant::now);
+            if since.elapsed() < grace {
+                next.push(Arc::clone(p));
+            } else {
+                tracing::info!(plugin = %p.meta.name, "plugin file removed; unloaded");
+                state.missing_since.remove(&p.file);
+                report.unloaded.push(p.meta.name.clone());
+            }
+        }
+        self.order(&mut next);
+        let changed =
+            next.len() != current.plugins.len() || next.iter().zip(&current.plugins).any(|(a, b)| !Arc::ptr_eq(a, b));
+        if changed {
+            self.set.store(Arc::new(PluginSet { generation: current.generation + 1, plugins: next }));
+            report.swapped = true;
+        }
+        report
+    }
+
+    /// True while a removed plugin file is inside its grace window (the watcher rechecks).
+    fn has_pending_removals(&self) -> bool {
+        !self.reload_lock.lock().unwrap_or_else(|e| e.into_inner()).missing_since.is_empty()
+    }
+
+    fn order(&self, plugins: &mut [Arc<LoadedPlugin>]) {
+        let rank = |name: &str| self.config.order.iter().position(|n| n == name).unwrap_or(usize::MAX);
+        plugins.sort_by(|a, b| rank(&a.meta.name).cmp(&rank(&b.meta.name)).then_with(|| a.meta.name.cmp(&b.meta.name)));
+    }
+
+    fn fail(&self, report: &mut ReloadReport, path: &Path, plugin: Option<String>, e: LoadError) {
+        tracing::warn!(file = %path.display(), plugin = plugin.as_deref().unwrap_or("?"), "plugin not loaded: {e}");
+        let failure = LoadFailure { file: path.to_path_buf(), plugin, error: e.to_string(), at_unix: now_unix() };
+        self.load_errors.lock().unwrap_or_else(|e| e.into_inner()).insert(path.to_path_buf(), failure.clone());
+        report.errors.push(failure);
+    }
+
+    fn clear_error(&self, path: &Path) {
+        self.load_errors.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+    }
+
+    fn rollback(&self, name: &str) -> Result<(String, String), PolicyError> {
+        let mut state = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let current = self.set.load_full();
+        let active = current.by_name(name).ok_or_else(|| PolicyError::UnknownPlugin(name.to_owned()))?;
+        let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let h = history.get(name).ok_or_else(|| PolicyError::NoOlderGeneration(name.to_owned()))?;
+        let pos = h.iter().position(|g| g.hash == active.hash).unwrap_or(h.len());
+        let target =
+            pos.checked_sub(1).and_then(|i| h.get(i)).ok_or_else(|| PolicyError::NoOlderGeneration(name.to_owned()))?;
+        let target = Arc::clone(target);
+        drop(history);
+        let mut next: Vec<Arc<LoadedPlugin>> = current.plugins.clone();
+        for p in next.iter_mut() {
+            if p.meta.name == name {
+                *p = Arc::clone(&target);
+            }
+        }
+        state.pinned.insert(name.to_owned(), active.hash.clone());
+        self.set.store(Arc::new(PluginSet { generation: current.generation + 1, plugins: next }));
+        tracing::info!(plugin = name, from = %&active.hash[..12], to = %&target.hash[..12], "plugin rolled back");
+        Ok((active.hash.clone(), target.hash.clone()))
+    }
+}
+
+/// Hook for the watcher: rescan, and whether a pending removal needs another look.
+pub(crate) fn watcher_reload(inner: &Weak<Inner>) -> Option<bool> {
+    let inner = inner.upgrade()?;
+    inner.reload_blocking();
+    Some(inner.has_pending_removals())
+}
+
+/// True if `shadow` has an opinion that `applied` does not share.
+fn disagrees(shadow: &serde_json::Value, applied: &serde_json::Value) -> bool {
+    match (shadow, applied) {
+        (serde_json::Value::Object(s), serde_json::Value::Object(a)) => s.iter().any(|(k, v)| a.get(k) != Some(v)),
+        _ => shadow != applied,
+    }
+}
+
+/// Calls every declared hook once with a built-in input and checks the output parses
+/// strictly. Uses a scratch kv so nothing persists.
+fn smoke_test(p: &LoadedPlugin) -> Result<(), LoadError> {
+    let now = now_unix() as i64;
+    let host = HostFacts {
+        machine_id: "dasher-smoke-test".into(),
+        serial_number: "SMOKE000000".into(),
+        hostname: "smoke-test.example.com".into(),
+        os_version: "15.5".into(),
+        os_build: "24F74".into(),
+        model_identifier: "Mac15,7".into(),
+        santa_version: "2026.7".into(),
+        primary_user: "smoke".into(),
+        first_seen_unix: now - 86_400,
+        now_unix: now,
+        ..HostFacts::default()
+    };
+    let batch = EventBatch {
+        host: host.clone(),
+        events: vec![EventFacts {
+            id: 1,
+            kind: EventKind::Execution,
+            decision: "BLOCK_UNKNOWN".into(),
+            file_sha256: "a".repeat(64),
+            file_name: "smoke".into(),
+            file_path: "/tmp".into(),
+            occurred_at_unix: now as f64,
+            received_at_unix: now,
+            ..EventFacts::default()
+        }],
+    };
+    let kv = scratch_kv();
+    let run = |hook: Hook, input: String| -> Result<String, LoadError> {
+        p.call(hook, &input, &kv).map(|o| o.json).map_err(|f| LoadError::Smoke { hook, message: f.to_string() })
+    };
+    let bad =
+        |hook: Hook| move |e: serde_json::Error| LoadError::Smoke { hook, message: format!("invalid output: {e}") };
+    let host_json = serde_json::to_string(&host).unwrap_or_default();
+    if p.meta.has(Hook::Configure) {
+        serde_json::from_str::<ConfigDecision>(&run(Hook::Configure, host_json.clone())?)
+            .map_err(bad(Hook::Configure))?;
+    }
+    if p.meta.has(Hook::SelectRules) {
+        serde_json::from_str::<SelectionDecision>(&run(Hook::SelectRules, host_json)?)
+            .map_err(bad(Hook::SelectRules))?;
+    }
+    if p.meta.has(Hook::Triage) {
+        serde_json::from_str::<Verdicts>(&run(Hook::Triage, serde_json::to_string(&batch).unwrap_or_default())?)
+            .map_err(bad(Hook::Triage))?;
+    }
+    Ok(())
+}
+
+/// `*.wasm` files of `dir`, skipping hidden files (temp files of `install`).
+fn list_components(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut out = vec![];
+    for entry in std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))? {
+        let Ok(entry) = entry else { continue };
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.starts_with('.') || !name.ends_with(".wasm") || !path.is_file() {
+            continue;
+        }
+        out.push(path);
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn now_unix() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Last good decision per plugin, hook and host: in memory, written through to the kv
+/// backend (namespace `dasher-last-good:<plugin>:<hook>`) when it changes, so fail-static
+/// survives restarts and reloads.
+struct LastGood {
+    kv: Arc<dyn KvBackend>,
+    cache: Mutex<HashMap<(String, Hook), HashMap<String, String>>>,
+}
+
+impl LastGood {
+    fn namespace(plugin: &str, hook: Hook) -> String {
+        format!("dasher-last-good:{plugin}:{hook}")
+    }
+
+    fn remember(&self, plugin: &str, hook: Hook, machine_id: &str, json: String) {
+        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        let map = cache.entry((plugin.to_owned(), hook)).or_default();
+        if map.get(machine_id) == Some(&json) {
+            return;
+        }
+        if map.len() >= LAST_GOOD_CACHE_HOSTS {
+            map.clear();
+        }
+        map.insert(machine_id.to_owned(), json.clone());
+        drop(cache);
+        if let Err(e) = self.kv.put(&Self::namespace(plugin, hook), machine_id, json.as_bytes()) {
+            tracing::warn!(plugin, "cannot persist last good decision: {e}");
+        }
+    }
+
+    fn get(&self, plugin: &str, hook: Hook, machine_id: &str) -> Option<String> {
+        let cached = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&(plugin.to_owned(), hook))
+            .and_then(|m| m.get(machine_id).cloned());
+        cached.or_else(|| {
+            let v = self.kv.get(&Self::namespace(plugin, hook), machine_id).ok().flatten()?;
+            String::from_utf8(v).ok()
+        })
+    }
+}

@@ -1,0 +1,72 @@
+//! Reading and checking a component's `dasher:plugin` metadata section, before compiling.
+
+use crate::error::LoadError;
+use dasher_sdk::plugin::{CONTRACT, METADATA_SECTION, PluginMetadata};
+use wasmparser::{Parser, Payload};
+
+/// This server's version, compared with a plugin's `min_server_version`.
+pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Parses the whole file with wasmparser and returns the first `dasher:plugin` section found
+/// (at the top level or inside the embedded core module). A truncated or corrupt file fails
+/// here, before wasmtime sees it.
+pub fn read_metadata(bytes: &[u8]) -> Result<PluginMetadata, LoadError> {
+    let mut found: Option<PluginMetadata> = None;
+    for payload in Parser::new(0).parse_all(bytes) {
+        let payload = payload.map_err(|e| LoadError::Corrupt(e.to_string()))?;
+        if let Payload::CustomSection(section) = payload
+            && section.name() == METADATA_SECTION
+            && found.is_none()
+        {
+            let meta = serde_json::from_slice(section.data())
+                .map_err(|e| LoadError::BadMetadata(format!("section {METADATA_SECTION} is not valid: {e}")))?;
+            found = Some(meta);
+        }
+    }
+    found.ok_or(LoadError::BadMetadata(format!(
+        "no {METADATA_SECTION} section (build the plugin with dasher_sdk::export_plugin!)"
+    )))
+}
+
+/// `major.minor.patch`, pre-release suffixes ignored.
+pub(crate) fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
+    let core = v.trim().split(['-', '+']).next()?;
+    let mut parts = core.split('.').map(|p| p.parse::<u64>());
+    let major = parts.next()?.ok()?;
+    let minor = parts.next().unwrap_or(Ok(0)).ok()?;
+    let patch = parts.next().unwrap_or(Ok(0)).ok()?;
+    Some((major, minor, patch))
+}
+
+/// Refuses plugins this server cannot run: a different contract line, or a newer
+/// `min_server_version`. Messages name both versions.
+pub fn check_compatible(meta: &PluginMetadata) -> Result<(), LoadError> {
+    let ours = CONTRACT.rsplit_once('@').and_then(|(_, v)| parse_version(v)).expect("SDK contract is semver");
+    let (pkg, theirs) = meta.contract.rsplit_once('@').unwrap_or((meta.contract.as_str(), ""));
+    let theirs = parse_version(theirs);
+    let compatible = pkg == "dasher:plugin"
+        && theirs.is_some_and(|t| if ours.0 == 0 { t.0 == 0 && t.1 == ours.1 } else { t.0 == ours.0 && t.1 <= ours.1 });
+    if !compatible {
+        return Err(LoadError::Incompatible(format!(
+            "plugin {} implements contract {}, this server implements {CONTRACT}; rebuild it with a matching dasher-sdk",
+            meta.name, meta.contract
+        )));
+    }
+    let needed = parse_version(&meta.min_server_version).ok_or_else(|| {
+        LoadError::BadMetadata(format!("min_server_version {:?} is not a version", meta.min_server_version))
+    })?;
+    let server = parse_version(SERVER_VERSION).expect("crate version is semver");
+    if needed > server {
+        return Err(LoadError::Incompatible(format!(
+            "plugin {} {} needs Dasher server {} or newer; this server is {SERVER_VERSION}",
+            meta.name, meta.version, meta.min_server_version
+        )));
+    }
+    if meta.name.is_empty()
+        || meta.name.len() > 64
+        || !meta.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_".contains(c))
+    {
+        return Err(LoadError::BadMetadata(format!("plugin name {:?} must be 1-64 of [A-Za-z0-9_-]", meta.name)));
+    }
+    Ok(())
+}

@@ -1,0 +1,382 @@
+//! The wasmtime side: one engine with the pooling allocator and an epoch ticker thread, the
+//! linker with the two imports, and [`LoadedPlugin`] — a compiled, type-checked,
+//! initialised plugin generation with its reusable instances.
+//!
+//! Invariants: an instance that trapped (including timeouts and memory-limit traps) is never
+//! reused; every call sets its own epoch deadline; outputs are size-checked before parsing.
+
+use crate::config::{Limits, Mode};
+use crate::error::{Fault, LoadError};
+use crate::kv::{KvBackend, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryKv};
+use crate::meta;
+use crate::stats::Stats;
+use dasher_sdk::plugin::{Hook, PluginMetadata};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, StoreLimits,
+    StoreLimitsBuilder, Trap,
+};
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../sdk/wit",
+        world: "policy",
+    });
+}
+
+use bindings::dasher::plugin::host::{self as wit_host, LogLevel};
+use bindings::{Policy, PolicyPre};
+
+/// Epoch tick: deadlines are counted in these.
+const TICK: Duration = Duration::from_millis(1);
+/// Instances per plugin kept idle for reuse (one per worker is the steady state).
+const MAX_IDLE_INSTANCES: usize = 16;
+
+/// Per-store state: limits and the context of the current call.
+pub(crate) struct HostState {
+    limits: StoreLimits,
+    memory_cap: usize,
+    peak_memory: usize,
+    hit_memory_limit: bool,
+    plugin: Arc<str>,
+    kv: Arc<dyn KvBackend>,
+    namespace: String,
+    log_budget: usize,
+}
+
+impl ResourceLimiter for HostState {
+    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let r = self.limits.memory_growing(current, desired, maximum);
+        match &r {
+            Ok(true) => self.peak_memory = self.peak_memory.max(desired),
+            _ => self.hit_memory_limit = true,
+        }
+        r
+    }
+
+    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
+        self.limits.table_growing(current, desired, maximum)
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
+}
+
+impl wit_host::Host for HostState {
+    fn log(&mut self, level: LogLevel, message: String) {
+        if self.log_budget == 0 {
+            return;
+        }
+        let mut end = message.len().min(self.log_budget);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.log_budget -= end;
+        let msg = &message[..end];
+        let plugin = &*self.plugin;
+        match level {
+            LogLevel::Trace => tracing::trace!(plugin, "{msg}"),
+            LogLevel::Debug => tracing::debug!(plugin, "{msg}"),
+            LogLevel::Info => tracing::info!(plugin, "{msg}"),
+            LogLevel::Warn => tracing::warn!(plugin, "{msg}"),
+            LogLevel::Error => tracing::error!(plugin, "{msg}"),
+        }
+    }
+
+    fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
+        if key.len() > MAX_KEY_BYTES {
+            return None;
+        }
+        match self.kv.get(&self.namespace, &key) {
+            Ok(v) => v,
+            Err(e) => {
+                tracing::warn!(plugin = &*self.plugin, "kv get failed: {e}");
+                None
+            }
+        }
+    }
+
+    fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(format!("key longer than {MAX_KEY_BYTES} bytes"));
+        }
+        if value.len() > MAX_VALUE_BYTES {
+            return Err(format!("value larger than {MAX_VALUE_BYTES} bytes"));
+        }
+        self.kv.put(&self.namespace, &key, &value).map_err(|e| e.to_string())
+    }
+
+    fn kv_delete(&mut self, key: String) -> Result<(), String> {
+        if key.len() > MAX_KEY_BYTES {
+            return Err(format!("key longer than {MAX_KEY_BYTES} bytes"));
+        }
+        self.kv.delete(&self.namespace, &key).map_err(|e| e.to_string())
+    }
+}
+
+/// The engine, linker and epoch ticker shared by every plugin generation.
+#[derive(Clone)]
+pub(crate) struct Runtime {
+    engine: Engine,
+    linker: Arc<Linker<HostState>>,
+}
+
+impl Runtime {
+    /// Creates the engine. `max_memory_bytes` bounds every plugin's memory limit;
+    /// `max_instances` sizes the pooling allocator.
+    pub(crate) fn new(max_memory_bytes: usize, max_instances: u32) -> Result<Runtime, String> {
+        let mut pool = PoolingAllocationConfig::default();
+        pool.total_component_instances(max_instances)
+            .total_core_instances(max_instances * 4)
+            .total_memories(max_instances * 2)
+            .total_tables(max_instances * 4)
+            .max_memory_size(max_memory_bytes);
+        let mut config = Config::new();
+        config
+            .wasm_component_model(true)
+            .epoch_interruption(true)
+            .parallel_compilation(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
+        let mut linker = Linker::<HostState>::new(&engine);
+        wit_host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(|e| format!("{e:#}"))?;
+        let weak = engine.weak();
+        std::thread::Builder::new()
+            .name("dasher-plugin-epoch".into())
+            .spawn(move || {
+                while let Some(engine) = weak.upgrade() {
+                    engine.increment_epoch();
+                    drop(engine);
+                    std::thread::sleep(TICK);
+                }
+            })
+            .map_err(|e| e.to_string())?;
+        Ok(Runtime { engine, linker: Arc::new(linker) })
+    }
+
+    /// Metadata check, compile and type check: everything before running guest code.
+    pub(crate) fn compile(&self, bytes: &[u8], limits: &Limits) -> Result<Compiled, LoadError> {
+        if bytes.len() > limits.max_component_bytes {
+            return Err(LoadError::TooLarge { size: bytes.len(), limit: limits.max_component_bytes });
+        }
+        let meta = meta::read_metadata(bytes)?;
+        meta::check_compatible(&meta)?;
+        let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let pre = PolicyPre::new(pre).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        Ok(Compiled { meta, pre, hash: content_hash(bytes), size_bytes: bytes.len(), runtime: self.clone() })
+    }
+}
+
+/// SHA-256 of the file, hex: the plugin's generation id.
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(bytes);
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A compiled, type-checked component, not yet initialised.
+pub(crate) struct Compiled {
+    pub(crate) meta: PluginMetadata,
+    pub(crate) hash: String,
+    pub(crate) size_bytes: usize,
+    pre: PolicyPre<HostState>,
+    runtime: Runtime,
+}
+
+struct Instance {
+    store: Store<HostState>,
+    bindings: Policy,
+}
+
+/// What one successful call produced, with its measurements.
+pub(crate) struct CallOutput {
+    pub(crate) json: String,
+    pub(crate) elapsed: Duration,
+    pub(crate) peak_memory_bytes: usize,
+}
+
+/// One plugin generation: compiled, initialised with its settings, smoke-tested.
+pub struct LoadedPlugin {
+    pub(crate) meta: PluginMetadata,
+    pub(crate) hash: String,
+    pub(crate) file: std::path::PathBuf,
+    pub(crate) size_bytes: usize,
+    pub(crate) loaded_at: SystemTime,
+    pub(crate) mode: Mode,
+    pub(crate) limits: Limits,
+    pub(crate) stats: Stats,
+    settings_json: String,
+    namespace: String,
+    pre: PolicyPre<HostState>,
+    runtime: Runtime,
+    idle: Mutex<Vec<Instance>>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin").field("name", &self.meta.name).field("hash", &self.hash).finish()
+    }
+}
+
+impl LoadedPlugin {
+    /// Initialises a compiled component with its settings (the first instance is kept).
+    pub(crate) fn init(
+        compiled: Compiled,
+        file: std::path::PathBuf,
+        settings_json: String,
+        mode: Mode,
+        limits: Limits,
+        kv: Arc<dyn KvBackend>,
+    ) -> Result<LoadedPlugin, LoadError> {
+        let namespace = match mode {
+            Mode::Enforce => format!("plugin:{}", compiled.meta.name),
+            Mode::Shadow => format!("shadow:{}", compiled.meta.name),
+        };
+        let plugin = LoadedPlugin {
+            meta: compiled.meta,
+            hash: compiled.hash,
+            file,
+            size_bytes: compiled.size_bytes,
+            loaded_at: SystemTime::now(),
+            mode,
+            limits,
+            stats: Stats::default(),
+            settings_json,
+            namespace,
+            pre: compiled.pre,
+            runtime: compiled.runtime,
+            idle: Mutex::new(Vec::new()),
+        };
+        let instance = plugin.new_instance(&kv).map_err(|f| LoadError::Init(f.to_string()))?;
+        plugin.idle.lock().unwrap_or_else(|e| e.into_inner()).push(instance);
+        Ok(plugin)
+    }
+
+    /// The plugin's name.
+    pub fn name(&self) -> &str {
+        &self.meta.name
+    }
+
+    /// Its generation (content hash).
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// Its metadata.
+    pub fn metadata(&self) -> &PluginMetadata {
+        &self.meta
+    }
+
+    fn new_instance(&self, kv: &Arc<dyn KvBackend>) -> Result<Instance, Fault> {
+        let limits = StoreLimitsBuilder::new()
+            .memory_size(self.limits.memory_bytes)
+            .instances(16)
+            .tables(16)
+            .memories(4)
+            .trap_on_grow_failure(true)
+            .build();
+        let state = HostState {
+            limits,
+            memory_cap: self.limits.memory_bytes,
+            peak_memory: 0,
+            hit_memory_limit: false,
+            plugin: Arc::from(self.meta.name.as_str()),
+            kv: Arc::clone(kv),
+            namespace: self.namespace.clone(),
+            log_budget: self.limits.max_log_bytes_per_call,
+        };
+        let mut store = Store::new(&self.runtime.engine, state);
+        store.limiter(|s| s);
+        store.epoch_deadline_trap();
+        store.set_epoch_deadline(ticks(self.limits.init_deadline_ms));
+        let bindings = self.pre.instantiate(&mut store).map_err(|e| classify(&store, e))?;
+        match bindings.dasher_plugin_hooks().call_init(&mut store, &self.settings_json) {
+            Ok(Ok(())) => Ok(Instance { store, bindings }),
+            Ok(Err(e)) => Err(Fault::PluginError(e.message)),
+            Err(e) => Err(classify(&store, e)),
+        }
+    }
+
+    /// Calls `hook` with `input`, on an idle instance or a fresh one. `kv` backs the `kv`
+    /// import for this call. An instance that trapped is dropped; one that returned a
+    /// plugin error or bad output is reused (its state is intact).
+    pub(crate) fn call(&self, hook: Hook, input: &str, kv: &Arc<dyn KvBackend>) -> Result<CallOutput, Fault> {
+        let started = Instant::now();
+        let pooled = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let mut inst = match pooled {
+            Some(i) => i,
+            None => self.new_instance(kv)?,
+        };
+        let deadline_ms = match hook {
+            Hook::Triage => self.limits.triage_deadline_ms,
+            Hook::Init => self.limits.init_deadline_ms,
+            Hook::Configure | Hook::SelectRules => self.limits.deadline_ms,
+        };
+        {
+            let s = inst.store.data_mut();
+            s.kv = Arc::clone(kv);
+            s.log_budget = self.limits.max_log_bytes_per_call;
+            s.hit_memory_limit = false;
+        }
+        inst.store.set_epoch_deadline(ticks(deadline_ms));
+        let hooks = inst.bindings.dasher_plugin_hooks();
+        let result = match hook {
+            Hook::Configure => hooks.call_configure(&mut inst.store, input),
+            Hook::SelectRules => hooks.call_select_rules(&mut inst.store, input),
+            Hook::Triage => hooks.call_triage(&mut inst.store, input),
+            Hook::Init => hooks.call_init(&mut inst.store, input).map(|r| r.map(|()| String::new())),
+        };
+        let elapsed = started.elapsed();
+        let out = match result {
+            Err(e) => return Err(classify(&inst.store, e)),
+            Ok(Err(e)) => Err(Fault::PluginError(e.message)),
+            Ok(Ok(json)) if json.len() > self.limits.max_output_bytes => Err(Fault::InvalidOutput(format!(
+                "output is {} bytes, more than the limit of {}",
+                json.len(),
+                self.limits.max_output_bytes
+            ))),
+            Ok(Ok(json)) => Ok(CallOutput {
+                json,
+                elapsed,
+                peak_memory_bytes: inst.store.data().peak_memory.min(inst.store.data().memory_cap),
+            }),
+        };
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        if idle.len() < MAX_IDLE_INSTANCES {
+            idle.push(inst);
+        }
+        out
+    }
+}
+
+fn ticks(ms: u64) -> u64 {
+    // +1: the current tick may be about to end.
+    ms.max(1) + 1
+}
+
+fn classify(store: &Store<HostState>, e: wasmtime::Error) -> Fault {
+    if store.data().hit_memory_limit {
+        return Fault::OutOfMemory;
+    }
+    match e.downcast_ref::<Trap>() {
+        Some(Trap::Interrupt) => Fault::Timeout,
+        _ => Fault::Trap(format!("{e:#}")),
+    }
+}
+
+/// A scratch kv for smoke tests and tools.
+pub(crate) fn scratch_kv() -> Arc<dyn KvBackend> {
+    Arc::new(MemoryKv::new())
+}

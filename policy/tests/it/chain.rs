@@ -1,0 +1,1 @@
+//! Chaining in configured order and the documented merge rules, through the host.

@@ -1,0 +1,737 @@
+//! The policy plugin contract, Rust side: the JSON payloads that cross the WebAssembly
+//! boundary (`sdk/wit/plugin.wit`), the metadata a plugin carries, the one-trait-per-hook
+//! authoring API, the `kv`/`log` imports, and a native test harness.
+//!
+//! This module compiles everywhere and never touches wasm: the host (`dasher-policy`) uses the
+//! payload and metadata types; plugin authors use the traits, [`kv`], [`log`] and
+//! [`testing`]. The WIT glue and the `export_plugin!` macro live behind the `plugin` feature
+//! (`dasher_sdk::guest`).
+//!
+//! Payload rules: inputs (`HostFacts`, [`EventBatch`]) ignore unknown fields so a newer server
+//! may send more; outputs (`ConfigDecision`, [`SelectionDecision`], [`Verdicts`]) are parsed
+//! strictly (`deny_unknown_fields`) so a typo in a plugin written in another language is an
+//! error, not a silently ignored decision. Every output field is optional: absent = no opinion.
+
+use crate::domain::{ConfigDecision, HostFacts, RuleSelection, RuleSpec};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// The WIT package this SDK implements.
+pub const CONTRACT: &str = "dasher:plugin@0.1.0";
+/// The contract's semver (the part after `@` in [`CONTRACT`]).
+pub const CONTRACT_VERSION: &str = "0.1.0";
+/// This SDK's version, written into every plugin's metadata.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The oldest server that can load plugins built with this SDK (the default
+/// `min_server_version` of a plugin's metadata).
+pub const MIN_SERVER_VERSION: &str = "0.1.0";
+/// Name of the custom section carrying [`PluginMetadata`] as JSON.
+pub const METADATA_SECTION: &str = "dasher:plugin";
+
+// ---------------------------------------------------------------------------------------
+// Payloads
+// ---------------------------------------------------------------------------------------
+
+/// Which kind of event (mirrors the store's `EventKind`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// An execution event.
+    #[default]
+    Execution,
+    /// A file-access event.
+    FileAccess,
+}
+
+/// One stored event as a plugin sees it: normalised from every client generation, with the
+/// fields policy decisions use. Input type: unknown fields are ignored.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventFacts {
+    /// Store id; verdicts refer to events by this id.
+    pub id: u64,
+    /// Execution or file access.
+    pub kind: EventKind,
+    /// Decision name, e.g. `BLOCK_UNKNOWN`, `ALLOW_BINARY`, `FILE_ACCESS_DECISION_DENIED`.
+    pub decision: String,
+    /// SHA-256 of the executable ("" if none).
+    pub file_sha256: String,
+    /// Directory of the binary (execution) or the accessed path (file access).
+    pub file_path: String,
+    /// Binary name.
+    pub file_name: String,
+    /// CFBundleIdentifier.
+    pub file_bundle_id: String,
+    /// Bundle hash ("" if none).
+    pub file_bundle_hash: String,
+    /// User of the real UID.
+    pub executing_user: String,
+    /// Apple Team ID of the signer ("" if unsigned or a platform binary).
+    pub team_id: String,
+    /// `TEAMID:com.x` or `platform:com.apple.x`.
+    pub signing_id: String,
+    /// CD hash.
+    pub cdhash: String,
+    /// SHA-256 of the leaf signing certificate ("" if none).
+    pub certificate_sha256: String,
+    /// Common name of the leaf signing certificate.
+    pub certificate_cn: String,
+    /// Parent process name.
+    pub parent_name: String,
+    /// File-access rule that matched (file-access events).
+    pub rule_name: String,
+    /// When it happened (Unix seconds; 0 if unknown).
+    pub occurred_at_unix: f64,
+    /// When the server received it (Unix seconds).
+    pub received_at_unix: i64,
+}
+
+impl EventFacts {
+    /// True for execution events the client blocked.
+    pub fn is_block(&self) -> bool {
+        self.decision.starts_with("BLOCK_") || self.decision.starts_with("FILE_ACCESS_DECISION_DENIED")
+    }
+
+    /// True for platform (Apple) binaries.
+    pub fn is_platform(&self) -> bool {
+        self.signing_id.starts_with("platform:")
+    }
+}
+
+/// Input of the `triage` hook: one host and a batch of its newly stored events.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventBatch {
+    /// The host the events came from.
+    pub host: HostFacts,
+    /// The events, oldest first.
+    pub events: Vec<EventFacts>,
+}
+
+/// Output of the `select-rules` hook. A superset of [`RuleSelection`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SelectionDecision {
+    /// Rule-set names in precedence order (first wins). `None` = no opinion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub rule_sets: Option<Vec<String>>,
+    /// Rules for this host only (its `host:<machine id>` set), validated by the server.
+    /// `None` = no opinion; a `REMOVE` policy asks to delete that host rule.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub host_rules: Option<Vec<RuleSpec>>,
+}
+
+impl SelectionDecision {
+    /// The rule-set part as the domain's [`RuleSelection`].
+    pub fn rule_selection(&self) -> RuleSelection {
+        RuleSelection { rule_sets: self.rule_sets.clone() }
+    }
+
+    /// True when the decision has no opinion at all.
+    pub fn is_empty(&self) -> bool {
+        self.rule_sets.is_none() && self.host_rules.is_none()
+    }
+}
+
+/// What to do with a stored event. Events are never deleted by a plugin: `drop` marks it as
+/// noise (hidden from default views and not forwarded), `keep` marks it as worth attention.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Worth attention.
+    Keep,
+    /// Noise.
+    Drop,
+}
+
+/// How urgent an event is. Ordered: `Info < Low < Medium < High < Critical`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// For the record.
+    Info,
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Someone should look now.
+    Critical,
+}
+
+/// Where a proposed rule would go.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ProposalScope {
+    /// The host the events came from (its `host:<machine id>` set).
+    Host,
+    /// A named rule set.
+    RuleSet {
+        /// The rule set.
+        name: String,
+    },
+    /// The `global` rule set (every host).
+    Global,
+}
+
+/// A rule a plugin suggests; stored as a pending proposal (or applied when the server allows).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuleProposal {
+    /// Where the rule would go.
+    pub scope: ProposalScope,
+    /// The rule.
+    pub rule: RuleSpec,
+    /// Why, for the admin who approves it.
+    #[serde(default)]
+    pub reason: String,
+}
+
+/// A plugin's verdict on one event. Every field is optional.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Verdict {
+    /// The event ([`EventFacts::id`]).
+    pub event_id: u64,
+    /// Keep or drop; `None` = no opinion (the event is kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Labels to attach, e.g. `team:EQHXZ8M8AV`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Severity; `None` = no opinion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// Rules to propose.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proposals: Vec<RuleProposal>,
+}
+
+impl Verdict {
+    /// A verdict with no opinion on `event_id`.
+    pub fn on(event_id: u64) -> Self {
+        Verdict { event_id, ..Verdict::default() }
+    }
+}
+
+/// Output of the `triage` hook: at most one verdict per event of the batch; events without a
+/// verdict get no opinion.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Verdicts {
+    /// Verdicts, in any order.
+    pub verdicts: Vec<Verdict>,
+}
+
+impl Verdicts {
+    /// The verdict for `event_id`, if any.
+    pub fn get(&self, event_id: u64) -> Option<&Verdict> {
+        self.verdicts.iter().find(|v| v.event_id == event_id)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Metadata
+// ---------------------------------------------------------------------------------------
+
+/// A hook of the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hook {
+    /// `init(settings-json)`.
+    Init,
+    /// `configure(host-json)`.
+    Configure,
+    /// `select-rules(host-json)`.
+    SelectRules,
+    /// `triage(batch-json)`.
+    Triage,
+}
+
+impl Hook {
+    /// The WIT name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Hook::Init => "init",
+            Hook::Configure => "configure",
+            Hook::SelectRules => "select-rules",
+            Hook::Triage => "triage",
+        }
+    }
+}
+
+impl fmt::Display for Hook {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The `dasher:plugin` custom section: what a plugin is and what it needs. Written by
+/// `export_plugin!`, read by the host with wasmparser before compiling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PluginMetadata {
+    /// Plugin name (the crate name); unique within a server.
+    pub name: String,
+    /// Plugin version (the crate version).
+    pub version: String,
+    /// SDK version it was built with.
+    pub sdk_version: String,
+    /// WIT package it implements, e.g. `dasher:plugin@0.1.0`.
+    pub contract: String,
+    /// Hooks it implements; the server calls only these.
+    pub hooks: Vec<Hook>,
+    /// The oldest server version that can run it.
+    pub min_server_version: String,
+    /// JSON Schema of its settings, if the author provided one.
+    #[serde(default)]
+    pub settings_schema: Option<serde_json::Value>,
+}
+
+impl PluginMetadata {
+    /// True if the plugin implements `hook`.
+    pub fn has(&self, hook: Hook) -> bool {
+        self.hooks.contains(&hook)
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Authoring API
+// ---------------------------------------------------------------------------------------
+
+/// An error a plugin reports on purpose; becomes the WIT `plugin-error`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PluginError {
+    /// What went wrong, for the admin.
+    pub message: String,
+}
+
+impl PluginError {
+    /// An error with this message.
+    pub fn new(message: impl Into<String>) -> Self {
+        PluginError { message: message.into() }
+    }
+}
+
+impl fmt::Display for PluginError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl<E: std::error::Error> From<E> for PluginError {
+    fn from(e: E) -> Self {
+        PluginError::new(e.to_string())
+    }
+}
+
+/// The result type of every hook.
+pub type Result<T, E = PluginError> = std::result::Result<T, E>;
+
+/// Settings checks beyond what serde enforces; list `Validate` in `export_plugin!`'s hooks.
+/// An error rejects the load (the previous version of the plugin keeps serving).
+pub trait Validate {
+    /// Checks the settings.
+    fn validate(&self) -> Result<()>;
+}
+
+/// The `configure` hook: settings a host should have.
+pub trait Configure {
+    /// Decides the host's configuration; leave fields `None` to have no opinion.
+    fn configure(&self, host: &HostFacts) -> Result<ConfigDecision>;
+}
+
+/// The `select-rules` hook: which rule sets (and host rules) a host gets.
+pub trait SelectRules {
+    /// Decides the host's rule selection; leave fields `None` to have no opinion.
+    fn select_rules(&self, host: &HostFacts) -> Result<SelectionDecision>;
+}
+
+/// The `triage` hook: verdicts on newly stored events.
+pub trait Triage {
+    /// Judges a batch; return verdicts only for events you have an opinion on.
+    fn triage(&self, batch: &EventBatch) -> Result<Verdicts>;
+}
+
+/// Everything a plugin usually needs: `use dasher_sdk::plugin::prelude::*;`.
+pub mod prelude {
+    pub use super::{
+        Action, Configure, EventBatch, EventFacts, EventKind, PluginError, ProposalScope, Result, RuleProposal,
+        SelectRules, SelectionDecision, Severity, Triage, Validate, Verdict, Verdicts, kv, log,
+    };
+    pub use crate::domain::{ConfigDecision, HostFacts, RuleSpec};
+    pub use crate::wire::{ClientMode, Policy, RuleType, SyncType};
+}
+
+/// Glue the export macro calls; stable only through `export_plugin!`.
+#[doc(hidden)]
+pub mod runtime {
+    use super::*;
+
+    /// Hook signature after JSON decoding: plugin + input JSON → output JSON.
+    pub type HookFn<T> = fn(&T, &str) -> Result<String>;
+
+    /// Which hooks a plugin implements. Field names are the trait names so the export macro
+    /// can fill them from its `hooks: [...]` list.
+    #[allow(non_snake_case)]
+    pub struct HookTable<T: 'static> {
+        /// `Configure`.
+        pub Configure: Option<HookFn<T>>,
+        /// `SelectRules`.
+        pub SelectRules: Option<HookFn<T>>,
+        /// `Triage`.
+        pub Triage: Option<HookFn<T>>,
+        /// `Validate`.
+        pub Validate: Option<fn(&T) -> Result<()>>,
+    }
+
+    impl<T: 'static> HookTable<T> {
+        /// No hooks.
+        pub const EMPTY: Self = HookTable { Configure: None, SelectRules: None, Triage: None, Validate: None };
+    }
+
+    /// Adapters from the typed traits to [`HookFn`]; named like the traits.
+    #[allow(non_snake_case)]
+    pub mod entry {
+        use super::super::*;
+
+        fn decode<I: DeserializeOwned>(what: &str, input: &str) -> Result<I> {
+            serde_json::from_str(input).map_err(|e| PluginError::new(format!("invalid {what} input: {e}")))
+        }
+
+        fn encode<O: Serialize>(out: &O) -> Result<String> {
+            serde_json::to_string(out).map_err(|e| PluginError::new(format!("cannot encode output: {e}")))
+        }
+
+        /// `configure`.
+        pub fn Configure<T: super::super::Configure>(p: &T, input: &str) -> Result<String> {
+            encode(&p.configure(&decode::<HostFacts>("HostFacts", input)?)?)
+        }
+
+        /// `select-rules`.
+        pub fn SelectRules<T: super::super::SelectRules>(p: &T, input: &str) -> Result<String> {
+            encode(&p.select_rules(&decode::<HostFacts>("HostFacts", input)?)?)
+        }
+
+        /// `triage`.
+        pub fn Triage<T: super::super::Triage>(p: &T, input: &str) -> Result<String> {
+            encode(&p.triage(&decode::<EventBatch>("EventBatch", input)?)?)
+        }
+
+        /// Settings validation.
+        pub fn Validate<T: super::super::Validate>(p: &T) -> Result<()> {
+            p.validate()
+        }
+    }
+
+    /// Parses settings and validates them if the plugin listed `Validate`.
+    pub fn init<T: DeserializeOwned + 'static>(table: &HookTable<T>, settings: &str) -> Result<T> {
+        let settings = if settings.trim().is_empty() { "{}" } else { settings };
+        let plugin: T =
+            serde_json::from_str(settings).map_err(|e| PluginError::new(format!("invalid settings: {e}")))?;
+        if let Some(validate) = table.Validate {
+            validate(&plugin).map_err(|e| PluginError::new(format!("invalid settings: {e}")))?;
+        }
+        Ok(plugin)
+    }
+
+    /// Total length of `parts` (for the metadata section's array length).
+    pub const fn concat_len(parts: &[&str]) -> usize {
+        let mut n = 0;
+        let mut i = 0;
+        while i < parts.len() {
+            n += parts[i].len();
+            i += 1;
+        }
+        n
+    }
+
+    /// `parts` concatenated into a fixed-size array (the metadata section's bytes).
+    pub const fn concat_bytes<const N: usize>(parts: &[&str]) -> [u8; N] {
+        let mut out = [0u8; N];
+        let mut k = 0;
+        let mut i = 0;
+        while i < parts.len() {
+            let bytes = parts[i].as_bytes();
+            let mut j = 0;
+            while j < bytes.len() {
+                out[k] = bytes[j];
+                k += 1;
+                j += 1;
+            }
+            i += 1;
+        }
+        assert!(k == N, "metadata length mismatch");
+        out
+    }
+
+    /// `",\"<name>\""` if `present`, else `""` (builds the metadata `hooks` list).
+    pub const fn hook_item(present: bool, item: &'static str) -> &'static str {
+        if present { item } else { "" }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Imports: kv and log (the server's inside wasm, in-memory natively for tests)
+// ---------------------------------------------------------------------------------------
+
+/// The plugin's key/value namespace, persisted by the server. Keys ≤ 256 bytes, values
+/// ≤ 64 KiB. Natively (in `cargo test`) it is an in-memory map per thread, so every test
+/// starts empty; see [`kv::native_clear`].
+pub mod kv {
+    use super::{PluginError, Result};
+    use serde::Serialize;
+    use serde::de::DeserializeOwned;
+
+    #[cfg(not(all(feature = "plugin", target_arch = "wasm32")))]
+    thread_local! {
+        static NATIVE: std::cell::RefCell<std::collections::BTreeMap<String, Vec<u8>>> =
+            const { std::cell::RefCell::new(std::collections::BTreeMap::new()) };
+    }
+
+    /// Reads a key.
+    pub fn get(key: &str) -> Option<Vec<u8>> {
+        #[cfg(all(feature = "plugin", target_arch = "wasm32"))]
+        {
+            crate::guest::dasher::plugin::host::kv_get(key)
+        }
+        #[cfg(not(all(feature = "plugin", target_arch = "wasm32")))]
+        {
+            NATIVE.with(|m| m.borrow().get(key).cloned())
+        }
+    }
+
+    /// Writes a key.
+    pub fn set(key: &str, value: &[u8]) -> Result<()> {
+        #[cfg(all(feature = "plugin", target_arch = "wasm32"))]
+        {
+            crate::guest::dasher::plugin::host::kv_set(key, value).map_err(PluginError::new)
+        }
+        #[cfg(not(all(feature = "plugin", target_arch = "wasm32")))]
+        {
+            if key.len() > 256 || value.len() > 64 * 1024 {
+                return Err(PluginError::new("kv key or value too large"));
+            }
+            NATIVE.with(|m| m.borrow_mut().insert(key.to_owned(), value.to_vec()));
+            Ok(())
+        }
+    }
+
+    /// Deletes a key.
+    pub fn delete(key: &str) -> Result<()> {
+        #[cfg(all(feature = "plugin", target_arch = "wasm32"))]
+        {
+            crate::guest::dasher::plugin::host::kv_delete(key).map_err(PluginError::new)
+        }
+        #[cfg(not(all(feature = "plugin", target_arch = "wasm32")))]
+        {
+            NATIVE.with(|m| m.borrow_mut().remove(key));
+            Ok(())
+        }
+    }
+
+    /// Reads a JSON value; a missing or unparseable value is `None`.
+    pub fn get_json<T: DeserializeOwned>(key: &str) -> Option<T> {
+        get(key).and_then(|v| serde_json::from_slice(&v).ok())
+    }
+
+    /// Writes a JSON value.
+    pub fn set_json<T: Serialize>(key: &str, value: &T) -> Result<()> {
+        set(key, &serde_json::to_vec(value)?)
+    }
+
+    /// Native only: empties this thread's map.
+    #[cfg(not(all(feature = "plugin", target_arch = "wasm32")))]
+    pub fn native_clear() {
+        NATIVE.with(|m| m.borrow_mut().clear());
+    }
+
+    /// Native only: this thread's map.
+    #[cfg(not(all(feature = "plugin", target_arch = "wasm32")))]
+    pub fn native_snapshot() -> std::collections::BTreeMap<String, Vec<u8>> {
+        NATIVE.with(|m| m.borrow().clone())
+    }
+}
+
+/// Logging into the server log under the plugin's name (natively: collected per thread, see
+/// [`log::native_take`]).
+pub mod log {
+    /// Log level, as in the WIT.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Level {
+        /// Trace.
+        Trace,
+        /// Debug.
+        Debug,
+        /// Info.
+        Info,
+        /// Warn.
+        Warn,
+        /// Error.
+        Error,
+    }
+
+    #[cfg(not(all(feature = "plugin", target_arch = "wasm32")))]
+    thread_local! {
+        static NATIVE: std::cell::RefCell<Vec<(Level, String)>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+
+    /// Logs a message.
+    pub fn log(level: Level, message: &str) {
+        #[cfg(all(feature = "plugin", target_arch = "wasm32"))]
+        {
+            use crate::guest::dasher::plugin::host::{LogLevel, log};
+            let level = match level {
+                Level::Trace => LogLevel::Trace,
+                Level::Debug => LogLevel::Debug,
+                Level::Info => LogLevel::Info,
+                Level::Warn => LogLevel::Warn,
+                Level::Error => LogLevel::Error,
+            };
+            log(level, message);
+        }
+        #[cfg(not(all(feature = "plugin", target_arch = "wasm32")))]
+        NATIVE.with(|l| l.borrow_mut().push((level, message.to_owned())));
+    }
+
+    /// Logs at debug level.
+    pub fn debug(message: &str) {
+        log(Level::Debug, message);
+    }
+
+    /// Logs at info level.
+    pub fn info(message: &str) {
+        log(Level::Info, message);
+    }
+
+    /// Logs at warn level.
+    pub fn warn(message: &str) {
+        log(Level::Warn, message);
+    }
+
+    /// Native only: takes this thread's collected log lines.
+    #[cfg(not(all(feature = "plugin", target_arch = "wasm32")))]
+    pub fn native_take() -> Vec<(Level, String)> {
+        NATIVE.with(|l| std::mem::take(&mut *l.borrow_mut()))
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Native test harness
+// ---------------------------------------------------------------------------------------
+
+/// Unit-test a plugin's policy natively (`cargo test`, no wasm): the same JSON round trip and
+/// settings handling as inside the server, with [`kv`] and [`log`] in memory.
+///
+/// ```
+/// use dasher_sdk::plugin::prelude::*;
+/// use dasher_sdk::plugin::testing::Harness;
+///
+/// #[derive(serde::Deserialize)]
+/// struct Lab { prefix: String }
+///
+/// impl Configure for Lab {
+///     fn configure(&self, host: &HostFacts) -> Result<ConfigDecision> {
+///         let lab = host.hostname.starts_with(&self.prefix);
+///         Ok(ConfigDecision { client_mode: lab.then_some(ClientMode::Lockdown), ..Default::default() })
+///     }
+/// }
+///
+/// let plugin = Harness::<Lab>::with_settings(r#"{"prefix":"lab-"}"#).unwrap();
+/// let host = HostFacts { hostname: "lab-1".into(), ..Default::default() };
+/// assert_eq!(plugin.configure(&host).unwrap().client_mode, Some(ClientMode::Lockdown));
+/// ```
+pub mod testing {
+    use super::runtime::{self, HookTable};
+    use super::*;
+
+    /// A plugin instance built from settings JSON.
+    pub struct Harness<T: 'static> {
+        plugin: T,
+    }
+
+    impl<T: DeserializeOwned + 'static> Harness<T> {
+        /// Parses settings as `init` does (without [`Validate`]).
+        pub fn with_settings(settings_json: &str) -> Result<Self> {
+            Ok(Harness { plugin: runtime::init(&HookTable::<T>::EMPTY, settings_json)? })
+        }
+
+        /// Parses settings as `init` does, then runs [`Validate`].
+        pub fn with_validated_settings(settings_json: &str) -> Result<Self>
+        where
+            T: Validate,
+        {
+            let table = HookTable::<T> { Validate: Some(runtime::entry::Validate::<T>), ..HookTable::EMPTY };
+            Ok(Harness { plugin: runtime::init(&table, settings_json)? })
+        }
+
+        /// The plugin value.
+        pub fn plugin(&self) -> &T {
+            &self.plugin
+        }
+
+        /// Runs `configure` through the JSON boundary and parses the output strictly.
+        pub fn configure(&self, host: &HostFacts) -> Result<ConfigDecision>
+        where
+            T: Configure,
+        {
+            let out = runtime::entry::Configure(&self.plugin, &serde_json::to_string(host)?)?;
+            Ok(serde_json::from_str(&out)?)
+        }
+
+        /// Runs `select-rules` through the JSON boundary.
+        pub fn select_rules(&self, host: &HostFacts) -> Result<SelectionDecision>
+        where
+            T: SelectRules,
+        {
+            let out = runtime::entry::SelectRules(&self.plugin, &serde_json::to_string(host)?)?;
+            Ok(serde_json::from_str(&out)?)
+        }
+
+        /// Runs `triage` through the JSON boundary.
+        pub fn triage(&self, batch: &EventBatch) -> Result<Verdicts>
+        where
+            T: Triage,
+        {
+            let out = runtime::entry::Triage(&self.plugin, &serde_json::to_string(batch)?)?;
+            Ok(serde_json::from_str(&out)?)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_strict_and_inputs_tolerant() {
+        assert!(serde_json::from_str::<Verdicts>(r#"{"verdicts":[],"extra":1}"#).is_err());
+        assert!(serde_json::from_str::<SelectionDecision>(r#"{"rulesets":["a"]}"#).is_err());
+        let batch: EventBatch = serde_json::from_str(r#"{"host":{"hostname":"h","new":1},"events":[{"id":3}]}"#)
+            .expect("unknown input fields are ignored");
+        assert_eq!(batch.events[0].id, 3);
+    }
+
+    #[test]
+    fn metadata_round_trips() {
+        let m = PluginMetadata {
+            name: "x".into(),
+            version: "1.0.0".into(),
+            sdk_version: SDK_VERSION.into(),
+            contract: CONTRACT.into(),
+            hooks: vec![Hook::Init, Hook::SelectRules],
+            min_server_version: MIN_SERVER_VERSION.into(),
+            settings_schema: None,
+        };
+        let json = serde_json::to_string(&m).unwrap();
+        assert!(json.contains(r#""hooks":["init","select-rules"]"#), "{json}");
+        assert_eq!(serde_json::from_str::<PluginMetadata>(&json).unwrap(), m);
+    }
+
+    #[test]
+    fn proposal_scope_is_tagged() {
+        let s = serde_json::to_string(&ProposalScope::RuleSet { name: "dev".into() }).unwrap();
+        assert_eq!(s, r#"{"kind":"rule_set","name":"dev"}"#);
+    }
+}
