@@ -72,7 +72,10 @@ impl PluginsConfig {
 
     /// The settings JSON given to a plugin's `init` (`{}` if none configured).
     pub fn settings_json(&self, name: &str) -> String {
-        self.plugin.get(name).map(|p| p.settings.to_string()).unwrap_or_else(|| "{}".to_owned())
+        match self.plugin.get(name).map(|p| &p.settings) {
+            None | Some(serde_json::Value::Null) => "{}".to_owned(),
+            Some(s) => s.to_string(),
+        }
     }
 
     /// The limits for a plugin: its own if configured, else the defaults.

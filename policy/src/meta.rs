@@ -7,25 +7,35 @@ use wasmparser::{Parser, Payload};
 /// This server's version, compared with a plugin's `min_server_version`.
 pub const SERVER_VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Parses the whole file with wasmparser and returns the first `dasher:plugin` section found
-/// (at the top level or inside the embedded core module). A truncated or corrupt file fails
-/// here, before wasmtime sees it.
+/// Parses the whole file with wasmparser and returns the `dasher:plugin` section: the last
+/// one at the component's top level (written by `dasher plugin build`), else the first one
+/// inside an embedded core module (written by `export_plugin!`). A truncated or corrupt file
+/// fails here, before wasmtime sees it.
 pub fn read_metadata(bytes: &[u8]) -> Result<PluginMetadata, LoadError> {
-    let mut found: Option<PluginMetadata> = None;
+    let mut best: Option<(usize, &[u8])> = None;
+    let mut depth = 0usize;
     for payload in Parser::new(0).parse_all(bytes) {
         let payload = payload.map_err(|e| LoadError::Corrupt(e.to_string()))?;
-        if let Payload::CustomSection(section) = payload
-            && section.name() == METADATA_SECTION
-            && found.is_none()
-        {
-            let meta = serde_json::from_slice(section.data())
-                .map_err(|e| LoadError::BadMetadata(format!("section {METADATA_SECTION} is not valid: {e}")))?;
-            found = Some(meta);
+        match payload {
+            Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => depth += 1,
+            Payload::End(_) => depth = depth.saturating_sub(1),
+            Payload::CustomSection(section) if section.name() == METADATA_SECTION => {
+                let better = match best {
+                    None => true,
+                    Some((d, _)) => depth < d || (depth == 0 && d == 0),
+                };
+                if better {
+                    best = Some((depth, section.data()));
+                }
+            }
+            _ => {}
         }
     }
-    found.ok_or(LoadError::BadMetadata(format!(
+    let (_, data) = best.ok_or(LoadError::BadMetadata(format!(
         "no {METADATA_SECTION} section (build the plugin with dasher_sdk::export_plugin!)"
-    )))
+    )))?;
+    serde_json::from_slice(data)
+        .map_err(|e| LoadError::BadMetadata(format!("section {METADATA_SECTION} is not valid: {e}")))
 }
 
 /// `major.minor.patch`, pre-release suffixes ignored.

@@ -133,6 +133,22 @@ pub fn componentize(core: &[u8]) -> Result<Vec<u8>, PolicyError> {
     Ok(component)
 }
 
+/// A copy of `component` whose metadata is `meta` (appended as a top-level section, which
+/// takes precedence). For tests and for re-labelling a build (e.g. raising `min_server_version`).
+pub fn with_metadata(component: &[u8], meta: &PluginMetadata) -> Vec<u8> {
+    let mut out = component.to_vec();
+    let payload = serde_json::to_vec(meta).unwrap_or_default();
+    append_custom_section(&mut out, METADATA_SECTION, &payload);
+    out
+}
+
+/// A copy of `component` that declares `min_server_version = version`.
+pub fn set_min_server_version(component: &[u8], version: &str) -> Result<Vec<u8>, PolicyError> {
+    let mut meta = read_metadata(component)?;
+    meta.min_server_version = version.to_owned();
+    Ok(with_metadata(component, &meta))
+}
+
 fn leb128(mut n: usize, out: &mut Vec<u8>) {
     loop {
         let byte = (n & 0x7f) as u8;
@@ -211,13 +227,19 @@ pub fn install(file: &Path, dir: &Path) -> Result<PathBuf, PolicyError> {
     let bytes =
         std::fs::read(file).map_err(|e| PolicyError::Load(LoadError::Io(format!("{}: {e}", file.display()))))?;
     let meta = read_metadata(&bytes)?;
+    install_bytes(&bytes, dir, &meta.name)
+}
+
+/// Like [`install`], from bytes, as `<dir>/<file_stem>.wasm`.
+pub fn install_bytes(bytes: &[u8], dir: &Path, file_stem: &str) -> Result<PathBuf, PolicyError> {
+    let meta = read_metadata(bytes)?;
     check_compatible(&meta)?;
-    let target = dir.join(format!("{}.wasm", meta.name));
-    let tmp = dir.join(format!(".{}.wasm.tmp", meta.name));
+    let target = dir.join(format!("{file_stem}.wasm"));
+    let tmp = dir.join(format!(".{file_stem}.wasm.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         use std::io::Write;
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(&bytes)?;
+        f.write_all(bytes)?;
         f.sync_all()?;
         std::fs::rename(&tmp, &target)
     };

@@ -427,7 +427,7 @@ pub mod runtime {
 
     /// Parses settings and validates them if the plugin listed `Validate`.
     pub fn init<T: DeserializeOwned + 'static>(table: &HookTable<T>, settings: &str) -> Result<T> {
-        let settings = if settings.trim().is_empty() { "{}" } else { settings };
+        let settings = if settings.trim().is_empty() || settings.trim() == "null" { "{}" } else { settings };
         let plugin: T =
             serde_json::from_str(settings).map_err(|e| PluginError::new(format!("invalid settings: {e}")))?;
         if let Some(validate) = table.Validate {

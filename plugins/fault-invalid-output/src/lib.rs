@@ -1,7 +1,9 @@
 //! Fault fixture: hooks return documents the host must reject — written against the raw WIT
 //! bindings (as a plugin in another language would be), since the typed SDK cannot produce
-//! invalid output. `configure` returns an unknown field, `select-rules` returns text that is
-//! not JSON, `triage` returns a verdict for an event that is not in the batch.
+//! invalid output. For hosts tagged `"fault"`: `configure` returns an unknown field,
+//! `select-rules` returns text that is not JSON, `triage` returns a verdict for an event that
+//! is not in the batch. Other hosts get valid, empty (no opinion) answers, so the plugin
+//! passes the load-time smoke test.
 
 #[cfg(target_arch = "wasm32")]
 mod glue {
@@ -9,18 +11,28 @@ mod glue {
 
     struct Bad;
 
+    /// A crude but sufficient check for the `"fault"` tag: no JSON parser in this fixture.
+    fn triggered(input: &str) -> bool {
+        input.contains("\"fault\"")
+    }
+
     impl Guest for Bad {
         fn init(_settings: String) -> Result<(), PluginError> {
             Ok(())
         }
-        fn configure(_input: String) -> Result<String, PluginError> {
-            Ok(r#"{"client_mode":"LOCKDOWN","lockdown_everything":true}"#.into())
+        fn configure(input: String) -> Result<String, PluginError> {
+            Ok(if triggered(&input) { r#"{"client_mode":"LOCKDOWN","lockdown_everything":true}"# } else { "{}" }.into())
         }
-        fn select_rules(_input: String) -> Result<String, PluginError> {
-            Ok("this is not json".into())
+        fn select_rules(input: String) -> Result<String, PluginError> {
+            Ok(if triggered(&input) { "this is not json" } else { "{}" }.into())
         }
-        fn triage(_input: String) -> Result<String, PluginError> {
-            Ok(r#"{"verdicts":[{"event_id":999999,"action":"drop"}]}"#.into())
+        fn triage(input: String) -> Result<String, PluginError> {
+            Ok(if triggered(&input) {
+                r#"{"verdicts":[{"event_id":999999,"action":"drop"}]}"#
+            } else {
+                r#"{"verdicts":[]}"#
+            }
+            .into())
         }
     }
 

@@ -1,27 +1,61 @@
-//! Fault fixture: every hook panics (a trap under `panic = "abort"`).
+//! Fault fixture: a hook panics (a trap under `panic = "abort"`) when the host carries the tag in `when_tag`
+//! (default `"fault"`; `"*"` = always, which fails the load-time smoke test). Otherwise it
+//! answers normally — `configure`: LOCKDOWN with batch size 7; `select-rules`:
+//! `["fault-trap-set"]`; `triage`: keep every event with label `fault-trap` — so a test can
+//! first get a good decision for a host and then make the same host fail.
 
 use dasher_sdk::plugin::prelude::*;
 use serde::Deserialize;
 
-/// No settings.
+/// Settings.
 #[derive(Deserialize)]
-pub struct Trap {}
+#[serde(default)]
+pub struct Trap {
+    /// Fail for hosts with this tag (`"*"`: always).
+    pub when_tag: String,
+}
+
+impl Default for Trap {
+    fn default() -> Self {
+        Trap { when_tag: "fault".into() }
+    }
+}
+
+impl Trap {
+    fn triggered(&self, host: &HostFacts) -> bool {
+        self.when_tag == "*" || host.tags.contains(&self.when_tag)
+    }
+}
 
 impl Configure for Trap {
     fn configure(&self, host: &HostFacts) -> Result<ConfigDecision> {
-        panic!("fault-trap: refusing to configure {}", host.machine_id)
+        if self.triggered(host) {
+            panic!("fault-trap: deliberate panic")
+        }
+        Ok(ConfigDecision { client_mode: Some(ClientMode::Lockdown), batch_size: Some(7), ..Default::default() })
     }
 }
 
 impl SelectRules for Trap {
-    fn select_rules(&self, _host: &HostFacts) -> Result<SelectionDecision> {
-        panic!("fault-trap: select-rules")
+    fn select_rules(&self, host: &HostFacts) -> Result<SelectionDecision> {
+        if self.triggered(host) {
+            panic!("fault-trap: deliberate panic")
+        }
+        Ok(SelectionDecision { rule_sets: Some(vec!["fault-trap-set".into()]), host_rules: None })
     }
 }
 
 impl Triage for Trap {
-    fn triage(&self, _batch: &EventBatch) -> Result<Verdicts> {
-        panic!("fault-trap: triage")
+    fn triage(&self, batch: &EventBatch) -> Result<Verdicts> {
+        if self.triggered(&batch.host) {
+            panic!("fault-trap: deliberate panic")
+        }
+        let verdicts = batch
+            .events
+            .iter()
+            .map(|e| Verdict { action: Some(Action::Keep), labels: vec!["fault-trap".into()], ..Verdict::on(e.id) })
+            .collect();
+        Ok(Verdicts { verdicts })
     }
 }
 
