@@ -88,6 +88,11 @@ impl PluginsConfig {
         self.plugin.get(name).map(|p| p.mode).unwrap_or_default()
     }
 
+    /// The plugin's failure policy.
+    pub fn on_failure_for(&self, name: &str) -> OnFailure {
+        self.plugin.get(name).map(|p| p.on_failure).unwrap_or_default()
+    }
+
     pub(crate) fn worker_count(&self) -> usize {
         if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map_or(2, |n| n.get()).min(8) }
     }
@@ -105,6 +110,20 @@ pub struct PluginConfig {
     pub limits: Option<Limits>,
     /// `configure` fallback for this plugin (else the global one).
     pub fallback_configure: Option<ConfigDecision>,
+    /// What a fault of this plugin does to a `configure`/`select-rules` answer.
+    pub on_failure: OnFailure,
+}
+
+/// Failure policy of a plugin for the synchronous hooks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Fail static: the host's last good decision from this plugin, else the fallback.
+    #[default]
+    Static,
+    /// Set [`Decided::reject`](crate::Decided::reject): the server answers the stage with 503
+    /// so the client keeps its current state and retries at its next sync.
+    Reject,
 }
 
 /// Whether a plugin's decisions are applied.
@@ -161,4 +180,34 @@ pub struct Fallback {
     pub configure: Option<ConfigDecision>,
     /// Used in place of a failed plugin's `select-rules` output.
     pub select_rules: Option<SelectionDecision>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embeds_in_toml() {
+        let c: PluginsConfig = toml::from_str(
+            r#"
+            dir = "/var/lib/dasher/plugins"
+            order = ["staged-rollout"]
+            [plugin.staged-rollout]
+            mode = "shadow"
+            settings = { lockdown_after_days = 14, lockdown_groups = ["it"] }
+            [plugin.staged-rollout.limits]
+            deadline_ms = 20
+            [fallback.configure]
+            client_mode = "LOCKDOWN"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.mode_for("staged-rollout"), Mode::Shadow);
+        assert_eq!(c.settings_json("staged-rollout"), r#"{"lockdown_after_days":14,"lockdown_groups":["it"]}"#);
+        assert_eq!(c.settings_json("other"), "{}");
+        assert_eq!(c.limits_for("staged-rollout").deadline_ms, 20);
+        assert_eq!(c.limits_for("other"), Limits::default());
+        assert!(c.fallback.configure.unwrap().client_mode.is_some());
+        assert!(toml::from_str::<PluginsConfig>("dirr = 1").is_err(), "typos are errors");
+    }
 }

@@ -39,7 +39,7 @@ mod stats;
 pub mod tools;
 mod watch;
 
-pub use config::{Fallback, Limits, Mode, PluginConfig, PluginsConfig};
+pub use config::{Fallback, Limits, Mode, OnFailure, PluginConfig, PluginsConfig};
 pub use convert::event_facts;
 pub use error::{Fault, LoadError, PolicyError};
 pub use kv::{KvBackend, KvError, MemoryKv};

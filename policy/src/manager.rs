@@ -7,7 +7,7 @@
 //! snapshot from start to end (in-flight calls finish on the old generation); a file that
 //! fails to load never replaces a loaded plugin.
 
-use crate::config::{Mode, PluginsConfig};
+use crate::config::{Mode, OnFailure, PluginsConfig};
 use crate::convert::event_facts;
 use crate::error::{Fault, LoadError, PolicyError};
 use crate::exec::Executor;
@@ -51,6 +51,9 @@ pub struct Decided<T> {
     /// [`Source::NoOpinion`] must not be used to remove rules: keep the host's acknowledged
     /// selection. For `triage`, the batch may be retried later.
     pub degraded: bool,
+    /// True if an enforcing plugin with `on_failure = "reject"` failed: answer the stage with
+    /// 503 (the client keeps its state and retries) instead of using `value`.
+    pub reject: bool,
 }
 
 /// One enforcing plugin's part in a decision.
@@ -412,7 +415,14 @@ impl Inner {
         T: DeserializeOwned + Serialize + Default,
     {
         let set = self.set.load_full();
-        let mut out = Decided { value: T::default(), made_by: vec![], faults: vec![], shadow: vec![], degraded: false };
+        let mut out = Decided {
+            value: T::default(),
+            made_by: vec![],
+            faults: vec![],
+            shadow: vec![],
+            degraded: false,
+            reject: false,
+        };
         let mut shadow_values: Vec<(Arc<LoadedPlugin>, Option<serde_json::Value>)> = vec![];
         for p in set.plugins.iter().filter(|p| p.meta.has(hook)) {
             let result = if overloaded {
@@ -455,6 +465,9 @@ impl Inner {
             }
             if source != Source::Live {
                 out.degraded = true;
+                if hook != Hook::Triage && self.config.on_failure_for(&p.meta.name) == OnFailure::Reject {
+                    out.reject = true;
+                }
             }
             if let Some(v) = value {
                 out.value = merge(&out.value, &v);

@@ -12,5 +12,6 @@ pub mod domain;
 #[doc(hidden)]
 pub mod guest;
 pub mod plugin;
+pub mod plugin_schema;
 pub mod version;
 pub mod wire;

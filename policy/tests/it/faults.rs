@@ -90,6 +90,16 @@ async fn invalid_output_is_rejected() {
 }
 
 #[tokio::test]
+async fn on_failure_reject_asks_for_a_503() {
+    let dir = plugin_dir(&["fault-trap", "staged-rollout"]);
+    let mut cfg = config(dir.path(), &[]);
+    cfg.plugin.entry("fault-trap".into()).or_default().on_failure = dasher_policy::OnFailure::Reject;
+    let (m, _) = start(cfg);
+    assert!(m.configure(&faulty(&host("h"))).await.reject);
+    assert!(!m.configure(&host("h")).await.reject);
+}
+
+#[tokio::test]
 async fn a_plugin_failing_its_smoke_test_is_not_loaded() {
     let dir = plugin_dir(&["fault-trap", "staged-rollout"]);
     let (m, _) = start(config(dir.path(), &[("fault-trap", json!({"when_tag": "*"}))]));
