@@ -22,7 +22,13 @@ fn main() -> ExitCode {
                 _ => return usage(),
             };
             tools::build(dir.as_ref(), out.as_deref(), &tools::BuildOptions::default()).map(|r| {
-                println!("{} ({} bytes, core module {} bytes)\nsha256 {}", r.component.display(), r.component_bytes, r.core_bytes, r.hash);
+                println!(
+                    "{} ({} bytes, core module {} bytes)\nsha256 {}",
+                    r.component.display(),
+                    r.component_bytes,
+                    r.core_bytes,
+                    r.hash
+                );
                 true
             })
         }
@@ -51,6 +57,8 @@ fn main() -> ExitCode {
 }
 
 fn usage() -> ExitCode {
-    eprintln!("usage: plugin build <crate dir> [-o FILE] | inspect <file> | test <file> <fixtures> | install <file> <dir>");
+    eprintln!(
+        "usage: plugin build <crate dir> [-o FILE] | inspect <file> | test <file> <fixtures> | install <file> <dir>"
+    );
     ExitCode::from(2)
 }
