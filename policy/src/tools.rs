@@ -487,3 +487,69 @@ fn subset(expect: &serde_json::Value, actual: &serde_json::Value, path: &str) ->
         _ => Err(format!("{path}: expected {expect}, got {actual}")),
     }
 }
+
+/// One host of a [`replay`].
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ReplayHost {
+    /// The host.
+    pub machine_id: String,
+    /// What the candidate decided (JSON), or its fault.
+    pub candidate: Result<serde_json::Value, String>,
+    /// True if the candidate has an opinion that the applied decision does not share.
+    pub differs: bool,
+}
+
+/// Runs a candidate plugin's `configure` or `select-rules` over recorded hosts (e.g. every
+/// host in the store) next to the decisions applied to them today, to see what a new policy
+/// would change before deploying it (or before promoting it from shadow mode). Uses the
+/// production limits and a scratch kv; `applied[i]` belongs to `hosts[i]`.
+pub fn replay(
+    component: &Path,
+    settings_json: &str,
+    hook: Hook,
+    hosts: &[dasher_sdk::domain::HostFacts],
+    applied: &[serde_json::Value],
+) -> Result<Vec<ReplayHost>, PolicyError> {
+    if !matches!(hook, Hook::Configure | Hook::SelectRules) {
+        return Err(tool_err("replay supports configure and select-rules"));
+    }
+    let bytes = std::fs::read(component)
+        .map_err(|e| PolicyError::Load(LoadError::Io(format!("{}: {e}", component.display()))))?;
+    let limits = Limits::default();
+    let runtime = Runtime::new(limits.memory_bytes, 16).map_err(PolicyError::Engine)?;
+    let compiled = runtime.compile(&bytes, &limits)?;
+    if !compiled.meta.has(hook) {
+        return Err(tool_err(format!("{} does not declare {hook}", compiled.meta.name)));
+    }
+    let kv: Arc<dyn KvBackend> = Arc::new(MemoryKv::new());
+    let plugin = LoadedPlugin::init(
+        compiled,
+        component.to_path_buf(),
+        settings_json.to_owned(),
+        Mode::Shadow,
+        limits,
+        Arc::clone(&kv),
+    )?;
+    let mut out = Vec::with_capacity(hosts.len());
+    for (i, host) in hosts.iter().enumerate() {
+        let input = serde_json::to_string(host).map_err(|e| tool_err(e.to_string()))?;
+        let candidate = plugin.call(hook, &input, &kv).map_err(|f| f.to_string()).and_then(|o| {
+            let strict = match hook {
+                Hook::Configure => serde_json::from_str::<ConfigDecision>(&o.json).map(|_| ()),
+                _ => serde_json::from_str::<SelectionDecision>(&o.json).map(|_| ()),
+            };
+            strict.map_err(|e| format!("invalid output: {e}"))?;
+            serde_json::from_str::<serde_json::Value>(&o.json).map_err(|e| e.to_string())
+        });
+        let applied = applied.get(i).cloned().unwrap_or(serde_json::Value::Null);
+        let differs = match (&candidate, &applied) {
+            (Ok(serde_json::Value::Object(c)), serde_json::Value::Object(a)) => {
+                c.iter().any(|(k, v)| a.get(k) != Some(v))
+            }
+            (Ok(c), a) => c.as_object().is_some_and(|o| !o.is_empty()) && c != a,
+            (Err(_), _) => true,
+        };
+        out.push(ReplayHost { machine_id: host.machine_id.clone(), candidate, differs });
+    }
+    Ok(out)
+}

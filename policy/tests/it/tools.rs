@@ -48,3 +48,23 @@ fn test_reports_failing_cases() {
     assert!(!report.passed());
     assert!(report.cases[0].failure.as_ref().unwrap().contains("client_mode"), "{report}");
 }
+
+#[test]
+fn replay_shows_what_a_candidate_would_change() {
+    let dir = plugin_dir(&["staged-rollout"]);
+    let mut old = host("old");
+    old.now_unix += 30 * 86_400;
+    let hosts = vec![host("new"), old];
+    let applied = vec![serde_json::json!({"client_mode": "MONITOR"}), serde_json::json!({"client_mode": "MONITOR"})];
+    let r = tools::replay(
+        &dir.path().join("staged-rollout.wasm"),
+        r#"{"lockdown_after_days": 14}"#,
+        Hook::Configure,
+        &hosts,
+        &applied,
+    )
+    .unwrap();
+    assert!(!r[0].differs, "{r:?}");
+    assert!(r[1].differs);
+    assert_eq!(r[1].candidate.as_ref().unwrap()["client_mode"], "LOCKDOWN");
+}
