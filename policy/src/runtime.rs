@@ -130,12 +130,20 @@ impl wit_host::Host for HostState {
 pub(crate) struct Runtime {
     engine: Engine,
     linker: Arc<Linker<HostState>>,
+    /// Fuel metering, for the test harness's instruction counts only (it costs 13–42 % per
+    /// call, so production relies on epochs).
+    fuel: bool,
 }
 
 impl Runtime {
     /// Creates the engine. `max_memory_bytes` bounds every plugin's memory limit;
     /// `max_instances` sizes the pooling allocator.
     pub(crate) fn new(max_memory_bytes: usize, max_instances: u32) -> Result<Runtime, String> {
+        Self::with_fuel(max_memory_bytes, max_instances, false)
+    }
+
+    /// Like [`new`](Self::new), with fuel metering when `fuel` (test harness).
+    pub(crate) fn with_fuel(max_memory_bytes: usize, max_instances: u32, fuel: bool) -> Result<Runtime, String> {
         let mut pool = PoolingAllocationConfig::default();
         pool.total_component_instances(max_instances)
             .total_core_instances(max_instances * 4)
@@ -147,6 +155,7 @@ impl Runtime {
             .wasm_component_model(true)
             .epoch_interruption(true)
             .parallel_compilation(true)
+            .consume_fuel(fuel)
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
         let mut linker = Linker::<HostState>::new(&engine);
@@ -162,7 +171,7 @@ impl Runtime {
                 }
             })
             .map_err(|e| e.to_string())?;
-        Ok(Runtime { engine, linker: Arc::new(linker) })
+        Ok(Runtime { engine, linker: Arc::new(linker), fuel })
     }
 
     /// Metadata check, compile and type check: everything before running guest code.
@@ -205,6 +214,8 @@ pub(crate) struct CallOutput {
     pub(crate) json: String,
     pub(crate) elapsed: Duration,
     pub(crate) peak_memory_bytes: usize,
+    /// Fuel consumed (≈ wasm instructions), when the runtime meters fuel.
+    pub(crate) instructions: Option<u64>,
 }
 
 /// One plugin generation: compiled, initialised with its settings, smoke-tested.
@@ -301,6 +312,9 @@ impl LoadedPlugin {
         store.limiter(|s| s);
         store.epoch_deadline_trap();
         store.set_epoch_deadline(ticks(self.limits.init_deadline_ms));
+        if self.runtime.fuel {
+            store.set_fuel(u64::MAX).map_err(|e| Fault::Trap(format!("{e:#}")))?;
+        }
         let bindings = self.pre.instantiate(&mut store).map_err(|e| classify(&store, e))?;
         match bindings.dasher_plugin_hooks().call_init(&mut store, &self.settings_json) {
             Ok(Ok(())) => Ok(Instance { store, bindings }),
@@ -331,6 +345,7 @@ impl LoadedPlugin {
             s.hit_memory_limit = false;
         }
         inst.store.set_epoch_deadline(ticks(deadline_ms));
+        let fuel_before = inst.store.get_fuel().ok();
         let hooks = inst.bindings.dasher_plugin_hooks();
         let result = match hook {
             Hook::Configure => hooks.call_configure(&mut inst.store, input),
@@ -351,6 +366,10 @@ impl LoadedPlugin {
                 json,
                 elapsed,
                 peak_memory_bytes: inst.store.data().peak_memory.min(inst.store.data().memory_cap),
+                instructions: match (fuel_before, inst.store.get_fuel().ok()) {
+                    (Some(before), Some(after)) if self.runtime.fuel => Some(before - after),
+                    _ => None,
+                },
             }),
         };
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());

@@ -288,6 +288,8 @@ pub struct CaseReport {
     pub peak_memory_bytes: usize,
     /// Output size.
     pub output_bytes: usize,
+    /// Wasm instructions executed by the call (fuel; harness only).
+    pub instructions: u64,
 }
 
 /// What [`test`] reports.
@@ -324,9 +326,10 @@ impl std::fmt::Display for TestReport {
             let name = c.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
             writeln!(
                 f,
-                "{} {name}: {} µs, {} KiB memory, {} bytes out",
+                "{} {name}: {} µs, {} instructions, {} KiB memory, {} bytes out",
                 if c.passed { "ok  " } else { "FAIL" },
                 c.time_us,
+                c.instructions,
                 c.peak_memory_bytes >> 10,
                 c.output_bytes
             )?;
@@ -346,7 +349,7 @@ pub fn test(component: &Path, fixtures_dir: &Path) -> Result<TestReport, PolicyE
     let bytes = std::fs::read(component)
         .map_err(|e| PolicyError::Load(LoadError::Io(format!("{}: {e}", component.display()))))?;
     let limits = Limits::default();
-    let runtime = Runtime::new(limits.memory_bytes, 16).map_err(PolicyError::Engine)?;
+    let runtime = Runtime::with_fuel(limits.memory_bytes, 16, true).map_err(PolicyError::Engine)?;
     let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures_dir)
         .map_err(|e| tool_err(format!("cannot read {}: {e}", fixtures_dir.display())))?
         .filter_map(|e| e.ok().map(|e| e.path()))
@@ -370,6 +373,7 @@ fn run_case(runtime: &Runtime, bytes: &[u8], limits: &Limits, file: &Path) -> Ca
         time_us: 0,
         peak_memory_bytes: 0,
         output_bytes: 0,
+        instructions: 0,
     };
     let case: Case = match std::fs::read(file)
         .map_err(|e| e.to_string())
@@ -442,6 +446,7 @@ fn run_case(runtime: &Runtime, bytes: &[u8], limits: &Limits, file: &Path) -> Ca
             report.time_us = out.elapsed.as_micros() as u64;
             report.peak_memory_bytes = out.peak_memory_bytes;
             report.output_bytes = out.json.len();
+            report.instructions = out.instructions.unwrap_or(0);
             report.output = out.json;
             if case.expect_error {
                 report.failure = Some("call succeeded but an error was expected".into());
