@@ -210,7 +210,7 @@ pub struct PluginManager {
 }
 
 pub(crate) struct Inner {
-    config: PluginsConfig,
+    config: ArcSwap<PluginsConfig>,
     runtime: Runtime,
     kv: Arc<dyn KvBackend>,
     set: ArcSwap<PluginSet>,
@@ -248,7 +248,7 @@ impl PluginManager {
         let inner = Arc::new(Inner {
             executor: Executor::new(config.worker_count(), config.queue_capacity),
             last_good: LastGood { kv: Arc::clone(&kv), cache: Mutex::new(HashMap::new()) },
-            config,
+            config: ArcSwap::from_pointee(config),
             runtime,
             kv,
             set: ArcSwap::from_pointee(PluginSet::default()),
@@ -257,16 +257,17 @@ impl PluginManager {
             load_errors: Mutex::new(BTreeMap::new()),
         });
         inner.reload_blocking();
-        if inner.config.watch {
-            crate::watch::spawn(Arc::downgrade(&inner), inner.config.dir.clone(), inner.config.debounce_ms)
-                .map_err(|message| PolicyError::Dir { dir: inner.config.dir.display().to_string(), message })?;
+        let cfg = inner.cfg();
+        if cfg.watch {
+            crate::watch::spawn(Arc::downgrade(&inner), cfg.dir.clone(), cfg.debounce_ms)
+                .map_err(|message| PolicyError::Dir { dir: cfg.dir.display().to_string(), message })?;
         }
         Ok(PluginManager { inner })
     }
 
     /// The configuration it runs with.
-    pub fn config(&self) -> &PluginsConfig {
-        &self.inner.config
+    pub fn config(&self) -> Arc<PluginsConfig> {
+        self.inner.cfg()
     }
 
     /// The active plugin set (a snapshot).
@@ -319,7 +320,7 @@ impl PluginManager {
             Ok(r) => r,
             Err(e) => ReloadReport {
                 errors: vec![LoadFailure {
-                    file: self.inner.config.dir.clone(),
+                    file: self.inner.cfg().dir.clone(),
                     plugin: None,
                     error: e.to_string(),
                     at_unix: now_unix(),
@@ -334,6 +335,21 @@ impl PluginManager {
         self.inner.reload_blocking()
     }
 
+    /// Applies a changed configuration (settings, modes, limits, order, fallbacks) through
+    /// the load pipeline: plugins whose settings, mode or limits changed are re-initialised
+    /// and smoke-tested; one that fails keeps its previous generation and settings serving
+    /// and is reported. `dir`, `watch`, `workers` and `queue_capacity` need a restart and
+    /// are kept from the running configuration.
+    pub async fn update_config(&self, mut config: PluginsConfig) -> ReloadReport {
+        let old = self.inner.cfg();
+        config.dir = old.dir.clone();
+        config.watch = old.watch;
+        config.workers = old.workers;
+        config.queue_capacity = old.queue_capacity;
+        self.inner.config.store(Arc::new(config));
+        self.reload().await
+    }
+
     /// Re-activates the previous kept generation of `name`. The file on disk is ignored until
     /// its content changes. Returns `(from, to)` generations.
     pub fn rollback(&self, name: &str) -> Result<(String, String), PolicyError> {
@@ -342,6 +358,10 @@ impl PluginManager {
 }
 
 impl Inner {
+    fn cfg(&self) -> Arc<PluginsConfig> {
+        self.config.load_full()
+    }
+
     fn configure(&self, host: &HostFacts, overloaded: bool) -> Decided<ConfigDecision> {
         let input = serde_json::to_string(host).unwrap_or_default();
         self.run_chain(
@@ -351,11 +371,11 @@ impl Inner {
             overloaded,
             merge_config,
             |p| {
-                self.config
+                self.cfg()
                     .plugin
                     .get(&p.meta.name)
                     .and_then(|c| c.fallback_configure.clone())
-                    .or_else(|| self.config.fallback.configure.clone())
+                    .or_else(|| self.cfg().fallback.configure.clone())
             },
             |_| Ok(()),
         )
@@ -369,7 +389,7 @@ impl Inner {
             &host.machine_id,
             overloaded,
             merge_selection,
-            |_| self.config.fallback.select_rules.clone(),
+            |_| self.cfg().fallback.select_rules.clone(),
             |_| Ok(()),
         )
     }
@@ -465,7 +485,7 @@ impl Inner {
             }
             if source != Source::Live {
                 out.degraded = true;
-                if hook != Hook::Triage && self.config.on_failure_for(&p.meta.name) == OnFailure::Reject {
+                if hook != Hook::Triage && self.cfg().on_failure_for(&p.meta.name) == OnFailure::Reject {
                     out.reject = true;
                 }
             }
@@ -513,8 +533,9 @@ impl Inner {
             return;
         }
         tracing::warn!(plugin = %p.meta.name, generation = %&p.hash[..12], hook = %hook, kind = fault.kind(), "plugin fault: {fault}");
-        if p.stats.record_fault(fault.kind(), format!("{hook}: {fault}"), self.config.degrade_after_faults) {
-            tracing::warn!(plugin = %p.meta.name, "plugin degraded after {} consecutive faults; skipped for a backoff", self.config.degrade_after_faults);
+        let degrade_after = self.cfg().degrade_after_faults;
+        if p.stats.record_fault(fault.kind(), format!("{hook}: {fault}"), degrade_after) {
+            tracing::warn!(plugin = %p.meta.name, "plugin degraded after {degrade_after} consecutive faults; skipped for a backoff");
         }
     }
 
@@ -562,13 +583,14 @@ impl Inner {
     /// Metadata check → compile → type check → init → smoke test.
     fn load(&self, path: &Path, bytes: &[u8]) -> Result<LoadedPlugin, LoadError> {
         let name = meta::read_metadata(bytes)?.name;
-        let limits = self.config.limits_for(&name);
+        let cfg = self.cfg();
+        let limits = cfg.limits_for(&name);
         let compiled = self.runtime.compile(bytes, &limits)?;
         let plugin = LoadedPlugin::init(
             compiled,
             path.to_path_buf(),
-            self.config.settings_json(&name),
-            self.config.mode_for(&name),
+            cfg.settings_json(&name),
+            cfg.mode_for(&name),
             limits,
             Arc::clone(&self.kv),
         )?;
@@ -580,15 +602,11 @@ impl Inner {
         let mut state = self.reload_lock.lock().unwrap_or_else(|e| e.into_inner());
         let current = self.set.load_full();
         let mut report = ReloadReport::default();
-        let files = match list_components(&self.config.dir) {
+        let cfg = self.cfg();
+        let files = match list_components(&cfg.dir) {
             Ok(f) => f,
             Err(e) => {
-                report.errors.push(LoadFailure {
-                    file: self.config.dir.clone(),
-                    plugin: None,
-                    error: e,
-                    at_unix: now_unix(),
-                });
+                report.errors.push(LoadFailure { file: cfg.dir.clone(), plugin: None, error: e, at_unix: now_unix() });
                 return report;
             }
         };
@@ -613,7 +631,12 @@ impl Inner {
                 }
             };
             let hash = content_hash(&bytes);
-            if let Some(p) = current.plugins.iter().find(|p| p.hash == hash) {
+            let configured_as_now = |p: &LoadedPlugin| {
+                p.settings_json() == cfg.settings_json(&p.meta.name)
+                    && p.mode == cfg.mode_for(&p.meta.name)
+                    && p.limits == cfg.limits_for(&p.meta.name)
+            };
+            if let Some(p) = current.plugins.iter().find(|p| p.hash == hash && configured_as_now(p)) {
                 keep(&mut next, p);
                 report.unchanged.push(p.meta.name.clone());
                 self.clear_error(&path);
@@ -663,7 +686,7 @@ impl Inner {
         }
         // Plugins whose file disappeared: unloaded once missing for longer than the grace
         // window, so a build tool's remove-then-create causes no gap.
-        let grace = Duration::from_millis(self.config.debounce_ms.max(1) * 2);
+        let grace = Duration::from_millis(cfg.debounce_ms.max(1) * 2);
         for p in &current.plugins {
             if seen.contains(&p.file) || next.iter().any(|n| n.meta.name == p.meta.name) {
                 continue;
@@ -677,7 +700,7 @@ impl Inner {
                 report.unloaded.push(p.meta.name.clone());
             }
         }
-        self.order(&mut next);
+        self.order(&mut next, &cfg);
         let changed =
             next.len() != current.plugins.len() || next.iter().zip(&current.plugins).any(|(a, b)| !Arc::ptr_eq(a, b));
         if changed {
@@ -692,8 +715,8 @@ impl Inner {
         !self.reload_lock.lock().unwrap_or_else(|e| e.into_inner()).missing_since.is_empty()
     }
 
-    fn order(&self, plugins: &mut [Arc<LoadedPlugin>]) {
-        let rank = |name: &str| self.config.order.iter().position(|n| n == name).unwrap_or(usize::MAX);
+    fn order(&self, plugins: &mut [Arc<LoadedPlugin>], cfg: &PluginsConfig) {
+        let rank = |name: &str| cfg.order.iter().position(|n| n == name).unwrap_or(usize::MAX);
         plugins.sort_by(|a, b| rank(&a.meta.name).cmp(&rank(&b.meta.name)).then_with(|| a.meta.name.cmp(&b.meta.name)));
     }
 

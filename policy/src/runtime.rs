@@ -290,6 +290,11 @@ impl LoadedPlugin {
         &self.meta
     }
 
+    /// The settings JSON it was initialised with.
+    pub fn settings_json(&self) -> &str {
+        &self.settings_json
+    }
+
     fn new_instance(&self, kv: &Arc<dyn KvBackend>) -> Result<Instance, Fault> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(self.limits.memory_bytes)

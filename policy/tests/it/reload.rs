@@ -141,3 +141,24 @@ async fn the_watcher_picks_up_installs() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn settings_changes_go_through_the_load_pipeline() {
+    let dir = plugin_dir(&["staged-rollout"]);
+    let (m, _) = start(config(dir.path(), &[]));
+    let mut lab = host("x");
+    lab.hostname = "lab-1".into();
+    assert_eq!(m.configure(&lab).await.value.client_mode, Some(ClientMode::Monitor));
+    let report = m
+        .update_config(config(dir.path(), &[("staged-rollout", serde_json::json!({"lockdown_hostnames": ["lab-*"]}))]))
+        .await;
+    assert!(report.swapped, "{report:?}");
+    assert_eq!(m.configure(&lab).await.value.client_mode, Some(ClientMode::Lockdown));
+    // Settings the plugin rejects keep the running generation and its settings.
+    let report = m
+        .update_config(config(dir.path(), &[("staged-rollout", serde_json::json!({"lockdown_after_days": -1}))]))
+        .await;
+    assert!(!report.swapped && report.errors.len() == 1, "{report:?}");
+    assert_eq!(m.configure(&lab).await.value.client_mode, Some(ClientMode::Lockdown));
+    assert!(m.status().plugins[0].last_load_error.is_some());
+}
