@@ -14,9 +14,15 @@
 //! - [`Store::get_rule`]/[`Store::scan_rules`] at version `v` are repeatable while `v ≥`
 //!   [`Store::history_floor`] (history before the floor may be compacted).
 
+pub mod conformance;
+pub mod kv;
+pub mod kvstore;
 pub mod model;
+mod spec;
 
+pub use kvstore::KvStore;
 pub use model::*;
+pub use spec::{BadStoreSpec, StoreSpec, open};
 
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};
@@ -95,6 +101,10 @@ pub trait Store: Send + Sync + 'static {
     async fn scan_changes(&self, after: ChangePos, upto: u64, limit: usize) -> Result<Vec<ChangeEntry>>;
     /// Every rule set that has ever held a rule, with its live rule count at the head.
     async fn rule_sets(&self) -> Result<Vec<RuleSetInfo>>;
+    /// Drops rule history that no reader at `keep_from` or later needs and raises
+    /// [`Store::history_floor`] to `keep_from` (no-op if already there). Returns how many
+    /// stored entries were removed. `keep_from` above the head is [`StoreError::VersionInFuture`].
+    async fn compact_history(&self, keep_from: u64) -> Result<u64>;
 
     // ---- events ------------------------------------------------------------------------
 

@@ -1,0 +1,258 @@
+//! Events: the body once under `ep id`, small index keys pointing at the id.
+//!
+//! Owns: the event id sequence (`m:eseq`), the event counter (`m:ecnt`), the dedupe index
+//! `ed machine dedupe_key` → id, and the secondary indexes `em`/`es`/`eb`/`ex` (machine,
+//! file SHA-256, bundle hash, decision; `value id` → empty) and `er received id` (time).
+//! Queries walk the most selective index newest-first and fetch bodies by id.
+//!
+//! Must never: store an event body twice, let an index outlive its event, or scan every
+//! event when a machine / hash / decision filter is given.
+
+use super::hosts::decode;
+use super::keys::{self, EVENT, EVENT_BY_BUNDLE, EVENT_BY_DECISION, EVENT_BY_MACHINE, EVENT_BY_RECEIVED};
+use super::keys::{EVENT_BY_SHA256, EVENT_DEDUPE, META_EVENT_COUNT, META_EVENT_SEQ};
+use super::writer::Txn;
+use crate::kv::{Direction, KvEngine};
+use crate::{EventFilter, EventRecord, InsertOutcome, NewEvent, Result};
+use serde::{Deserialize, Serialize};
+use std::ops::Bound;
+
+/// Keys deleted per commit while pruning.
+const PRUNE_STEP_EVENTS: usize = 5_000;
+
+#[derive(Serialize)]
+struct StoredRef<'a> {
+    machine_id: &'a str,
+    #[serde(flatten)]
+    event: &'a NewEvent,
+}
+
+#[derive(Deserialize)]
+struct Stored {
+    machine_id: String,
+    #[serde(flatten)]
+    event: NewEvent,
+}
+
+fn dedupe_key(machine_id: &str, dedupe: &str) -> Vec<u8> {
+    let mut k = keys::event_index_prefix(EVENT_DEDUPE, machine_id);
+    k.extend_from_slice(dedupe.as_bytes());
+    k
+}
+
+fn received_key(received_at_unix: i64, id: u64) -> Vec<u8> {
+    let mut k = EVENT_BY_RECEIVED.to_vec();
+    k.extend_from_slice(&keys::i64_sortable(received_at_unix));
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// Every index key of an event (empty hashes are not indexed).
+fn index_keys(id: u64, machine_id: &str, e: &NewEvent) -> Vec<Vec<u8>> {
+    let mut out = Vec::with_capacity(6);
+    let mut idx = |prefix: &[u8], value: &str| {
+        let mut k = keys::event_index_prefix(prefix, value);
+        k.extend_from_slice(&id.to_be_bytes());
+        out.push(k);
+    };
+    idx(EVENT_BY_MACHINE, machine_id);
+    if !e.file_sha256.is_empty() {
+        idx(EVENT_BY_SHA256, &e.file_sha256);
+    }
+    if !e.file_bundle_hash.is_empty() {
+        idx(EVENT_BY_BUNDLE, &e.file_bundle_hash);
+    }
+    idx(EVENT_BY_DECISION, &e.decision);
+    out.push(received_key(e.received_at_unix, id));
+    out
+}
+
+pub(super) fn insert<E: KvEngine>(
+    txn: &mut Txn<'_, E>,
+    machine_id: &str,
+    events: &[NewEvent],
+) -> Result<InsertOutcome> {
+    let mut outcome = InsertOutcome::default();
+    let mut seq = txn.get_u64(META_EVENT_SEQ)?;
+    let count = txn.get_u64(META_EVENT_COUNT)?;
+    for e in events {
+        let dk = dedupe_key(machine_id, &e.dedupe_key);
+        if txn.get(&dk)?.is_some() {
+            outcome.duplicates += 1;
+            continue;
+        }
+        seq += 1;
+        let body = serde_json::to_vec(&StoredRef { machine_id, event: e }).expect("events serialise to JSON");
+        txn.put(keys::event_key(seq), body);
+        txn.put(dk, seq.to_be_bytes().to_vec());
+        for k in index_keys(seq, machine_id, e) {
+            txn.put(k, Vec::new());
+        }
+        outcome.stored += 1;
+    }
+    if outcome.stored > 0 {
+        txn.put_u64(META_EVENT_SEQ, seq);
+        txn.put_u64(META_EVENT_COUNT, count + u64::from(outcome.stored));
+    }
+    Ok(outcome)
+}
+
+fn load<E: KvEngine>(engine: &E, id: u64) -> Result<Option<EventRecord>> {
+    let k = keys::event_key(id);
+    match engine.get(&k)? {
+        Some(v) => {
+            let s: Stored = decode(&k, &v)?;
+            Ok(Some(EventRecord { id, machine_id: s.machine_id, event: s.event }))
+        }
+        None => Ok(None),
+    }
+}
+
+fn matches(f: &EventFilter, r: &EventRecord) -> bool {
+    f.machine_id.as_ref().is_none_or(|m| *m == r.machine_id)
+        && f.file_sha256.as_ref().is_none_or(|h| *h == r.event.file_sha256)
+        && f.file_bundle_hash.as_ref().is_none_or(|h| *h == r.event.file_bundle_hash)
+        && f.decision.as_ref().is_none_or(|d| *d == r.event.decision)
+        && f.since_unix.is_none_or(|s| r.event.received_at_unix >= s)
+        && f.before_id.is_none_or(|b| r.id < b)
+}
+
+pub(super) fn query<E: KvEngine>(engine: &E, f: &EventFilter) -> Result<Vec<EventRecord>> {
+    let mut out = Vec::new();
+    if f.limit == 0 || f.before_id == Some(0) {
+        return Ok(out);
+    }
+    // Most selective first.
+    let index = [
+        (EVENT_BY_SHA256, &f.file_sha256),
+        (EVENT_BY_BUNDLE, &f.file_bundle_hash),
+        (EVENT_BY_MACHINE, &f.machine_id),
+        (EVENT_BY_DECISION, &f.decision),
+    ]
+    .into_iter()
+    .find_map(|(p, v)| v.as_ref().map(|v| keys::event_index_prefix(p, v)));
+    let mut error = None;
+    let mut visit_id = |id: u64, out: &mut Vec<EventRecord>| -> bool {
+        match load(engine, id) {
+            Ok(Some(r)) if matches(f, &r) => out.push(r),
+            Ok(_) => {}
+            Err(e) => {
+                error = Some(e);
+                return false;
+            }
+        }
+        out.len() < f.limit
+    };
+    if let Some(prefix) = index {
+        let end = match f.before_id {
+            Some(b) => keys::key(&prefix, &b.to_be_bytes()),
+            None => keys::prefix_end(&prefix).expect("escaped prefix has a successor"),
+        };
+        engine.scan((Bound::Included(&prefix), Bound::Excluded(&end)), Direction::Reverse, &mut |k, _| {
+            let id = keys::trailing_u64(k).unwrap_or(0);
+            visit_id(id, &mut out)
+        })?;
+    } else if let Some(since) = f.since_unix {
+        // Only a time filter: the ids received since then, newest id first.
+        let start = received_key(since, 0);
+        let end = keys::prefix_end(EVENT_BY_RECEIVED).expect("prefix has a successor");
+        let mut ids = Vec::new();
+        engine.scan((Bound::Included(&start), Bound::Excluded(&end)), Direction::Forward, &mut |k, _| {
+            if let Some(id) = keys::trailing_u64(k)
+                && f.before_id.is_none_or(|b| id < b)
+            {
+                ids.push(id);
+            }
+            true
+        })?;
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        for id in ids {
+            if !visit_id(id, &mut out) {
+                break;
+            }
+        }
+    } else {
+        let end = match f.before_id {
+            Some(b) => keys::event_key(b),
+            None => keys::prefix_end(EVENT).expect("prefix has a successor"),
+        };
+        engine.scan((Bound::Included(EVENT), Bound::Excluded(&end)), Direction::Reverse, &mut |k, _| {
+            let id = keys::trailing_u64(k).unwrap_or(0);
+            visit_id(id, &mut out)
+        })?;
+    }
+    match error {
+        Some(e) => Err(e),
+        None => Ok(out),
+    }
+}
+
+fn delete_event<E: KvEngine>(txn: &mut Txn<'_, E>, id: u64) -> Result<bool> {
+    let Some(r) = load(txn.engine(), id)? else { return Ok(false) };
+    txn.delete(keys::event_key(id));
+    txn.delete(dedupe_key(&r.machine_id, &r.event.dedupe_key));
+    for k in index_keys(id, &r.machine_id, &r.event) {
+        txn.delete(k);
+    }
+    let n = txn.get_u64(META_EVENT_COUNT)?;
+    txn.put_u64(META_EVENT_COUNT, n.saturating_sub(1));
+    Ok(true)
+}
+
+/// Exclusive writer job: deletes by age, then the oldest beyond `keep_max`, in steps.
+pub(super) fn prune<E: KvEngine>(txn: &mut Txn<'_, E>, before: Option<i64>, keep_max: Option<u64>) -> Result<u64> {
+    let mut deleted = 0u64;
+    if let Some(before) = before {
+        let end = received_key(before, 0);
+        loop {
+            let batch = txn.engine().scan_collect(
+                (Bound::Included(EVENT_BY_RECEIVED), Bound::Excluded(&end)),
+                Direction::Forward,
+                PRUNE_STEP_EVENTS,
+            )?;
+            if batch.is_empty() {
+                break;
+            }
+            for (k, _) in batch {
+                let id = keys::trailing_u64(&k).ok_or_else(|| keys::corrupt(&k, "short time index key"))?;
+                if delete_event(txn, id)? {
+                    deleted += 1;
+                } else {
+                    txn.delete(k); // dangling index entry
+                }
+            }
+            txn.commit_now()?;
+        }
+    }
+    if let Some(keep) = keep_max {
+        loop {
+            let count = txn.get_u64(META_EVENT_COUNT)?;
+            let excess = count.saturating_sub(keep);
+            if excess == 0 {
+                break;
+            }
+            let step = excess.min(PRUNE_STEP_EVENTS as u64) as usize;
+            let end = keys::prefix_end(EVENT).expect("prefix has a successor");
+            let batch =
+                txn.engine().scan_collect((Bound::Included(EVENT), Bound::Excluded(&end)), Direction::Forward, step)?;
+            if batch.is_empty() {
+                break;
+            }
+            for (k, _) in batch {
+                let id = keys::trailing_u64(&k).ok_or_else(|| keys::corrupt(&k, "short event key"))?;
+                if delete_event(txn, id)? {
+                    deleted += 1;
+                }
+            }
+            txn.commit_now()?;
+        }
+    }
+    Ok(deleted)
+}
+
+pub(super) fn count<E: KvEngine>(engine: &E) -> Result<u64> {
+    match engine.get(META_EVENT_COUNT)? {
+        Some(v) => keys::read_u64(META_EVENT_COUNT, &v),
+        None => Ok(0),
+    }
+}

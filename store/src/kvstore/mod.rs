@@ -1,0 +1,203 @@
+//! [`KvStore`]: the [`Store`] on any ordered key/value engine ([`KvEngine`]).
+//!
+//! Owns the mapping of the domain onto sorted byte keys (see [`keys`] for prefixes):
+//!
+//! | prefix | key | value |
+//! |---|---|---|
+//! | `m:` | `head`, `floor`, `eseq`, `ecnt`, `hcnt` | u64 big-endian counters |
+//! | `hr` `hi` `ht` `hc` `hs` | machine id | registry (empty), inventory, tags, clean flag (empty), sync state (JSON) |
+//! | `rh` | set · type · identifier · (MAX − version) | rule JSON; empty = tombstone |
+//! | `rl` | version · seq | set · type · identifier |
+//! | `rs` | set | live rules at head (u64) |
+//! | `ep` | event id | `{machine_id, …event}` JSON (the only copy of the body) |
+//! | `ed` | machine · dedupe key | event id |
+//! | `em` `es` `eb` `ex` | value · event id | empty (indexes) |
+//! | `er` | received time · event id | empty (index) |
+//! | `kv` | namespace · key | plugin value |
+//!
+//! Every write goes through the single writer thread ([`writer`]), which group-commits and
+//! answers after the batch is durable; reads run on tokio's blocking pool against the
+//! committed data. Must never write to the engine outside the writer or block an async
+//! worker on disk I/O.
+
+mod events;
+mod hosts;
+pub(crate) mod keys;
+mod rules;
+mod writer;
+
+pub use writer::{MAX_GROUP_BYTES, MAX_GROUP_JOBS, QUEUE_JOBS};
+
+use crate::kv::KvEngine;
+use crate::{
+    ChangeEntry, ChangePos, EventFilter, EventRecord, Host, HostInventory, HostSyncState, InsertOutcome, NewEvent,
+    Result, RuleChange, RuleSetInfo, Store, StoreError,
+};
+use async_trait::async_trait;
+use dasher_sdk::domain::{Rule, RuleKey};
+use std::sync::Arc;
+use writer::Writer;
+
+/// The [`Store`] over an ordered key/value engine.
+pub struct KvStore<E: KvEngine> {
+    engine: Arc<E>,
+    writer: Writer<E>,
+}
+
+impl<E: KvEngine> KvStore<E> {
+    /// Wraps `engine` and starts its writer thread.
+    pub fn new(engine: E) -> Result<Self> {
+        let engine = Arc::new(engine);
+        let writer = Writer::start(engine.clone())?;
+        Ok(KvStore { engine, writer })
+    }
+
+    /// Runs a read on the blocking pool.
+    async fn read<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&E) -> Result<R> + Send + 'static,
+    {
+        let engine = self.engine.clone();
+        tokio::task::spawn_blocking(move || f(&engine))
+            .await
+            .map_err(|e| StoreError::Engine(format!("store read task failed: {e}")))?
+    }
+}
+
+fn kv_key(namespace: &str, key: &str) -> Vec<u8> {
+    let mut k = keys::PLUGIN_KV.to_vec();
+    keys::push_str(&mut k, namespace);
+    k.extend_from_slice(key.as_bytes());
+    k
+}
+
+#[async_trait]
+impl<E: KvEngine> Store for KvStore<E> {
+    async fn put_host_inventory(&self, inventory: &HostInventory) -> Result<()> {
+        let inv = inventory.clone();
+        self.writer.submit(false, move |txn| hosts::put_inventory(txn, &inv)).await
+    }
+
+    async fn get_host(&self, machine_id: &str) -> Result<Option<Host>> {
+        let id = machine_id.to_owned();
+        self.read(move |e| hosts::get(e, &id)).await
+    }
+
+    async fn list_hosts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Host>> {
+        let after = after.map(str::to_owned);
+        self.read(move |e| hosts::list(e, after.as_deref(), limit)).await
+    }
+
+    async fn host_count(&self) -> Result<u64> {
+        hosts::count(&*self.engine)
+    }
+
+    async fn set_host_tags(&self, machine_id: &str, tags: &[String]) -> Result<()> {
+        let (id, tags) = (machine_id.to_owned(), tags.to_vec());
+        self.writer
+            .submit(false, move |txn| {
+                hosts::set_tags(txn, &id, &tags);
+                Ok(())
+            })
+            .await
+    }
+
+    async fn set_clean_requested(&self, machine_id: &str, requested: bool) -> Result<()> {
+        let id = machine_id.to_owned();
+        self.writer
+            .submit(false, move |txn| {
+                hosts::set_clean(txn, &id, requested);
+                Ok(())
+            })
+            .await
+    }
+
+    async fn put_sync_state(&self, machine_id: &str, state: &HostSyncState) -> Result<()> {
+        let (id, state) = (machine_id.to_owned(), state.clone());
+        self.writer
+            .submit(false, move |txn| {
+                hosts::put_sync(txn, &id, &state);
+                Ok(())
+            })
+            .await
+    }
+
+    async fn commit_rules(&self, changes: &[RuleChange]) -> Result<u64> {
+        let changes = changes.to_vec();
+        self.writer.submit(false, move |txn| rules::commit(txn, &changes)).await
+    }
+
+    async fn head_version(&self) -> Result<u64> {
+        rules::head(&*self.engine)
+    }
+
+    async fn history_floor(&self) -> Result<u64> {
+        rules::floor(&*self.engine)
+    }
+
+    async fn get_rule(&self, rule_set: &str, key: &RuleKey, at: u64) -> Result<Option<Rule>> {
+        let (set, key) = (rule_set.to_owned(), key.clone());
+        self.read(move |e| rules::get(e, &set, &key, at)).await
+    }
+
+    async fn scan_rules(&self, rule_set: &str, at: u64, after: Option<&RuleKey>, limit: usize) -> Result<Vec<Rule>> {
+        let (set, after) = (rule_set.to_owned(), after.cloned());
+        self.read(move |e| rules::scan(e, &set, at, after.as_ref(), limit)).await
+    }
+
+    async fn scan_changes(&self, after: ChangePos, upto: u64, limit: usize) -> Result<Vec<ChangeEntry>> {
+        self.read(move |e| rules::changes(e, after, upto, limit)).await
+    }
+
+    async fn rule_sets(&self) -> Result<Vec<RuleSetInfo>> {
+        self.read(|e| rules::sets(e)).await
+    }
+
+    async fn compact_history(&self, keep_from: u64) -> Result<u64> {
+        self.writer.submit(true, move |txn| rules::compact(txn, keep_from)).await
+    }
+
+    async fn insert_events(&self, machine_id: &str, events: &[NewEvent]) -> Result<InsertOutcome> {
+        let (id, events) = (machine_id.to_owned(), events.to_vec());
+        self.writer.submit(false, move |txn| events::insert(txn, &id, &events)).await
+    }
+
+    async fn query_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+        let filter = filter.clone();
+        self.read(move |e| events::query(e, &filter)).await
+    }
+
+    async fn prune_events(&self, received_before_unix: Option<i64>, keep_max: Option<u64>) -> Result<u64> {
+        self.writer.submit(true, move |txn| events::prune(txn, received_before_unix, keep_max)).await
+    }
+
+    async fn event_count(&self) -> Result<u64> {
+        events::count(&*self.engine)
+    }
+
+    async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let k = kv_key(namespace, key);
+        self.read(move |e| e.get(&k)).await
+    }
+
+    async fn kv_put(&self, namespace: &str, key: &str, value: &[u8]) -> Result<()> {
+        let (k, v) = (kv_key(namespace, key), value.to_vec());
+        self.writer
+            .submit(false, move |txn| {
+                txn.put(k, v);
+                Ok(())
+            })
+            .await
+    }
+
+    async fn kv_delete(&self, namespace: &str, key: &str) -> Result<()> {
+        let k = kv_key(namespace, key);
+        self.writer
+            .submit(false, move |txn| {
+                txn.delete(k);
+                Ok(())
+            })
+            .await
+    }
+}

@@ -1,0 +1,79 @@
+//! Runs every check of `dasher_store::conformance` against every embedded engine.
+
+use dasher_store::{Store, StoreSpec, conformance, open};
+use std::sync::Arc;
+use tempfile::TempDir;
+
+fn spec(engine: &str, dir: &TempDir) -> StoreSpec {
+    format!("{engine}:{}", dir.path().join("db").display()).parse().unwrap()
+}
+
+fn fresh(engine: &str) -> (TempDir, Arc<dyn Store>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&spec(engine, &dir)).unwrap();
+    (dir, store)
+}
+
+macro_rules! engine_tests {
+    ($engine:ident) => {
+        mod $engine {
+            use super::*;
+            const ENGINE: &str = stringify!($engine);
+
+            macro_rules! check {
+                ($name:ident) => {
+                    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                    async fn $name() {
+                        let (_dir, store) = fresh(ENGINE);
+                        conformance::$name(&*store).await;
+                    }
+                };
+            }
+            check!(hosts);
+            check!(host_paging);
+            check!(rule_versions);
+            check!(rule_history);
+            check!(rule_changes);
+            check!(rule_sets);
+            check!(events_insert);
+            check!(events_query);
+            check!(events_prune);
+            check!(plugin_kv);
+            check!(compaction);
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_commits() {
+                let (_dir, store) = fresh(ENGINE);
+                conformance::concurrent_commits(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn concurrent_events() {
+                let (_dir, store) = fresh(ENGINE);
+                conformance::concurrent_events(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn reopen() {
+                let dir = tempfile::tempdir().unwrap();
+                let spec = spec(ENGINE, &dir);
+                conformance::reopen(|| {
+                    let spec = spec.clone();
+                    async move { open(&spec).unwrap() }
+                })
+                .await;
+            }
+        }
+    };
+}
+
+engine_tests!(redb);
+engine_tests!(sled);
+
+#[test]
+fn open_names_a_missing_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let spec: StoreSpec = format!("redb:{}", dir.path().join("missing/db.redb").display()).parse().unwrap();
+    let err = open(&spec).err().expect("missing parent directory is an error").to_string();
+    assert!(err.contains("missing"), "{err}");
+}
