@@ -48,7 +48,7 @@ fn received_key(received_at_unix: i64, id: u64) -> Vec<u8> {
 }
 
 /// Every index key of an event (empty hashes are not indexed).
-fn index_keys(id: u64, machine_id: &str, e: &NewEvent) -> Vec<Vec<u8>> {
+fn index_keys(id: u64, machine_id: &str, sha256: &str, bundle: &str, decision: &str, received: i64) -> Vec<Vec<u8>> {
     let mut out = Vec::with_capacity(6);
     let mut idx = |prefix: &[u8], value: &str| {
         let mut k = keys::event_index_prefix(prefix, value);
@@ -56,21 +56,44 @@ fn index_keys(id: u64, machine_id: &str, e: &NewEvent) -> Vec<Vec<u8>> {
         out.push(k);
     };
     idx(EVENT_BY_MACHINE, machine_id);
-    if !e.file_sha256.is_empty() {
-        idx(EVENT_BY_SHA256, &e.file_sha256);
+    if !sha256.is_empty() {
+        idx(EVENT_BY_SHA256, sha256);
     }
-    if !e.file_bundle_hash.is_empty() {
-        idx(EVENT_BY_BUNDLE, &e.file_bundle_hash);
+    if !bundle.is_empty() {
+        idx(EVENT_BY_BUNDLE, bundle);
     }
-    idx(EVENT_BY_DECISION, &e.decision);
-    out.push(received_key(e.received_at_unix, id));
+    idx(EVENT_BY_DECISION, decision);
+    out.push(received_key(received, id));
     out
+}
+
+/// An event encoded by the caller, so the writer thread only assigns ids and writes keys.
+pub(super) struct Prepared {
+    dedupe_key: String,
+    decision: String,
+    file_sha256: String,
+    file_bundle_hash: String,
+    received_at_unix: i64,
+    body: Vec<u8>,
+}
+
+impl Prepared {
+    pub(super) fn new(machine_id: &str, e: &NewEvent) -> Self {
+        Prepared {
+            dedupe_key: e.dedupe_key.clone(),
+            decision: e.decision.clone(),
+            file_sha256: e.file_sha256.clone(),
+            file_bundle_hash: e.file_bundle_hash.clone(),
+            received_at_unix: e.received_at_unix,
+            body: serde_json::to_vec(&StoredRef { machine_id, event: e }).expect("events serialise to JSON"),
+        }
+    }
 }
 
 pub(super) fn insert<E: KvEngine>(
     txn: &mut Txn<'_, E>,
     machine_id: &str,
-    events: &[NewEvent],
+    events: &[Prepared],
 ) -> Result<InsertOutcome> {
     let mut outcome = InsertOutcome::default();
     let mut seq = txn.get_u64(META_EVENT_SEQ)?;
@@ -82,10 +105,9 @@ pub(super) fn insert<E: KvEngine>(
             continue;
         }
         seq += 1;
-        let body = serde_json::to_vec(&StoredRef { machine_id, event: e }).expect("events serialise to JSON");
-        txn.put(keys::event_key(seq), body);
+        txn.put(keys::event_key(seq), e.body.clone());
         txn.put(dk, seq.to_be_bytes().to_vec());
-        for k in index_keys(seq, machine_id, e) {
+        for k in index_keys(seq, machine_id, &e.file_sha256, &e.file_bundle_hash, &e.decision, e.received_at_unix) {
             txn.put(k, Vec::new());
         }
         outcome.stored += 1;
@@ -191,7 +213,8 @@ fn delete_event<E: KvEngine>(txn: &mut Txn<'_, E>, id: u64) -> Result<bool> {
     let Some(r) = load(txn.engine(), id)? else { return Ok(false) };
     txn.delete(keys::event_key(id));
     txn.delete(dedupe_key(&r.machine_id, &r.event.dedupe_key));
-    for k in index_keys(id, &r.machine_id, &r.event) {
+    let e = &r.event;
+    for k in index_keys(id, &r.machine_id, &e.file_sha256, &e.file_bundle_hash, &e.decision, e.received_at_unix) {
         txn.delete(k);
     }
     let n = txn.get_u64(META_EVENT_COUNT)?;
