@@ -84,6 +84,20 @@ pub struct HostSyncState {
     pub last_rules_processed: u32,
     /// `rulesHash` the client reported at its last completed postflight.
     pub acked_rules_hash: Option<String>,
+    /// The full sync in progress (set at preflight, cleared at postflight).
+    pub plan: Option<SyncPlan>,
+}
+
+/// What a preflight decided for the rest of its sync.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SyncPlan {
+    /// NORMAL, CLEAN or CLEAN_ALL, as told to the client.
+    pub sync_type: Option<SyncType>,
+    /// Rule sets selected, in precedence order.
+    pub rule_sets: Vec<String>,
+    /// When the preflight happened (Unix seconds).
+    pub started_unix: i64,
 }
 
 /// A point in rule history a host has (or is about to have) applied.

@@ -249,6 +249,7 @@ pub(super) fn compact<E: KvEngine>(txn: &mut Txn<'_, E>, keep_from: u64) -> Resu
     let mut lower: Option<Vec<u8>> = None; // resume strictly after this key
     let mut prev_prefix: Option<Vec<u8>> = None; // rule whose entries we are in
     let mut resolved = false; // its value as of keep_from was seen
+    let mut tombstones = Vec::new(); // values as of keep_from that read as absence
     loop {
         let start = match &lower {
             Some(k) => Bound::Excluded(k.as_slice()),
@@ -271,9 +272,13 @@ pub(super) fn compact<E: KvEngine>(txn: &mut Txn<'_, E>, keep_from: u64) -> Resu
             }
             // Older than the value as of keep_from, or that value itself when it is a
             // tombstone (absence reads the same).
-            if resolved || v.is_empty() {
+            if resolved {
                 txn.delete(k.clone());
                 removed += 1;
+            } else if v.is_empty() {
+                // Deleted last, after every older entry of its rule is gone, so a reader
+                // at keep_from never sees an older value show through.
+                tombstones.push(k.clone());
             }
             resolved = true;
         }
@@ -281,6 +286,13 @@ pub(super) fn compact<E: KvEngine>(txn: &mut Txn<'_, E>, keep_from: u64) -> Resu
         if !full {
             break;
         }
+    }
+    for chunk in tombstones.chunks(STEP_KEYS) {
+        for k in chunk {
+            txn.delete(k.clone());
+            removed += 1;
+        }
+        txn.commit_now()?;
     }
     Ok(removed)
 }

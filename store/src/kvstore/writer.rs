@@ -188,7 +188,9 @@ impl<E: KvEngine> Writer<E> {
         let closed = || StoreError::Engine("the store writer has stopped".into());
         let tx = self.tx.as_ref().ok_or_else(closed)?;
         tx.send(Job { exclusive, run }).await.map_err(|_| closed())?;
-        rx.await.map_err(|_| closed())?
+        rx.await.map_err(|_| {
+            StoreError::Engine("the store writer dropped the request (job panicked or writer stopped)".into())
+        })?
     }
 }
 
@@ -216,13 +218,13 @@ fn run<E: KvEngine>(engine: &E, mut rx: mpsc::Receiver<Job<E>>) {
         let mut txn = Txn::new(engine);
         let mut finishers: Vec<Finish> = Vec::new();
         if first.exclusive {
-            let (ok, fin) = (first.run)(&mut txn);
+            let (ok, fin) = run_job(&mut txn, first);
             settle(&mut txn, ok);
             let res = txn.commit_now();
             fin(res.as_ref().map(|_| ()));
             continue;
         }
-        let (ok, fin) = (first.run)(&mut txn);
+        let (ok, fin) = run_job(&mut txn, first);
         settle(&mut txn, ok);
         finishers.push(fin);
         while finishers.len() < MAX_GROUP_JOBS && txn.group_bytes < MAX_GROUP_BYTES {
@@ -232,7 +234,7 @@ fn run<E: KvEngine>(engine: &E, mut rx: mpsc::Receiver<Job<E>>) {
                     break;
                 }
                 Ok(job) => {
-                    let (ok, fin) = (job.run)(&mut txn);
+                    let (ok, fin) = run_job(&mut txn, job);
                     settle(&mut txn, ok);
                     finishers.push(fin);
                 }
@@ -249,10 +251,74 @@ fn run<E: KvEngine>(engine: &E, mut rx: mpsc::Receiver<Job<E>>) {
     }
 }
 
+/// Runs one job; a panicking job fails alone (its caller sees the writer drop its request)
+/// instead of taking the writer thread and every later write down with it.
+fn run_job<E: KvEngine>(txn: &mut Txn<'_, E>, job: Job<E>) -> (bool, Finish) {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| (job.run)(txn))) {
+        Ok(done) => done,
+        Err(_) => {
+            tracing::error!("a store write job panicked; its writes are discarded");
+            (false, Box::new(|_| {}))
+        }
+    }
+}
+
 fn settle<E: KvEngine>(txn: &mut Txn<'_, E>, ok: bool) {
     if ok {
         txn.merge_job();
     } else {
         txn.job.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::RedbEngine;
+
+    fn writer() -> (tempfile::TempDir, Arc<RedbEngine>, Writer<RedbEngine>) {
+        let dir = tempfile::tempdir().unwrap();
+        let engine = Arc::new(RedbEngine::open(&dir.path().join("db")).unwrap());
+        let writer = Writer::start(engine.clone()).unwrap();
+        (dir, engine, writer)
+    }
+
+    #[tokio::test]
+    async fn failed_job_writes_nothing_and_others_commit() {
+        let (_dir, engine, writer) = writer();
+        let failing = writer.submit(false, |txn| {
+            txn.put(b"a".to_vec(), b"1".to_vec());
+            Err::<(), _>(StoreError::Engine("refused".into()))
+        });
+        let ok = writer.submit(false, |txn| {
+            txn.put(b"b".to_vec(), b"2".to_vec());
+            Ok(())
+        });
+        let (failing, ok) = tokio::join!(failing, ok);
+        assert!(failing.is_err());
+        ok.unwrap();
+        assert_eq!(engine.get(b"a").unwrap(), None);
+        assert_eq!(engine.get(b"b").unwrap(), Some(b"2".to_vec()));
+    }
+
+    #[tokio::test]
+    async fn panicking_job_does_not_stop_the_writer() {
+        let (_dir, engine, writer) = writer();
+        let panicked = writer
+            .submit(false, |txn| -> Result<()> {
+                txn.put(b"p".to_vec(), b"1".to_vec());
+                panic!("job bug")
+            })
+            .await;
+        assert!(panicked.is_err());
+        writer
+            .submit(false, |txn| {
+                txn.put(b"q".to_vec(), b"2".to_vec());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        assert_eq!(engine.get(b"p").unwrap(), None);
+        assert_eq!(engine.get(b"q").unwrap(), Some(b"2".to_vec()));
     }
 }
