@@ -6,6 +6,13 @@
 //! ordered key/value adapter; the same conformance suite ([`conformance`]) runs against every
 //! engine.
 //!
+//! Code map: [`open`] and [`StoreSpec`] (`redb:PATH` / `sled:PATH`) pick an engine;
+//! [`kv`] is the ordered key/value adapter ([`kv::KvEngine`]) with the redb and sled
+//! implementations; [`KvStore`] maps the domain onto it (key layout in [`kvstore`]) and
+//! writes through one group-committing writer thread; [`conformance`] holds the contract
+//! checks every engine runs (`store/tests/conformance.rs`), `store/tests/crash.rs` kills a
+//! writer with SIGKILL and checks what survived.
+//!
 //! Invariants every engine keeps:
 //! - a call that returned `Ok` is durable (on disk for embedded engines) — the server answers
 //!   200 only after it;
@@ -98,6 +105,8 @@ pub trait Store: Send + Sync + 'static {
     /// `after`, at most `limit`.
     async fn scan_rules(&self, rule_set: &str, at: u64, after: Option<&RuleKey>, limit: usize) -> Result<Vec<Rule>>;
     /// Change-log entries with position `> after` and version `≤ upto`, in position order.
+    /// [`StoreError::VersionCompacted`] if entries after `after` were compacted away
+    /// (`after.version + 1 <` [`Store::history_floor`]).
     async fn scan_changes(&self, after: ChangePos, upto: u64, limit: usize) -> Result<Vec<ChangeEntry>>;
     /// Every rule set that has ever held a rule, with its live rule count at the head.
     async fn rule_sets(&self) -> Result<Vec<RuleSetInfo>>;

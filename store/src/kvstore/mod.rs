@@ -1,6 +1,6 @@
 //! [`KvStore`]: the [`Store`] on any ordered key/value engine ([`KvEngine`]).
 //!
-//! Owns the mapping of the domain onto sorted byte keys (see [`keys`] for prefixes):
+//! Owns the mapping of the domain onto sorted byte keys (see `kvstore/keys.rs` for prefixes):
 //!
 //! | prefix | key | value |
 //! |---|---|---|
@@ -15,7 +15,7 @@
 //! | `er` | received time · event id | empty (index) |
 //! | `kv` | namespace · key | plugin value |
 //!
-//! Every write goes through the single writer thread ([`writer`]), which group-commits and
+//! Every write goes through the single writer thread (`kvstore/writer.rs`), which group-commits and
 //! answers after the batch is durable; reads run on tokio's blocking pool against the
 //! committed data. Must never write to the engine outside the writer or block an async
 //! worker on disk I/O.
