@@ -75,6 +75,12 @@ pub trait KvEngine: Send + Sync + 'static {
     /// The value of `key`.
     fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>>;
 
+    /// The values of `keys`, read from one consistent view where the engine has one (redb:
+    /// one read transaction; sled: one point read each, each atomic w.r.t. batches).
+    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        keys.iter().map(|k| self.get(k)).collect()
+    }
+
     /// Visits the entries in `range` in `direction` until `visit` returns `false`. An empty or
     /// inverted range visits nothing.
     fn scan(

@@ -49,6 +49,12 @@ impl KvEngine for RedbEngine {
         Ok(value.map(|v| v.value().to_vec()))
     }
 
+    fn multi_get(&self, keys: &[&[u8]]) -> Result<Vec<Option<Vec<u8>>>> {
+        let txn = self.db.begin_read().map_err(|e| err("begin read")(e.into()))?;
+        let table = txn.open_table(TABLE).map_err(|e| err("open table")(e.into()))?;
+        keys.iter().map(|k| Ok(table.get(*k).map_err(|e| err("get")(e.into()))?.map(|v| v.value().to_vec()))).collect()
+    }
+
     fn scan(
         &self,
         range: KeyRange<'_>,

@@ -6,7 +6,7 @@
 use super::keys::{self, HOST_CLEAN, HOST_INVENTORY, HOST_REGISTRY, HOST_SYNC, HOST_TAGS, META_HOST_COUNT};
 use super::writer::Txn;
 use crate::kv::{Direction, KvEngine};
-use crate::{Host, HostInventory, HostSyncState, Result};
+use crate::{Host, HostInventory, HostSyncState, Result, StoreError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use std::ops::Bound;
@@ -73,22 +73,24 @@ pub(super) fn put_sync<E: KvEngine>(txn: &mut Txn<'_, E>, machine_id: &str, stat
 
 pub(super) fn get<E: KvEngine>(engine: &E, machine_id: &str) -> Result<Option<Host>> {
     let id = machine_id.as_bytes();
-    if engine.get(&keys::key(HOST_REGISTRY, id))?.is_none() {
+    let ks = [HOST_REGISTRY, HOST_INVENTORY, HOST_TAGS, HOST_CLEAN, HOST_SYNC].map(|p| keys::key(p, id));
+    let [registry, inventory, tags, clean, sync]: [Option<Vec<u8>>; 5] = engine
+        .multi_get(&ks.each_ref().map(Vec::as_slice))?
+        .try_into()
+        .map_err(|_| StoreError::Engine("multi_get returned the wrong number of values".into()))?;
+    if registry.is_none() {
         return Ok(None);
     }
     let mut host = Host { machine_id: machine_id.to_owned(), ..Host::default() };
-    let k = keys::key(HOST_INVENTORY, id);
-    if let Some(v) = engine.get(&k)? {
-        host.inventory = Some(decode(&k, &v)?);
+    if let Some(v) = inventory {
+        host.inventory = Some(decode(&ks[1], &v)?);
     }
-    let k = keys::key(HOST_TAGS, id);
-    if let Some(v) = engine.get(&k)? {
-        host.tags = decode(&k, &v)?;
+    if let Some(v) = tags {
+        host.tags = decode(&ks[2], &v)?;
     }
-    host.clean_requested = engine.get(&keys::key(HOST_CLEAN, id))?.is_some();
-    let k = keys::key(HOST_SYNC, id);
-    if let Some(v) = engine.get(&k)? {
-        host.sync = decode(&k, &v)?;
+    host.clean_requested = clean.is_some();
+    if let Some(v) = sync {
+        host.sync = decode(&ks[4], &v)?;
     }
     Ok(Some(host))
 }
