@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::ops::Bound;
 
 /// Keys deleted per commit while pruning.
-const PRUNE_STEP_EVENTS: usize = 5_000;
+pub(super) const PRUNE_STEP_EVENTS: usize = 5_000;
 
 #[derive(Serialize)]
 struct StoredRef<'a> {
@@ -222,20 +222,25 @@ fn delete_event<E: KvEngine>(txn: &mut Txn<'_, E>, id: u64) -> Result<bool> {
     Ok(true)
 }
 
-/// Exclusive writer job: deletes by age, then the oldest beyond `keep_max`, in steps.
-pub(super) fn prune<E: KvEngine>(txn: &mut Txn<'_, E>, before: Option<i64>, keep_max: Option<u64>) -> Result<u64> {
+/// One step of pruning, as an exclusive writer job (it reads the engine directly, so it must
+/// not share a group): deletes up to [`PRUNE_STEP_EVENTS`] events received before `before`,
+/// or, once there are none, up to that many of the oldest beyond `keep_max`. Returns how many
+/// it deleted and whether another step may find more. Callers loop, so queued writes are
+/// committed between steps instead of waiting for a whole large prune.
+pub(super) fn prune_step<E: KvEngine>(
+    txn: &mut Txn<'_, E>,
+    before: Option<i64>,
+    keep_max: Option<u64>,
+) -> Result<(u64, bool)> {
     let mut deleted = 0u64;
     if let Some(before) = before {
         let end = received_key(before, 0);
-        loop {
-            let batch = txn.engine().scan_collect(
-                (Bound::Included(EVENT_BY_RECEIVED), Bound::Excluded(&end)),
-                Direction::Forward,
-                PRUNE_STEP_EVENTS,
-            )?;
-            if batch.is_empty() {
-                break;
-            }
+        let batch = txn.engine().scan_collect(
+            (Bound::Included(EVENT_BY_RECEIVED), Bound::Excluded(&end)),
+            Direction::Forward,
+            PRUNE_STEP_EVENTS,
+        )?;
+        if !batch.is_empty() {
             for (k, _) in batch {
                 let id = keys::trailing_u64(&k).ok_or_else(|| keys::corrupt(&k, "short time index key"))?;
                 if delete_event(txn, id)? {
@@ -244,33 +249,26 @@ pub(super) fn prune<E: KvEngine>(txn: &mut Txn<'_, E>, before: Option<i64>, keep
                     txn.delete(k); // dangling index entry
                 }
             }
-            txn.commit_now()?;
+            return Ok((deleted, true));
         }
     }
     if let Some(keep) = keep_max {
-        loop {
-            let count = txn.get_u64(META_EVENT_COUNT)?;
-            let excess = count.saturating_sub(keep);
-            if excess == 0 {
-                break;
-            }
+        let excess = txn.get_u64(META_EVENT_COUNT)?.saturating_sub(keep);
+        if excess > 0 {
             let step = excess.min(PRUNE_STEP_EVENTS as u64) as usize;
             let end = keys::prefix_end(EVENT).expect("prefix has a successor");
             let batch =
                 txn.engine().scan_collect((Bound::Included(EVENT), Bound::Excluded(&end)), Direction::Forward, step)?;
-            if batch.is_empty() {
-                break;
-            }
-            for (k, _) in batch {
-                let id = keys::trailing_u64(&k).ok_or_else(|| keys::corrupt(&k, "short event key"))?;
+            for (k, _) in &batch {
+                let id = keys::trailing_u64(k).ok_or_else(|| keys::corrupt(k, "short event key"))?;
                 if delete_event(txn, id)? {
                     deleted += 1;
                 }
             }
-            txn.commit_now()?;
+            return Ok((deleted, !batch.is_empty()));
         }
     }
-    Ok(deleted)
+    Ok((deleted, false))
 }
 
 pub(super) fn count<E: KvEngine>(engine: &E) -> Result<u64> {

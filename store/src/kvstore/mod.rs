@@ -170,7 +170,15 @@ impl<E: KvEngine> Store for KvStore<E> {
     }
 
     async fn prune_events(&self, received_before_unix: Option<i64>, keep_max: Option<u64>) -> Result<u64> {
-        self.writer.submit(true, move |txn| events::prune(txn, received_before_unix, keep_max)).await
+        let mut deleted = 0;
+        loop {
+            let (n, more) =
+                self.writer.submit(true, move |txn| events::prune_step(txn, received_before_unix, keep_max)).await?;
+            deleted += n;
+            if !more {
+                return Ok(deleted);
+            }
+        }
     }
 
     async fn event_count(&self) -> Result<u64> {
@@ -216,7 +224,9 @@ mod tests {
     async fn prune_leaves_no_event_keys_behind() {
         let dir = tempfile::tempdir().unwrap();
         let store = KvStore::new(RedbEngine::open(&dir.path().join("db")).unwrap()).unwrap();
-        let events: Vec<NewEvent> = (0..50)
+        // More than two prune steps, so stepping is exercised.
+        let n = 2 * events::PRUNE_STEP_EVENTS as i64 + 7;
+        let events: Vec<NewEvent> = (0..n)
             .map(|n| NewEvent {
                 kind: EventKind::FileAccess,
                 dedupe_key: format!("k{n}"),
@@ -229,7 +239,12 @@ mod tests {
             })
             .collect();
         store.insert_events("m", &events).await.unwrap();
-        assert_eq!(store.prune_events(Some(25), Some(0)).await.unwrap(), 50);
+        assert_eq!(store.prune_events(Some(n - 10), Some(7)).await.unwrap(), n as u64 - 7);
+        assert_eq!(store.event_count().await.unwrap(), 7);
+        let kept = store.query_events(&crate::EventFilter { limit: 100, ..Default::default() }).await.unwrap();
+        let received: Vec<i64> = kept.iter().map(|r| r.event.received_at_unix).collect();
+        assert_eq!(received, (n - 7..n).rev().collect::<Vec<_>>(), "the newest 7 are kept");
+        assert_eq!(store.prune_events(None, Some(0)).await.unwrap(), 7);
         let left = store
             .engine
             .scan_collect((Bound::Included(&b"e"[..]), Bound::Excluded(&b"f"[..])), Direction::Forward, 10)
