@@ -372,7 +372,11 @@ pub async fn events_query(store: &dyn Store) {
     assert!(q(f).await.is_empty());
 
     // Paging with before_id, for the unfiltered walk and for an index walk.
-    for filter in [base.clone(), EventFilter { machine_id: Some("m1".into()), ..base.clone() }] {
+    for filter in [
+        base.clone(),
+        EventFilter { machine_id: Some("m1".into()), ..base.clone() },
+        EventFilter { since_unix: Some(1003), ..base.clone() },
+    ] {
         let full: Vec<u64> = q(filter.clone()).await.iter().map(|r| r.id).collect();
         let mut paged = Vec::new();
         let mut before = None;
@@ -383,6 +387,7 @@ pub async fn events_query(store: &dyn Store) {
             before = Some(last.id);
             paged.extend(page.iter().map(|r| r.id));
         }
+        assert!(full.len() > 3, "several pages");
         assert_eq!(paged, full, "before_id paging covers everything once");
     }
     assert!(q(EventFilter { limit: 0, ..EventFilter::default() }).await.is_empty());

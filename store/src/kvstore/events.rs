@@ -15,6 +15,8 @@ use super::writer::Txn;
 use crate::kv::{Direction, KvEngine};
 use crate::{EventFilter, EventRecord, InsertOutcome, NewEvent, Result};
 use serde::{Deserialize, Serialize};
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ops::Bound;
 
 /// Keys deleted per commit while pruning.
@@ -178,15 +180,20 @@ pub(super) fn query<E: KvEngine>(engine: &E, f: &EventFilter) -> Result<Vec<Even
         // Only a time filter: the ids received since then, newest id first.
         let start = received_key(since, 0);
         let end = keys::prefix_end(EVENT_BY_RECEIVED).expect("prefix has a successor");
-        let mut ids = Vec::new();
+        // Keep only the `limit` largest ids (memory O(limit), time O(matches)).
+        let mut top: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(f.limit.min(4096) + 1);
         engine.scan((Bound::Included(&start), Bound::Excluded(&end)), Direction::Forward, &mut |k, _| {
             if let Some(id) = keys::trailing_u64(k)
                 && f.before_id.is_none_or(|b| id < b)
             {
-                ids.push(id);
+                top.push(Reverse(id));
+                if top.len() > f.limit {
+                    top.pop();
+                }
             }
             true
         })?;
+        let mut ids: Vec<u64> = top.into_iter().map(|Reverse(id)| id).collect();
         ids.sort_unstable_by(|a, b| b.cmp(a));
         for id in ids {
             if !visit_id(id, &mut out) {
