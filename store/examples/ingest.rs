@@ -50,4 +50,9 @@ async fn main() {
         "{spec}: {n} events in {secs:.2} s = {:.0} events/s (uploads of {per}, {concurrency} concurrent)",
         n as f64 / secs
     );
+    drop(store);
+    let start = Instant::now();
+    let store = open(&spec).expect("reopen store");
+    let n = store.event_count().await.unwrap();
+    println!("reopened with {n} events in {:.3} s", start.elapsed().as_secs_f64());
 }
