@@ -1,1 +1,32 @@
-//! Dasher fleet simulator.
+//! `dasher-sim`: a fleet of simulated Macs that behave like Santa's `santasyncservice`.
+//!
+//! Code map (start at [`runner`]):
+//! - [`fleet`] — seeded hosts: writes SystemVersion.plist / ioreg dumps and parses them back.
+//! - [`profile`] — reads Santa configuration profiles (.mobileconfig or plain plist).
+//! - [`generation`] — the client generations and their behaviour switches.
+//! - [`encode`] — request bodies per generation (legacy, 2024.6/2024.7 quirks, proto-JSON,
+//!   binary protobuf) and compression. The one place request quirks live.
+//! - [`strict`] — response parsing as strict as the real client. The one place response
+//!   strictness lives.
+//! - [`ruledb`] — a host's rule DB with fleet-wide interned storage, counts and rulesHash.
+//! - [`events`] — software catalog and local decision engine producing events.
+//! - [`transport`] — HTTP (hyper), retries/back-off, XSRF, timeouts, fault injection.
+//! - [`client`] — the full-sync state machine and standalone uploads of one host.
+//! - [`runner`] — open/closed-loop load, convergence check; [`metrics`] — counters and report.
+//!
+//! Invariant checked by the runner: after a completed, fault-free sync a host's rule DB equals
+//! the server's effective rule set for it.
+
+pub mod client;
+pub mod encode;
+pub mod events;
+pub mod fleet;
+pub mod generation;
+pub mod metrics;
+pub mod profile;
+pub mod ruledb;
+pub mod runner;
+pub mod strict;
+pub mod transport;
+
+pub use generation::Generation;
