@@ -30,3 +30,6 @@ pub mod strict;
 pub mod transport;
 
 pub use generation::Generation;
+
+#[cfg(test)]
+mod tests_e2e;
