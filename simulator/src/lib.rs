@@ -12,6 +12,7 @@
 //! - [`events`] — software catalog and local decision engine producing events.
 //! - [`transport`] — HTTP (hyper), retries/back-off, XSRF, timeouts, fault injection.
 //! - [`client`] — the full-sync state machine and standalone uploads of one host.
+//! - [`stub`] — a fixed-rule-set sync server for smoke tests and measuring the simulator.
 //! - [`runner`] — open/closed-loop load, convergence check; [`metrics`] — counters and report.
 //!
 //! Invariant checked by the runner: after a completed, fault-free sync a host's rule DB equals
@@ -27,6 +28,7 @@ pub mod profile;
 pub mod ruledb;
 pub mod runner;
 pub mod strict;
+pub mod stub;
 pub mod transport;
 
 pub use generation::Generation;

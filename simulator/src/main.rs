@@ -33,6 +33,18 @@ enum Cmd {
         #[arg(long)]
         file: PathBuf,
     },
+    /// Serve a fixed rule set as a minimal sync server (smoke tests, simulator overhead).
+    StubServer {
+        /// Port on 127.0.0.1.
+        #[arg(long, default_value_t = 8089)]
+        port: u16,
+        /// Rules in the set.
+        #[arg(long, default_value_t = 1000)]
+        rules: usize,
+        /// Rules per rule-download page.
+        #[arg(long, default_value_t = 500)]
+        page_size: usize,
+    },
     /// Write each generated host's SystemVersion.plist and ioreg dump to DIR/<n>/.
     GenHosts {
         /// Output directory.
@@ -185,6 +197,13 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         Cmd::Replay { server, file } => replay(&server, &file).await?,
+        Cmd::StubServer { port, rules, page_size } => {
+            let addr =
+                dasher_sim::stub::serve(([127, 0, 0, 1], port).into(), dasher_sim::stub::rule_set(rules), page_size)
+                    .await?;
+            println!("stub sync server on http://{addr}/santa/ ({rules} rules, {page_size} per page)");
+            tokio::signal::ctrl_c().await?;
+        }
         Cmd::GenHosts { out, hosts, seed } => {
             let mix: Vec<_> = Generation::ALL.iter().map(|g| (*g, 1)).collect();
             for i in 0..hosts {

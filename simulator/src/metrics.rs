@@ -173,7 +173,7 @@ pub fn human_table(r: &Value) -> String {
         s.push_str(&format!(
             "{:<14}{:>9}{:>10.2}{:>10.2}{:>10.2}{:>10.2}\n",
             name,
-            st["count"],
+            st["count"].as_u64().unwrap_or(0),
             st["p50_ms"].as_f64().unwrap_or(0.0),
             st["p90_ms"].as_f64().unwrap_or(0.0),
             st["p99_ms"].as_f64().unwrap_or(0.0),
