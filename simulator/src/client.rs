@@ -15,7 +15,7 @@ use crate::strict::{self, Parser, Response};
 use crate::transport::{Caller, RequestError, Transport, Xsrf};
 use dasher_sdk::wire::{
     ClientMode, Event, EventUploadRequest, EventUploadResponse, Policy, PostflightRequest, PreflightRequest,
-    PreflightResponse, RuleDownloadRequest, RuleDownloadResponse, RuleType, SyncType,
+    PreflightResponse, RuleDownloadResponse, RuleType, SyncType,
 };
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -234,6 +234,17 @@ impl SimClient {
         faulted: &mut bool,
     ) -> Result<T, SyncError> {
         let encoded = encode::encode(msg, kind, self.generation(), self.config.wire);
+        self.send(ctx, stage, which, encoded, faulted).await
+    }
+
+    async fn send<T: DeserializeOwned + Default + prost::Message>(
+        &self,
+        ctx: &Ctx,
+        stage: &'static str,
+        which: Response,
+        encoded: encode::Encoded,
+        faulted: &mut bool,
+    ) -> Result<T, SyncError> {
         let (mut xsrf, mut rng) = {
             let st = self.lock();
             (st.xsrf.clone(), st.rng.clone())
@@ -347,7 +358,7 @@ impl SimClient {
         // 3. Rule download: cursor loop; any failure aborts with nothing applied.
         let mut ops: Vec<RuleOp> = Vec::new();
         let (mut received, mut processed, mut pages) = (0u32, 0u32, 0usize);
-        let mut cursor = String::new();
+        let mut cursor: Option<String> = None;
         let kill = ctx.transport.faults.kill_download > 0.0
             && ctx.transport.faults_enabled.load(std::sync::atomic::Ordering::Relaxed)
             && {
@@ -355,9 +366,9 @@ impl SimClient {
                 st.rng.random_bool(ctx.transport.faults.kill_download.min(1.0))
             };
         loop {
-            let req = RuleDownloadRequest { cursor: cursor.clone(), machine_id: self.host.machine_id.clone() };
+            let req = encode::rule_download(cursor.as_deref(), &self.host.machine_id, g, self.config.wire);
             let page: RuleDownloadResponse =
-                self.request(ctx, "ruledownload", Kind::RuleDownload, Response::RuleDownload, &req, faulted).await?;
+                self.send(ctx, "ruledownload", Response::RuleDownload, req, faulted).await?;
             pages += 1;
             received += page.rules.len() as u32;
             for w in &page.rules {
@@ -377,7 +388,7 @@ impl SimClient {
             }
             match next {
                 // Proto-era clients stop on an empty cursor; legacy ones request again.
-                Some(c) if !c.is_empty() || !g.is_proto_era() => cursor = c,
+                Some(c) if !c.is_empty() || !g.is_proto_era() => cursor = Some(c),
                 _ => break,
             }
             if pages >= MAX_PAGES {

@@ -77,6 +77,32 @@ pub fn encode<M: Serialize + prost::Message>(
     generation: Generation,
     opts: WireOptions,
 ) -> Encoded {
+    encode_patched(msg, kind, generation, opts, |_| {})
+}
+
+/// A rule-download request. `cursor` is what the previous page said (`None` on the first).
+/// Legacy clients echo the value back even when it is `""` (§4.4), which the SDK struct
+/// (proto semantics: empty = absent) cannot express, so it is patched in here.
+pub fn rule_download(cursor: Option<&str>, machine_id: &str, generation: Generation, opts: WireOptions) -> Encoded {
+    let msg = dasher_sdk::wire::RuleDownloadRequest {
+        cursor: cursor.unwrap_or_default().to_owned(),
+        machine_id: machine_id.to_owned(),
+    };
+    let legacy_empty = cursor == Some("") && !generation.is_proto_era();
+    encode_patched(&msg, Kind::RuleDownload, generation, opts, |v| {
+        if legacy_empty && let Some(o) = v.as_object_mut() {
+            o.insert("cursor".into(), Value::String(String::new()));
+        }
+    })
+}
+
+fn encode_patched<M: Serialize + prost::Message>(
+    msg: &M,
+    kind: Kind,
+    generation: Generation,
+    opts: WireOptions,
+    patch: impl FnOnce(&mut Value),
+) -> Encoded {
     if opts.proto_transfer && generation.is_proto_era() {
         return compress(msg.encode_to_vec(), "application/x-protobuf", None, generation, opts);
     }
@@ -86,6 +112,7 @@ pub fn encode<M: Serialize + prost::Message>(
     }
     let mut v = serde_json::to_value(msg).expect("wire messages serialize");
     drop_unsupported_fields(&mut v, kind, generation);
+    patch(&mut v);
     let json_bytes = if generation.is_proto_era() {
         if matches!(generation, Generation::Gs2024_6 | Generation::Gs2024_7) {
             uint64_counters_as_strings(&mut v, kind);

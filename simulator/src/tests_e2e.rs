@@ -320,3 +320,42 @@ async fn blocks_upload_immediately_and_bundle_follow_ups_are_sent() {
     assert!(uploads.iter().any(|u| u.body.contains(r#""decision":"BLOCK_UNKNOWN""#)));
     assert!(uploads.iter().any(|u| u.body.contains(r#""decision":"BUNDLE_BINARY""#)), "bundle follow-ups");
 }
+
+#[tokio::test]
+async fn pending_events_are_uploaded_in_batch_size_requests() {
+    let r = rig(Generation::Nps2026_7, PLAIN).await;
+    assert!(r.client.full_sync(&r.ctx).await.0.is_ok()); // the fresh install's clean sync
+    {
+        let mut st = r.client.state.lock().unwrap();
+        for i in 0..7 {
+            st.pending.push_back((
+                i,
+                dasher_sdk::wire::Event { file_sha256: format!("{i:064x}"), decision: 8, ..Default::default() },
+            ));
+        }
+    }
+    r.push("preflight", 200, r#"{"batch_size":3}"#);
+    let before = r.seen().len();
+    let (rep, _) = r.client.full_sync(&r.ctx).await;
+    assert_eq!(rep.unwrap().events_uploaded, 7);
+    let uploads: Vec<_> = r.seen()[before..].iter().filter(|s| s.path.contains("eventupload")).cloned().collect();
+    let sizes: Vec<_> = uploads.iter().map(|u| u.body.matches("file_sha256").count()).collect();
+    assert_eq!(sizes, [3, 3, 1]);
+    assert!(r.client.state.lock().unwrap().pending.is_empty());
+}
+
+#[tokio::test]
+async fn legacy_clients_request_again_on_an_empty_cursor_proto_era_stop() {
+    for (g, expected_pages) in [(Generation::Gs2024_5, 2), (Generation::Nps2026_7, 1)] {
+        let r = rig(g, PLAIN).await;
+        r.push("ruledownload", 200, &format!(r#"{{"rules":[{TEAM_ALLOW}],"cursor":""}}"#));
+        let (rep, _) = r.client.full_sync(&r.ctx).await;
+        assert_eq!(rep.unwrap().pages, expected_pages, "{g}");
+        let seen = r.seen();
+        if g == Generation::Gs2024_5 {
+            let dl: Vec<_> = seen.iter().filter(|s| s.path.contains("ruledownload")).collect();
+            assert_eq!(dl[0].body, "{}");
+            assert_eq!(dl[1].body, r#"{"cursor":""}"#);
+        }
+    }
+}
