@@ -628,6 +628,26 @@ mod tests {
     }
 
     #[test]
+    fn loads_hosts_from_a_directory_of_documents() {
+        let dir = tempfile::tempdir().unwrap();
+        let specs: Vec<_> = (0..3).map(|i| generate_spec(5, i, &mix())).collect();
+        for (i, spec) in specs.iter().enumerate() {
+            let d = dir.path().join(format!("{i:02}"));
+            std::fs::create_dir_all(&d).unwrap();
+            std::fs::write(d.join("SystemVersion.plist"), render_system_version(spec)).unwrap();
+            std::fs::write(d.join("ioreg.plist"), render_ioreg(spec)).unwrap();
+        }
+        std::fs::create_dir_all(dir.path().join("empty")).unwrap();
+        let hosts = load_dir(dir.path(), Generation::Gs2024_7).unwrap();
+        assert_eq!(hosts.len(), 3);
+        for (h, spec) in hosts.iter().zip(&specs) {
+            assert_eq!(h.machine_id, spec.uuid);
+            assert_eq!(h.device.model, spec.model);
+            assert_eq!(h.generation, Generation::Gs2024_7);
+        }
+    }
+
+    #[test]
     fn parses_the_reference_ioreg_example() {
         let xml = br#"<?xml version="1.0" encoding="UTF-8"?>
 <plist version="1.0"><array><dict>

@@ -141,3 +141,24 @@ impl std::fmt::Display for Generation {
         f.write_str(self.name())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_generation_mixes() {
+        assert_eq!(Generation::parse_mix("2026.7").unwrap(), [(Generation::Nps2026_7, 1)]);
+        assert_eq!(
+            Generation::parse_mix("2026.7:70, 2024.6:5").unwrap(),
+            [(Generation::Nps2026_7, 70), (Generation::Gs2024_6, 5)]
+        );
+        assert_eq!(Generation::parse_mix("all").unwrap().len(), 6);
+        assert!(Generation::parse_mix("2019.1").is_err());
+        assert!(Generation::parse_mix("2026.7:x").is_err());
+        assert!(Generation::parse_mix("").is_err());
+        assert_eq!(Generation::Gs2024_6.bundle_version(1), "2024.6.655000001");
+        assert_eq!(Generation::Nps2026_7.bundle_version(203), "2026.7.203");
+        assert_eq!((1..=4).map(|n| Generation::Nps2026_7.backoff_secs(n + 1)).collect::<Vec<_>>(), [4, 8, 16, 32]);
+    }
+}
