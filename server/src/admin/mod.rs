@@ -1,0 +1,231 @@
+//! The admin API (JSON, `Authorization: Bearer <token>`): rules, hosts, events, health.
+//! Invalid input gets a 4xx whose JSON names the field.
+
+use crate::http::error::{ApiError, json_response};
+use crate::http::{AppState, machine_id::parse_machine_id, read_limited};
+use crate::sync::rules::Resolver;
+use crate::sync::{SyncService, host_facts, now_unix};
+use bytes::Bytes;
+use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleKey, RuleSpec};
+use dasher_sdk::version::ClientCaps;
+use dasher_store::{EventFilter, RuleChange};
+use http::{Method, Request, Response, StatusCode, header};
+use http_body_util::Full;
+use serde::Deserialize;
+use std::collections::HashMap;
+
+type Resp = Result<Response<Full<Bytes>>, ApiError>;
+
+/// Largest admin request body.
+const MAX_ADMIN_BODY_BYTES: usize = 64 << 20;
+
+fn authorized(state: &AppState, req: &Request<hyper::body::Incoming>) -> bool {
+    let Some(value) = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok()) else { return false };
+    let Some(token) = value.strip_prefix("Bearer ") else { return false };
+    constant_time_eq(token.trim().as_bytes(), state.admin_token.as_bytes())
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn query(req: &Request<hyper::body::Incoming>) -> HashMap<String, String> {
+    req.uri()
+        .query()
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_owned(), v.replace("%3A", ":").replace("%3a", ":").replace("%40", "@"))
+        })
+        .collect()
+}
+
+fn validate_rule_set(name: &str, field: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 300
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-:@+~".contains(c))
+        && !name.contains("..");
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::field(field, format!("invalid rule set name {:?}", name.chars().take(64).collect::<String>())))
+    }
+}
+
+fn parse_limit(q: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
+    match q.get("limit") {
+        None => Ok(default),
+        Some(v) => v
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::field("limit", format!("limit must be a number from 1 to {max}"))),
+    }
+}
+
+async fn json_body<T: for<'de> Deserialize<'de>>(req: Request<hyper::body::Incoming>) -> Result<T, ApiError> {
+    let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
+    serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
+}
+
+/// Routes `/healthz` and `/api/v1/...`.
+pub async fn handle(state: &AppState, req: Request<hyper::body::Incoming>) -> Resp {
+    let path = req.uri().path().to_owned();
+    if path == "/healthz" {
+        return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})));
+    }
+    if !authorized(state, &req) {
+        return Err(ApiError::Unauthorized);
+    }
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let sync = &state.sync;
+    match (req.method().clone(), segments.as_slice()) {
+        (Method::POST, ["api", "v1", "rules"]) => post_rules(sync, req).await,
+        (Method::GET, ["api", "v1", "rules"]) => get_rules(sync, &query(&req)).await,
+        (Method::GET, ["api", "v1", "rule-sets"]) => {
+            Ok(json_response(StatusCode::OK, &serde_json::json!({"rule_sets": sync.store.rule_sets().await?})))
+        }
+        (Method::GET, ["api", "v1", "hosts"]) => {
+            let q = query(&req);
+            let limit = parse_limit(&q, 100, 10_000)?;
+            let hosts = sync.store.list_hosts(q.get("after").map(String::as_str), limit).await?;
+            Ok(json_response(StatusCode::OK, &serde_json::json!({"hosts": hosts})))
+        }
+        (method, ["api", "v1", "hosts", raw_id, rest @ ..]) => {
+            let id = parse_machine_id(raw_id, sync.config.limits.max_machine_id_bytes)
+                .map_err(|e| ApiError::field("machine_id", e.to_string()))?;
+            match (method, rest) {
+                (Method::GET, []) => match sync.store.get_host(&id).await? {
+                    Some(h) => Ok(json_response(StatusCode::OK, &h)),
+                    None => Err(ApiError::NotFound(format!("no host {id}"))),
+                },
+                (Method::PUT, ["tags"]) => put_tags(sync, &id, req).await,
+                (Method::POST, ["clean-sync"]) => {
+                    sync.store.set_clean_requested(&id, true).await?;
+                    Ok(json_response(StatusCode::OK, &serde_json::json!({"machine_id": id, "clean_requested": true})))
+                }
+                (Method::GET, ["effective-rules"]) => effective_rules(sync, &id).await,
+                _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+            }
+        }
+        (Method::GET, ["api", "v1", "events"]) => get_events(sync, &query(&req)).await,
+        _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RulesRequest {
+    rules: Vec<serde_json::Value>,
+}
+
+#[derive(Deserialize)]
+struct RuleInput {
+    #[serde(flatten)]
+    spec: RuleSpec,
+    #[serde(default)]
+    rule_set: Option<String>,
+}
+
+async fn post_rules(sync: &SyncService, req: Request<hyper::body::Incoming>) -> Resp {
+    let body: RulesRequest = json_body(req).await?;
+    if body.rules.len() > sync.config.limits.max_rules_per_request {
+        return Err(ApiError::field(
+            "rules",
+            format!("at most {} rules per request", sync.config.limits.max_rules_per_request),
+        ));
+    }
+    let mut changes: Vec<RuleChange> = Vec::with_capacity(body.rules.len());
+    let mut index: HashMap<(String, RuleKey), usize> = HashMap::new();
+    for (i, value) in body.rules.into_iter().enumerate() {
+        let input: RuleInput =
+            serde_json::from_value(value).map_err(|e| ApiError::field(format!("rules[{i}]"), e.to_string()))?;
+        let rule_set = input.rule_set.unwrap_or_else(|| GLOBAL_RULE_SET.to_owned());
+        validate_rule_set(&rule_set, &format!("rules[{i}].rule_set"))?;
+        let (key, rule) =
+            input.spec.validate().map_err(|e| ApiError::field(format!("rules[{i}].{}", e.field()), e.to_string()))?;
+        let change = RuleChange { rule_set: rule_set.clone(), key: key.clone(), rule };
+        match index.get(&(rule_set.clone(), key.clone())) {
+            Some(&at) => changes[at] = change,
+            None => {
+                index.insert((rule_set, key), changes.len());
+                changes.push(change);
+            }
+        }
+    }
+    let version = sync.store.commit_rules(&changes).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"version": version, "applied": changes.len()})))
+}
+
+async fn get_rules(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
+    let rule_set = q.get("rule_set").cloned().unwrap_or_else(|| GLOBAL_RULE_SET.to_owned());
+    validate_rule_set(&rule_set, "rule_set")?;
+    let limit = parse_limit(q, 1000, 100_000)?;
+    let version = sync.store.head_version().await?;
+    let rules = sync.store.scan_rules(&rule_set, version, None, limit).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"rule_set": rule_set, "version": version, "rules": rules})))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TagsRequest {
+    tags: Vec<String>,
+}
+
+async fn put_tags(sync: &SyncService, id: &str, req: Request<hyper::body::Incoming>) -> Resp {
+    let body: TagsRequest = json_body(req).await?;
+    for (i, tag) in body.tags.iter().enumerate() {
+        validate_rule_set(tag, &format!("tags[{i}]"))?;
+    }
+    sync.store.set_host_tags(id, &body.tags).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"machine_id": id, "tags": body.tags})))
+}
+
+/// The rules the host should hold right now (what a completed sync would give it).
+async fn effective_rules(sync: &SyncService, id: &str) -> Resp {
+    let host = sync.store.get_host(id).await?;
+    let facts = host_facts(id, host.as_ref(), now_unix());
+    let sets = sync.policy.select_rule_sets(&facts).await;
+    let caps = ClientCaps::from_version_str(&facts.santa_version);
+    let version = sync.store.head_version().await?;
+    let rules = Resolver::new(sync.store.as_ref(), caps).all_effective(&sets, version).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"machine_id": id, "version": version, "rule_sets": sets, "rules": rules}),
+    ))
+}
+
+async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
+    let since_unix = match q.get("since") {
+        None => None,
+        Some(s) => Some(s.parse::<i64>().map_err(|_| ApiError::field("since", "since must be Unix seconds"))?),
+    };
+    let before_id = match q.get("before_id") {
+        None => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| ApiError::field("before_id", "before_id must be a number"))?),
+    };
+    if let Some(sha) = q.get("file_sha256")
+        && !(sha.len() == 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()))
+    {
+        return Err(ApiError::field("file_sha256", "file_sha256 must be 64 hexadecimal characters"));
+    }
+    if let Some(d) = q.get("decision")
+        && d.parse::<dasher_sdk::wire::Decision>().is_err()
+        && d.parse::<dasher_sdk::wire::FileAccessDecision>().is_err()
+    {
+        return Err(ApiError::field("decision", format!("unknown decision {d:?}")));
+    }
+    let filter = EventFilter {
+        machine_id: q.get("machine_id").cloned(),
+        file_sha256: q.get("file_sha256").map(|s| s.to_ascii_lowercase()),
+        decision: q.get("decision").cloned(),
+        since_unix,
+        before_id,
+        limit: parse_limit(q, 100, 10_000)?,
+        ..Default::default()
+    };
+    let events = sync.store.query_events(&filter).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"events": events})))
+}

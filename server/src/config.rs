@@ -1,0 +1,243 @@
+//! Server configuration: a TOML file, overridden by environment and CLI flags.
+//! Everything has a sensible default so `dasher serve` runs with no file at all.
+
+use dasher_sdk::domain::ConfigDecision;
+use dasher_sdk::wire::ClientMode;
+use dasher_store::StoreSpec;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// The whole server configuration.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the embedded database and the generated admin token.
+    pub data_dir: PathBuf,
+    /// Storage engine and location (`redb:PATH` or `sled:PATH`); default `redb:{data_dir}/dasher.redb`.
+    pub store: Option<StoreSpec>,
+    /// Path prefix of the sync routes, e.g. `/santa` → `/santa/preflight/{machine_id}`.
+    pub sync_prefix: String,
+    /// Bearer token for the admin API (also `DASHER_ADMIN_TOKEN`); generated if unset.
+    pub admin_token: Option<String>,
+    /// Input limits.
+    pub limits: Limits,
+    /// Sync behaviour.
+    pub sync: SyncSettings,
+    /// Fleet-wide default settings sent to every host.
+    pub defaults: ConfigDecision,
+    /// Per-tag overrides: the first of a host's tags with an opinion on a field wins.
+    pub tags: BTreeMap<String, TagPolicy>,
+}
+
+/// Settings and rule sets for hosts carrying one tag.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TagPolicy {
+    /// Setting overrides.
+    pub config: ConfigDecision,
+    /// Extra rule sets (besides the set named like the tag).
+    pub rule_sets: Vec<String>,
+}
+
+/// Bounds on everything that comes from outside.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Limits {
+    /// Largest request body as sent (compressed).
+    pub max_body_bytes: usize,
+    /// Largest request body after decompression.
+    pub max_inflated_bytes: usize,
+    /// Most events in one upload.
+    pub max_events_per_upload: usize,
+    /// Longest machine id.
+    pub max_machine_id_bytes: usize,
+    /// Most rules in one admin request.
+    pub max_rules_per_request: usize,
+    /// Seconds to receive request headers (slow-loris bound).
+    pub header_read_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_body_bytes: 8 << 20,
+            max_inflated_bytes: 64 << 20,
+            max_events_per_upload: 10_000,
+            max_machine_id_bytes: 256,
+            max_rules_per_request: 100_000,
+            header_read_timeout_secs: 10,
+        }
+    }
+}
+
+/// Sync behaviour.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SyncSettings {
+    /// Rules per rule-download page.
+    pub page_size_rules: usize,
+    /// Delete events older than this many days (0 = keep).
+    pub event_retention_days: u64,
+    /// Keep at most this many events (0 = unlimited).
+    pub event_retention_max: u64,
+}
+
+impl Default for SyncSettings {
+    fn default() -> Self {
+        SyncSettings { page_size_rules: 1000, event_retention_days: 90, event_retention_max: 0 }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".parse().expect("valid address"),
+            data_dir: PathBuf::from("data"),
+            store: None,
+            sync_prefix: "/santa".into(),
+            admin_token: None,
+            limits: Limits::default(),
+            sync: SyncSettings::default(),
+            defaults: ConfigDecision {
+                client_mode: Some(ClientMode::Monitor),
+                batch_size: Some(50),
+                full_sync_interval_seconds: Some(600),
+                enable_bundles: Some(false),
+                enable_transitive_rules: Some(false),
+                enable_all_event_upload: Some(false),
+                disable_unknown_event_upload: Some(false),
+                ..Default::default()
+            },
+            tags: BTreeMap::new(),
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// File.
+        path: PathBuf,
+        /// Cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for this schema.
+    #[error("invalid config file {path}: {message}")]
+    Parse {
+        /// File.
+        path: PathBuf,
+        /// Parser message (names the key).
+        message: String,
+    },
+    /// A value is out of range.
+    #[error("invalid config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    /// Reads a TOML file.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
+        Config::from_toml(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse { path: path.to_owned(), message },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text and validates it.
+    pub fn from_toml(text: &str) -> Result<Config, ConfigError> {
+        let config: Config =
+            toml::from_str(text).map_err(|e| ConfigError::Parse { path: PathBuf::new(), message: e.to_string() })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// A configuration for tests: loopback on an ephemeral port, data in `data_dir`,
+    /// admin token `test-token`, small pages so paging is exercised.
+    pub fn for_tests(data_dir: &Path) -> Config {
+        Config {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            data_dir: data_dir.to_owned(),
+            admin_token: Some("test-token".into()),
+            ..Config::default()
+        }
+    }
+
+    /// The storage engine to open.
+    pub fn store_spec(&self) -> StoreSpec {
+        self.store.clone().unwrap_or_else(|| StoreSpec::Redb(self.data_dir.join("dasher.redb")))
+    }
+
+    /// Checks ranges and the prefix.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let prefix = &self.sync_prefix;
+        if !prefix.is_empty() && (!prefix.starts_with('/') || prefix.ends_with('/')) {
+            return Err(ConfigError::Invalid(format!(
+                "sync_prefix {prefix:?} must start with '/' and not end with '/' (or be empty)"
+            )));
+        }
+        if self.sync.page_size_rules == 0 || self.sync.page_size_rules > 100_000 {
+            return Err(ConfigError::Invalid("sync.page_size_rules must be between 1 and 100000".into()));
+        }
+        for (name, d) in
+            std::iter::once(("defaults", &self.defaults)).chain(self.tags.iter().map(|(t, p)| (t.as_str(), &p.config)))
+        {
+            for (field, v) in
+                [("allowed_path_regex", &d.allowed_path_regex), ("blocked_path_regex", &d.blocked_path_regex)]
+            {
+                if v.as_deref() == Some("") {
+                    return Err(ConfigError::Invalid(format!(
+                        "{name}.{field} must not be empty (clients may treat \"\" as match-all); use \"(?!)\" to match nothing"
+                    )));
+                }
+            }
+            if d.batch_size == Some(0) {
+                return Err(ConfigError::Invalid(format!("{name}.batch_size must be at least 1")));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_defaults_and_tag_overrides() {
+        let c = Config::from_toml(
+            r#"
+            listen = "127.0.0.1:9000"
+            sync_prefix = ""
+            [defaults]
+            client_mode = "LOCKDOWN"
+            batch_size = 100
+            [tags.engineering]
+            rule_sets = ["dev-tools"]
+            [tags.engineering.config]
+            client_mode = "MONITOR"
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.defaults.client_mode, Some(ClientMode::Lockdown));
+        assert_eq!(c.tags["engineering"].rule_sets, vec!["dev-tools"]);
+        assert_eq!(c.tags["engineering"].config.client_mode, Some(ClientMode::Monitor));
+    }
+
+    #[test]
+    fn rejects_unknown_keys_and_bad_values() {
+        let err = Config::from_toml("lisen = \"x\"").unwrap_err().to_string();
+        assert!(err.contains("lisen"), "{err}");
+        assert!(Config::from_toml("[defaults]\nallowed_path_regex = \"\"").is_err());
+        assert!(Config::from_toml("sync_prefix = \"santa/\"").is_err());
+        assert!(Config::from_toml("[defaults]\nclient_mode = \"PARANOID\"").is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! The one place where errors become HTTP statuses. Santa clients ≥ 2026.4 stop retrying
+//! on most 4xx and retry 5xx: a status says what the client should do.
+
+use bytes::Bytes;
+use http::{Response, StatusCode, header};
+use http_body_util::Full;
+
+/// An error answered to a client or admin.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Malformed input; retrying will not help. `field` names what was wrong, if known.
+    #[error("{message}")]
+    BadRequest {
+        /// Human message.
+        message: String,
+        /// The offending field.
+        field: Option<String>,
+    },
+    /// Body too large (before or after inflating).
+    #[error("{0}")]
+    TooLarge(String),
+    /// Missing or wrong admin token.
+    #[error("missing or invalid bearer token")]
+    Unauthorized,
+    /// No such route or resource.
+    #[error("{0}")]
+    NotFound(String),
+    /// Wrong method for the route.
+    #[error("method not allowed")]
+    MethodNotAllowed,
+    /// Unsupported media type.
+    #[error("{0}")]
+    Unsupported(String),
+    /// Storage failed; the client should retry later.
+    #[error("storage unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl ApiError {
+    /// A bad request naming a field.
+    pub fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
+        ApiError::BadRequest { message: message.into(), field: Some(field.into()) }
+    }
+
+    /// A bad request without a specific field.
+    pub fn bad(message: impl Into<String>) -> Self {
+        ApiError::BadRequest { message: message.into(), field: None }
+    }
+
+    /// The status for this error.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The JSON error response: `{"error": "...", "field": "..."}`.
+    pub fn into_response(self) -> Response<Full<Bytes>> {
+        let status = self.status();
+        let mut body = serde_json::json!({ "error": self.to_string() });
+        if let ApiError::BadRequest { field: Some(f), .. } = &self {
+            body["field"] = f.clone().into();
+        }
+        let mut resp = json_response(status, &body);
+        if status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<dasher_store::StoreError> for ApiError {
+    fn from(e: dasher_store::StoreError) -> Self {
+        tracing::error!(error = %e, "store error");
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
+/// A JSON response.
+pub fn json_response(status: StatusCode, value: &impl serde::Serialize) -> Response<Full<Bytes>> {
+    bytes_response(status, "application/json", serde_json::to_vec(value).expect("response serializes"))
+}
+
+/// A response with a body and content type.
+pub fn bytes_response(status: StatusCode, content_type: &'static str, body: Vec<u8>) -> Response<Full<Bytes>> {
+    let mut resp = Response::new(Full::new(Bytes::from(body)));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(header::CONTENT_TYPE, http::HeaderValue::from_static(content_type));
+    resp
+}

@@ -1,0 +1,390 @@
+//! The four sync stages. Each handler takes a decoded request and returns the response
+//! message; HTTP concerns (bodies, encodings, statuses) live in `crate::http`.
+//!
+//! Invariants: an event is durably stored before its eventupload gets 200; a host's rules
+//! are acknowledged only at the postflight of a sync whose rule download completed; a
+//! decision about what to send never depends on the client's wire generation beyond
+//! [`ClientCaps`].
+
+pub mod cursor;
+pub mod rules;
+
+use crate::config::Config;
+use crate::http::error::ApiError;
+use crate::policy::PolicyEngine;
+use cursor::{Cursor, Position};
+use dasher_sdk::domain::{ConfigDecision, HostFacts, RuleCounts, host_rule_set};
+use dasher_sdk::version::{ClientCaps, Feature};
+use dasher_sdk::wire::{self, ClientMode, Decision, SyncType};
+use dasher_store::{ChangePos, EventFilter, EventKind, Host, HostInventory, NewEvent, RuleAck, Store, SyncPlan};
+use rules::Resolver;
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+/// Machine id used by `santactl doctor` to probe the server (§1.1).
+pub const DOCTOR_MACHINE_ID: &str = "santactl-doctor-test";
+
+/// Everything a sync needs.
+pub struct SyncService {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Policy decisions.
+    pub policy: Arc<dyn PolicyEngine>,
+    /// Configuration.
+    pub config: Arc<Config>,
+}
+
+/// Current Unix time in seconds.
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+fn is_clean(t: Option<SyncType>) -> bool {
+    matches!(t, Some(SyncType::Clean | SyncType::CleanAll))
+}
+
+/// Builds the facts policy sees from the stored host.
+pub fn host_facts(machine_id: &str, host: Option<&Host>, now: i64) -> HostFacts {
+    let mut facts = HostFacts { machine_id: machine_id.to_owned(), now_unix: now, ..Default::default() };
+    if let Some(host) = host {
+        facts.tags = host.tags.clone();
+        if let Some(inv) = &host.inventory {
+            facts.serial_number = inv.serial_number.clone();
+            facts.hostname = inv.hostname.clone();
+            facts.os_version = inv.os_version.clone();
+            facts.os_build = inv.os_build.clone();
+            facts.model_identifier = inv.model_identifier.clone();
+            facts.santa_version = inv.santa_version.clone();
+            facts.primary_user = inv.primary_user.clone();
+            facts.primary_user_groups = inv.primary_user_groups.clone();
+            facts.client_mode = inv.client_mode;
+            facts.request_clean_sync = inv.request_clean_sync;
+            facts.rule_counts = inv.rule_counts;
+            facts.sip_status = inv.sip_status;
+            facts.first_seen_unix = inv.first_seen_unix;
+        }
+    }
+    facts
+}
+
+impl SyncService {
+    fn caps_of(host: Option<&Host>) -> ClientCaps {
+        ClientCaps::from_version_str(host.and_then(|h| h.inventory.as_ref()).map_or("", |i| i.santa_version.as_str()))
+    }
+
+    /// Preflight: record the host, decide the sync type and the settings.
+    pub async fn preflight(
+        &self,
+        machine_id: &str,
+        req: wire::PreflightRequest,
+    ) -> Result<wire::PreflightResponse, ApiError> {
+        let now = now_unix();
+        let existing = self.store.get_host(machine_id).await?;
+        let previous = existing.as_ref().and_then(|h| h.inventory.clone());
+        let inventory = HostInventory {
+            machine_id: machine_id.to_owned(),
+            serial_number: req.serial_num.clone(),
+            hostname: req.hostname.clone(),
+            os_version: req.os_version.clone(),
+            os_build: req.os_build.clone(),
+            model_identifier: req.model_identifier.clone(),
+            santa_version: req.santa_version.clone(),
+            primary_user: req.primary_user.clone(),
+            primary_user_groups: req.primary_user_groups.clone(),
+            client_mode: ClientMode::try_from(req.client_mode).ok().filter(|m| *m != ClientMode::Unknown),
+            push_notification_token: req.push_notification_token.clone(),
+            rule_counts: RuleCounts {
+                binary: req.binary_rule_count,
+                certificate: req.certificate_rule_count,
+                compiler: req.compiler_rule_count,
+                transitive: req.transitive_rule_count,
+                teamid: req.teamid_rule_count,
+                signingid: req.signingid_rule_count,
+                cdhash: req.cdhash_rule_count,
+            },
+            sip_status: (req.sip_status != 0).then_some(req.sip_status),
+            rules_hash: (!req.rules_hash.is_empty()).then(|| req.rules_hash.clone()),
+            request_clean_sync: req.request_clean_sync,
+            first_seen_unix: previous.as_ref().map_or(now, |p| p.first_seen_unix),
+            last_seen_unix: now,
+        };
+        self.store.put_host_inventory(&inventory).await?;
+
+        let mut host = existing.unwrap_or_else(|| Host { machine_id: machine_id.to_owned(), ..Default::default() });
+        host.inventory = Some(inventory);
+        let facts = host_facts(machine_id, Some(&host), now);
+        let decision = self.policy.configure(&facts).await;
+        let rule_sets = self.policy.select_rule_sets(&facts).await;
+        let floor = self.store.history_floor().await?;
+        let (sync_type, reason) = decide_sync_type(&host, previous.as_ref(), &req, &decision, &rule_sets, floor);
+
+        let mut state = host.sync.clone();
+        state.plan = Some(SyncPlan { sync_type: Some(sync_type), rule_sets, started_unix: now });
+        state.pending = None;
+        state.last_sync_type = Some(sync_type);
+        state.last_sync_reason = reason.to_owned();
+        state.last_preflight_unix = now;
+        state.last_outcome = "in_progress".into();
+        self.store.put_sync_state(machine_id, &state).await?;
+        tracing::debug!(machine_id, ?sync_type, reason, "preflight");
+
+        Ok(preflight_response(&decision, sync_type, ClientCaps::from_version_str(&req.santa_version)))
+    }
+
+    /// Event upload: store durably (de-duplicated), then answer.
+    pub async fn event_upload(
+        &self,
+        machine_id: &str,
+        req: wire::EventUploadRequest,
+    ) -> Result<wire::EventUploadResponse, ApiError> {
+        let total = req.events.len() + req.file_access_events.len();
+        if total > self.config.limits.max_events_per_upload {
+            return Err(ApiError::TooLarge(format!(
+                "{total} events in one upload; at most {} are accepted (lower batch_size)",
+                self.config.limits.max_events_per_upload
+            )));
+        }
+        let now = now_unix();
+        let mut events = Vec::with_capacity(total);
+        let mut bundles = BTreeSet::new();
+        for e in &req.events {
+            let decision = e.decision_value();
+            if !e.file_bundle_hash.is_empty() && decision != Decision::BundleBinary {
+                bundles.insert(e.file_bundle_hash.clone());
+            }
+            events.push(NewEvent {
+                kind: EventKind::Execution,
+                dedupe_key: format!(
+                    "{}|{}|{}|{}|{}",
+                    e.file_sha256, e.execution_time, e.pid, e.decision, e.file_bundle_hash
+                ),
+                decision: decision.to_string(),
+                file_sha256: e.file_sha256.to_ascii_lowercase(),
+                file_bundle_hash: e.file_bundle_hash.to_ascii_lowercase(),
+                occurred_at_unix: e.execution_time,
+                received_at_unix: now,
+                body: serde_json::to_value(e).map_err(|e| ApiError::bad(e.to_string()))?,
+            });
+        }
+        for e in &req.file_access_events {
+            let sha = e.process_chain.first().map(|p| p.file_sha256.clone()).unwrap_or_default();
+            let pid = e.process_chain.first().map_or(0, |p| p.pid);
+            events.push(NewEvent {
+                kind: EventKind::FileAccess,
+                dedupe_key: format!("faa|{}|{}|{}|{}", e.rule_name, e.target, e.access_time, pid),
+                decision: wire::FileAccessDecision::try_from(e.decision)
+                    .map(|d| d.to_string())
+                    .unwrap_or_else(|_| e.decision.to_string()),
+                file_sha256: sha,
+                file_bundle_hash: String::new(),
+                occurred_at_unix: e.access_time,
+                received_at_unix: now,
+                body: serde_json::to_value(e).map_err(|e| ApiError::bad(e.to_string()))?,
+            });
+        }
+        if !events.is_empty() {
+            let outcome = self.store.insert_events(machine_id, &events).await?;
+            tracing::debug!(machine_id, stored = outcome.stored, duplicates = outcome.duplicates, "events stored");
+        }
+        let mut resp = wire::EventUploadResponse::default();
+        if !bundles.is_empty() {
+            let host = self.store.get_host(machine_id).await?;
+            let decision = self.policy.configure(&host_facts(machine_id, host.as_ref(), now)).await;
+            if decision.enable_bundles == Some(true) {
+                for hash in bundles.into_iter().take(16) {
+                    let known = self
+                        .store
+                        .query_events(&EventFilter {
+                            file_bundle_hash: Some(hash.to_ascii_lowercase()),
+                            decision: Some(Decision::BundleBinary.to_string()),
+                            limit: 1,
+                            ..Default::default()
+                        })
+                        .await?;
+                    if known.is_empty() {
+                        resp.event_upload_bundle_binaries.push(hash);
+                    }
+                }
+            }
+        }
+        Ok(resp)
+    }
+
+    /// Rule download: one page, from the snapshot named by the cursor.
+    pub async fn rule_download(
+        &self,
+        machine_id: &str,
+        req: wire::RuleDownloadRequest,
+    ) -> Result<wire::RuleDownloadResponse, ApiError> {
+        let host = self.store.get_host(machine_id).await?;
+        let caps = Self::caps_of(host.as_ref());
+        let head = self.store.head_version().await?;
+        let floor = self.store.history_floor().await?;
+        let cursor = if req.cursor.is_empty() {
+            self.first_cursor(machine_id, host.as_ref(), head).await
+        } else {
+            let bad = |why: &str| ApiError::field("cursor", format!("{why}; restart the sync with a new preflight"));
+            let c = Cursor::decode(&req.cursor).map_err(|_| bad("cursor was not issued by this server"))?;
+            if c.sets.first() != Some(&host_rule_set(machine_id)) {
+                return Err(bad("cursor was issued to another machine"));
+            }
+            if c.at > head {
+                return Err(bad("cursor names a rule version this server does not have"));
+            }
+            if c.at < floor {
+                return Err(bad("cursor's snapshot is older than the kept rule history"));
+            }
+            c
+        };
+        let (rules, next) =
+            Resolver::new(self.store.as_ref(), caps).page(cursor.clone(), self.config.sync.page_size_rules).await?;
+        if next.is_none()
+            && let Some(host) = host
+        {
+            let mut state = host.sync.clone();
+            state.pending = Some(RuleAck {
+                version: cursor.at,
+                rule_sets: cursor.sets.clone(),
+                counts: RuleCounts::default(),
+                sync_type: state.plan.as_ref().and_then(|p| p.sync_type),
+            });
+            self.store.put_sync_state(machine_id, &state).await?;
+        }
+        Ok(wire::RuleDownloadResponse { rules, cursor: next.map(|c| c.encode()) })
+    }
+
+    async fn first_cursor(&self, machine_id: &str, host: Option<&Host>, head: u64) -> Cursor {
+        let plan = host.and_then(|h| h.sync.plan.clone());
+        let sets = match &plan {
+            Some(p) if !p.rule_sets.is_empty() => p.rule_sets.clone(),
+            _ => self.policy.select_rule_sets(&host_facts(machine_id, host, now_unix())).await,
+        };
+        let acked = host.and_then(|h| h.sync.acked.as_ref());
+        let pos = match acked {
+            Some(ack) if !is_clean(plan.as_ref().and_then(|p| p.sync_type)) && ack.rule_sets == sets => {
+                Position::Delta { after: ChangePos { version: ack.version, seq: u32::MAX } }
+            }
+            _ => Position::Full { set: 0, after: None },
+        };
+        Cursor { v: 1, at: head, sets, pos, sent: 0 }
+    }
+
+    /// Postflight: acknowledge what the completed download delivered.
+    pub async fn postflight(
+        &self,
+        machine_id: &str,
+        req: wire::PostflightRequest,
+    ) -> Result<wire::PostflightResponse, ApiError> {
+        let Some(host) = self.store.get_host(machine_id).await? else {
+            tracing::info!(machine_id, "postflight from a machine that never sent a preflight");
+            return Ok(wire::PostflightResponse {});
+        };
+        let mut state = host.sync.clone();
+        let plan = state.plan.take();
+        state.last_postflight_unix = now_unix();
+        state.last_rules_received = req.rules_received;
+        state.last_rules_processed = req.rules_processed;
+        match state.pending.take() {
+            Some(ack) => {
+                state.last_outcome = if req.rules_processed < req.rules_received {
+                    format!("rules_rejected: client kept {} of {} rules", req.rules_processed, req.rules_received)
+                } else {
+                    "ok".into()
+                };
+                state.acked = Some(ack);
+                state.acked_rules_hash = (!req.rules_hash.is_empty()).then(|| req.rules_hash.clone());
+                if host.clean_requested && is_clean(plan.as_ref().and_then(|p| p.sync_type)) {
+                    self.store.set_clean_requested(machine_id, false).await?;
+                }
+            }
+            None => state.last_outcome = "incomplete: postflight without a completed rule download".into(),
+        }
+        self.store.put_sync_state(machine_id, &state).await?;
+        Ok(wire::PostflightResponse {})
+    }
+}
+
+/// Chooses NORMAL, CLEAN or CLEAN_ALL and says why.
+fn decide_sync_type(
+    host: &Host,
+    previous: Option<&HostInventory>,
+    req: &wire::PreflightRequest,
+    decision: &ConfigDecision,
+    rule_sets: &[String],
+    history_floor: u64,
+) -> (SyncType, &'static str) {
+    if let Some(t @ (SyncType::Clean | SyncType::CleanAll)) = decision.sync_type {
+        return (t, "policy");
+    }
+    if req.request_clean_sync {
+        return (SyncType::Clean, "client requested");
+    }
+    if host.clean_requested {
+        return (SyncType::Clean, "admin requested");
+    }
+    let Some(acked) = &host.sync.acked else { return (SyncType::Clean, "first sync") };
+    if acked.rule_sets != rule_sets {
+        return (SyncType::Clean, "rule-set selection changed");
+    }
+    if previous.is_some_and(|p| p.santa_version != req.santa_version) {
+        return (SyncType::Clean, "Santa version changed");
+    }
+    if acked.version < history_floor {
+        return (SyncType::Clean, "acknowledged version compacted");
+    }
+    if let Some(expected) = &host.sync.acked_rules_hash
+        && !req.rules_hash.is_empty()
+        && *expected != req.rules_hash
+    {
+        return (SyncType::Clean, "rules hash drift");
+    }
+    (SyncType::Normal, "incremental")
+}
+
+/// Turns a decision into the response this client generation understands (§6.3).
+pub fn preflight_response(d: &ConfigDecision, sync_type: SyncType, caps: ClientCaps) -> wire::PreflightResponse {
+    let mut r = wire::PreflightResponse {
+        client_mode: d.client_mode.map(|m| match m {
+            // Never weaken: clients without STANDALONE get LOCKDOWN.
+            ClientMode::Standalone if !caps.supports(Feature::StandaloneMode) => ClientMode::Lockdown as i32,
+            m => m as i32,
+        }),
+        batch_size: d.batch_size.map(|b| b.max(1)),
+        full_sync_interval: Some(d.full_sync_interval_seconds.unwrap_or(600).max(60)),
+        push_notification_full_sync_interval: d.push_notification_full_sync_interval_seconds.map(|v| v.max(60)),
+        enable_bundles: d.enable_bundles,
+        enable_transitive_rules: d.enable_transitive_rules,
+        enable_all_event_upload: d.enable_all_event_upload,
+        disable_unknown_event_upload: d.disable_unknown_event_upload,
+        allowed_path_regex: d.allowed_path_regex.clone(),
+        blocked_path_regex: d.blocked_path_regex.clone(),
+        override_file_access_action: d.override_file_access_action.map(|a| a as i32),
+        ..Default::default()
+    };
+    if caps.supports(Feature::SyncType) {
+        r.sync_type = Some(sync_type as i32);
+    }
+    if is_clean(Some(sync_type)) {
+        r.clean_sync = Some(true);
+    }
+    if caps.supports(Feature::EventDetailSettings) {
+        r.event_detail_url = d.event_detail_url.clone();
+        r.event_detail_text = d.event_detail_text.clone();
+    }
+    if let Some(block) = d.block_usb_mount {
+        let flags = d.remount_usb_mode.clone().unwrap_or_default();
+        if caps.supports(Feature::RemovableMediaPolicy) {
+            r.removable_media_policy = Some(match (block, flags.is_empty()) {
+                (false, _) => wire::RemovableMediaPolicy { allow: Some(true), ..Default::default() },
+                (true, true) => wire::RemovableMediaPolicy { block: Some(true), ..Default::default() },
+                (true, false) => wire::RemovableMediaPolicy {
+                    remount: Some(wire::RemountFlags { flags: flags.clone() }),
+                    ..Default::default()
+                },
+            });
+        }
+        r.block_usb_mount = Some(block);
+        r.remount_usb_mode = flags;
+    }
+    r
+}
