@@ -31,6 +31,8 @@ pub struct Config {
     pub defaults: ConfigDecision,
     /// Per-tag overrides: the first of a host's tags with an opinion on a field wins.
     pub tags: BTreeMap<String, TagPolicy>,
+    /// WebAssembly policy plugins (`[plugins]`); off unless set.
+    pub plugins: Option<dasher_policy::PluginsConfig>,
 }
 
 /// Settings and rule sets for hosts carrying one tag.
@@ -113,6 +115,7 @@ impl Default for Config {
                 ..Default::default()
             },
             tags: BTreeMap::new(),
+            plugins: None,
         }
     }
 }

@@ -103,10 +103,25 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
     let config = Arc::new(config);
-    let policy: Arc<dyn policy::PolicyEngine> = Arc::new(policy::ConfigPolicy::new((*config).clone()));
+    let config_policy = policy::ConfigPolicy::new((*config).clone());
+    let (policy, plugins): (Arc<dyn policy::PolicyEngine>, _) = match &config.plugins {
+        None => (Arc::new(config_policy), None),
+        Some(plugins_config) => {
+            std::fs::create_dir_all(&plugins_config.dir)
+                .with_context(|| format!("creating plugin directory {}", plugins_config.dir.display()))?;
+            let kv = Arc::new(policy::plugins::StoreKv::new(store.clone(), tokio::runtime::Handle::current()));
+            let cfg = plugins_config.clone();
+            let manager = tokio::task::spawn_blocking(move || dasher_policy::PluginManager::start(cfg, kv))
+                .await?
+                .context("starting the plugin host")?;
+            let manager = Arc::new(manager);
+            (Arc::new(policy::plugins::PluginPolicy::new(manager.clone(), config_policy)), Some(manager))
+        }
+    };
     let state = Arc::new(http::AppState {
         sync: sync::SyncService { store: store.clone(), policy, config: config.clone() },
         admin_token: admin_token.clone(),
+        plugins,
     });
     let (shutdown, mut shutdown_rx) = watch::channel(false);
     spawn_retention(store.clone(), config.clone(), shutdown.subscribe());

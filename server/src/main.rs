@@ -17,6 +17,40 @@ struct Cli {
 enum Command {
     /// Run the sync server (embedded storage by default).
     Serve(ServeArgs),
+    /// Build, inspect, test and install WebAssembly policy plugins.
+    #[command(subcommand)]
+    Plugin(PluginCommand),
+}
+
+#[derive(Subcommand)]
+enum PluginCommand {
+    /// Build a plugin crate into a component (wasm32-unknown-unknown, size profile).
+    Build {
+        /// The plugin crate's directory.
+        crate_dir: PathBuf,
+        /// Output file [default: <crate>.wasm in the current directory].
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
+    /// Print a component's metadata (name, version, hooks, versions, hash).
+    Inspect {
+        /// The component.
+        file: PathBuf,
+    },
+    /// Run a component through the server's host code against JSON fixtures.
+    Test {
+        /// The component.
+        file: PathBuf,
+        /// Directory of fixture files.
+        fixtures: PathBuf,
+    },
+    /// Install a component into a plugin directory atomically (temp file + rename).
+    Install {
+        /// The component.
+        file: PathBuf,
+        /// The server's plugin directory.
+        dir: PathBuf,
+    },
 }
 
 #[derive(clap::Args)]
@@ -39,14 +73,51 @@ struct ServeArgs {
     /// Log filter, e.g. `info` or `dasher_server=debug`.
     #[arg(long, env = "DASHER_LOG", default_value = "info")]
     log: String,
+    /// Load WebAssembly policy plugins from this directory (and watch it).
+    #[arg(long, env = "DASHER_PLUGINS_DIR")]
+    plugins_dir: Option<PathBuf>,
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let Command::Serve(args) = Cli::parse().command;
+fn plugin_command(cmd: PluginCommand) -> anyhow::Result<std::process::ExitCode> {
+    use dasher_policy::tools;
+    let ok = match cmd {
+        PluginCommand::Build { crate_dir, out } => {
+            let r = tools::build(&crate_dir, out.as_deref(), &tools::BuildOptions::default())?;
+            println!("{} ({} bytes)\nsha256 {}", r.component.display(), r.component_bytes, r.hash);
+            true
+        }
+        PluginCommand::Inspect { file } => {
+            let i = tools::inspect(&file)?;
+            print!("{i}");
+            i.compatible.is_ok()
+        }
+        PluginCommand::Test { file, fixtures } => {
+            let r = tools::test(&file, &fixtures)?;
+            print!("{r}");
+            r.passed()
+        }
+        PluginCommand::Install { file, dir } => {
+            println!("installed {}", tools::install(&file, &dir)?.display());
+            true
+        }
+    };
+    Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
+}
+
+fn main() -> anyhow::Result<std::process::ExitCode> {
+    match Cli::parse().command {
+        Command::Plugin(cmd) => plugin_command(cmd),
+        Command::Serve(args) => {
+            tokio::runtime::Runtime::new()?.block_on(serve(args))?;
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let filter = tracing_subscriber::EnvFilter::try_new(&args.log)?;
     if args.log_json {
         tracing_subscriber::fmt().json().with_env_filter(filter).init();
@@ -65,6 +136,9 @@ async fn main() -> anyhow::Result<()> {
     }
     if let Some(store) = args.store {
         config.store = Some(store.parse()?);
+    }
+    if let Some(dir) = args.plugins_dir {
+        config.plugins.get_or_insert_with(Default::default).dir = dir;
     }
     if let Some(token) = args.admin_token {
         config.admin_token = Some(token);

@@ -111,6 +111,7 @@ pub async fn handle(state: &AppState, req: Request<hyper::body::Incoming>) -> Re
             }
         }
         (Method::GET, ["api", "v1", "events"]) => get_events(sync, &query(&req)).await,
+        (method, ["api", "v1", "plugins", rest @ ..]) => plugins(state, method, rest).await,
         _ => Err(ApiError::NotFound(format!("no route for {path}"))),
     }
 }
@@ -228,4 +229,22 @@ async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
     };
     let events = sync.store.query_events(&filter).await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({"events": events})))
+}
+
+/// `GET /api/v1/plugins`, `POST /api/v1/plugins/reload`, `POST /api/v1/plugins/{name}/rollback`.
+async fn plugins(state: &AppState, method: Method, rest: &[&str]) -> Resp {
+    let Some(manager) = &state.plugins else {
+        return Err(ApiError::NotFound("plugins are not configured (set [plugins] or --plugins-dir)".into()));
+    };
+    match (method, rest) {
+        (Method::GET, []) => Ok(json_response(StatusCode::OK, &manager.status())),
+        (Method::POST, ["reload"]) => Ok(json_response(StatusCode::OK, &manager.reload().await)),
+        (Method::POST, [name, "rollback"]) => match manager.rollback(name) {
+            Ok((from, to)) => {
+                Ok(json_response(StatusCode::OK, &serde_json::json!({"plugin": name, "from": from, "to": to})))
+            }
+            Err(e) => Err(ApiError::field("name", e.to_string())),
+        },
+        _ => Err(ApiError::NotFound("no such plugin route".into())),
+    }
 }

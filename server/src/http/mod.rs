@@ -27,6 +27,8 @@ pub struct AppState {
     pub sync: SyncService,
     /// Admin bearer token.
     pub admin_token: String,
+    /// The plugin host, when plugins are configured.
+    pub plugins: Option<std::sync::Arc<dasher_policy::PluginManager>>,
 }
 
 /// Answers one request; never fails (errors become responses).

@@ -5,8 +5,11 @@
 //! overrides from the config file. A policy never touches the wire format.
 
 use crate::config::Config;
+pub mod plugins;
+
 use async_trait::async_trait;
 use dasher_sdk::domain::{ConfigDecision, GLOBAL_RULE_SET, HostFacts, host_rule_set};
+use dasher_store::EventRecord;
 
 /// Makes the policy decisions of a sync.
 #[async_trait]
@@ -15,6 +18,8 @@ pub trait PolicyEngine: Send + Sync + 'static {
     async fn configure(&self, host: &HostFacts) -> ConfigDecision;
     /// Rule sets for the host in precedence order (see [`normalize_selection`]).
     async fn select_rule_sets(&self, host: &HostFacts) -> Vec<String>;
+    /// Looks at events after they were durably stored (labels, noise, rule proposals).
+    async fn triage(&self, _host: &HostFacts, _events: &[EventRecord]) {}
 }
 
 /// The built-in policy: `[defaults]` and `[tags.*]` of the config file.

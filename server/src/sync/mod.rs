@@ -16,7 +16,9 @@ use cursor::{Cursor, Position};
 use dasher_sdk::domain::{ConfigDecision, HostFacts, RuleCounts, host_rule_set};
 use dasher_sdk::version::{ClientCaps, Feature};
 use dasher_sdk::wire::{self, ClientMode, Decision, SyncType};
-use dasher_store::{ChangePos, EventFilter, EventKind, Host, HostInventory, NewEvent, RuleAck, Store, SyncPlan};
+use dasher_store::{
+    ChangePos, EventFilter, EventKind, EventRecord, Host, HostInventory, NewEvent, RuleAck, Store, SyncPlan,
+};
 use rules::Resolver;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -185,6 +187,17 @@ impl SyncService {
         if !events.is_empty() {
             let outcome = self.store.insert_events(machine_id, &events).await?;
             tracing::debug!(machine_id, stored = outcome.stored, duplicates = outcome.duplicates, "events stored");
+            // Triage runs after the durable write, off the client's request path.
+            let policy = self.policy.clone();
+            let store = self.store.clone();
+            let machine = machine_id.to_owned();
+            tokio::spawn(async move {
+                let host = store.get_host(&machine).await.ok().flatten();
+                let facts = host_facts(&machine, host.as_ref(), now_unix());
+                let records: Vec<EventRecord> =
+                    events.into_iter().map(|event| EventRecord { id: 0, machine_id: machine.clone(), event }).collect();
+                policy.triage(&facts, &records).await;
+            });
         }
         let mut resp = wire::EventUploadResponse::default();
         if !bundles.is_empty() {
