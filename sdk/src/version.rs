@@ -59,6 +59,8 @@ pub enum Feature {
     SilentGuiTtyPolicies,
     /// Absent settings keep their value; absent bools are not "false" (GS 2023.7).
     AbsentMeansUnchanged,
+    /// `rulesHash` in preflight and postflight (NPS 2025.7).
+    RulesHash,
 }
 
 impl Feature {
@@ -74,6 +76,7 @@ impl Feature {
             Feature::RemovableMediaPolicy => SantaVersion::new(2026, 3),
             Feature::SilentGuiTtyPolicies => SantaVersion::new(2026, 6),
             Feature::AbsentMeansUnchanged => SantaVersion::new(2023, 7),
+            Feature::RulesHash => SantaVersion::new(2025, 7),
         }
     }
 }

@@ -370,3 +370,22 @@ async fn concurrent_event_uploads_during_a_full_sync_lose_nothing() {
     let ev = s.admin(Method::GET, &format!("/api/v1/events?machine_id={MID}&limit=1000"), None).await.json();
     assert_eq!(ev["events"].as_array().unwrap().len(), 200);
 }
+
+#[tokio::test]
+async fn legacy_clients_without_rules_hash_are_checked_by_rule_counts() {
+    let s = TestServer::start().await;
+    s.put_rules(json!([{"identifier": sha(1), "rule_type": "BINARY", "policy": "BLOCKLIST"},
+                       {"identifier": sha(2), "rule_type": "BINARY", "policy": "ALLOWLIST"},
+                       {"identifier": "EQHXZ8M8AV", "rule_type": "TEAMID", "policy": "ALLOWLIST"}]))
+        .await;
+    let legacy = |binary: u32, teamid: u32| {
+        json!({"serial_num":"C02OLD","santa_version":"2024.5.1","client_mode":"MONITOR","primary_user":"",
+               "binary_rule_count": binary,"certificate_rule_count":0,"compiler_rule_count":0,
+               "transitive_rule_count":0,"teamid_rule_count": teamid,"signingid_rule_count":0,"cdhash_rule_count":0})
+    };
+    let mut client = ClientRules::default();
+    assert_eq!(client.sync(&s, "old-mac", legacy(0, 0)).await.0, "CLEAN");
+    assert_eq!(client.sync(&s, "old-mac", legacy(2, 1)).await.0, "NORMAL", "counts match what was delivered");
+    assert_eq!(client.sync(&s, "old-mac", legacy(1, 1)).await.0, "CLEAN", "a rule went missing on the client");
+    client.assert_matches_server(&s, "old-mac").await;
+}

@@ -254,11 +254,19 @@ impl SyncService {
         if next.is_none()
             && let Some(host) = host
         {
+            // Clients without rulesHash are checked for drift by their rule counts, so
+            // remember what they should report; newer clients do not need the scan.
+            let mut counts = RuleCounts::default();
+            if !caps.supports(Feature::RulesHash) {
+                for rule in Resolver::new(self.store.as_ref(), caps).all_effective(&cursor.sets, cursor.at).await? {
+                    counts.add(&rule);
+                }
+            }
             let mut state = host.sync.clone();
             state.pending = Some(RuleAck {
                 version: cursor.at,
                 rule_sets: cursor.sets.clone(),
-                counts: RuleCounts::default(),
+                counts,
                 sync_type: state.plan.as_ref().and_then(|p| p.sync_type),
             });
             self.store.put_sync_state(machine_id, &state).await?;
@@ -350,6 +358,21 @@ fn decide_sync_type(
         && *expected != req.rules_hash
     {
         return (SyncType::Clean, "rules hash drift");
+    }
+    let caps = ClientCaps::from_version_str(&req.santa_version);
+    if !caps.supports(Feature::RulesHash) && caps.0.is_some() {
+        let reported = RuleCounts {
+            binary: req.binary_rule_count,
+            certificate: req.certificate_rule_count,
+            compiler: req.compiler_rule_count,
+            transitive: req.transitive_rule_count,
+            teamid: req.teamid_rule_count,
+            signingid: req.signingid_rule_count,
+            cdhash: req.cdhash_rule_count,
+        };
+        if !reported.matches_delivered(&acked.counts) {
+            return (SyncType::Clean, "rule count drift");
+        }
     }
     (SyncType::Normal, "incremental")
 }
