@@ -30,6 +30,8 @@ async fn plugins_decide_modes_and_faults_fall_back() {
     let s = TestServer::start_with(move |c| {
         let mut p = dasher_policy::PluginsConfig::for_dir(&dir);
         p.watch = false;
+        // Behaviour, not speed: a loaded 2-core CI machine must not hit the 10 ms deadline.
+        p.limits.deadline_ms = 5_000;
         p.order = vec!["staged-rollout".into(), "fault-trap".into()];
         p.plugin.entry("staged-rollout".into()).or_default().settings = json!({"lockdown_hostnames": ["lab-*"]});
         c.plugins = Some(p);

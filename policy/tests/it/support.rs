@@ -47,6 +47,11 @@ pub fn config(dir: &Path, settings: &[(&str, serde_json::Value)]) -> PluginsConf
     let mut config = PluginsConfig::for_dir(dir);
     config.watch = false;
     config.workers = 2;
+    // Tests check behaviour, not speed: on 2 shared cores under a parallel build the
+    // production 10 ms deadline can expire on a healthy call. The loop fixture still proves
+    // that deadlines hold.
+    config.limits.deadline_ms = 1_000;
+    config.limits.triage_deadline_ms = 1_000;
     for (name, s) in settings {
         config.plugin.entry((*name).to_owned()).or_default().settings = s.clone();
     }
