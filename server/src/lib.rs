@@ -124,7 +124,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         plugins,
     });
     let (shutdown, mut shutdown_rx) = watch::channel(false);
-    spawn_retention(store.clone(), config.clone(), shutdown.subscribe());
+    let retention = spawn_retention(store.clone(), config.clone(), shutdown.subscribe());
     let header_timeout = Duration::from_secs(config.limits.header_read_timeout_secs.max(1));
     let task = tokio::spawn(async move {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -163,6 +163,18 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
             tracing::warn!("in-flight requests did not finish within 30 s");
         }
         drop(state);
+        if let Some(retention) = retention {
+            let _ = retention.await;
+        }
+        // Background work (triage) may still hold the store; wait for it so that a
+        // returned shutdown means the database is closed and can be reopened.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while Arc::strong_count(&store) > 1 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if Arc::strong_count(&store) > 1 {
+            tracing::warn!("store still in use 10 s after shutdown");
+        }
         drop(store);
     });
     tracing::info!(%addr, prefix = %config.sync_prefix, store = %spec, "dasher listening");
@@ -170,13 +182,17 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
 }
 
 /// Prunes events hourly by age and count.
-fn spawn_retention(store: Arc<dyn dasher_store::Store>, config: Arc<Config>, mut stop: watch::Receiver<bool>) {
+fn spawn_retention(
+    store: Arc<dyn dasher_store::Store>,
+    config: Arc<Config>,
+    mut stop: watch::Receiver<bool>,
+) -> Option<tokio::task::JoinHandle<()>> {
     let days = config.sync.event_retention_days;
     let max = config.sync.event_retention_max;
     if days == 0 && max == 0 {
-        return;
+        return None;
     }
-    tokio::spawn(async move {
+    Some(tokio::spawn(async move {
         loop {
             let before = (days > 0).then(|| sync::now_unix() - (days as i64) * 86_400);
             match store.prune_events(before, (max > 0).then_some(max)).await {
@@ -189,5 +205,5 @@ fn spawn_retention(store: Arc<dyn dasher_store::Store>, config: Arc<Config>, mut
                 _ = stop.changed() => return,
             }
         }
-    });
+    }))
 }
