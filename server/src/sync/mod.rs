@@ -95,15 +95,7 @@ impl SyncService {
             primary_user_groups: req.primary_user_groups.clone(),
             client_mode: ClientMode::try_from(req.client_mode).ok().filter(|m| *m != ClientMode::Unknown),
             push_notification_token: req.push_notification_token.clone(),
-            rule_counts: RuleCounts {
-                binary: req.binary_rule_count,
-                certificate: req.certificate_rule_count,
-                compiler: req.compiler_rule_count,
-                transitive: req.transitive_rule_count,
-                teamid: req.teamid_rule_count,
-                signingid: req.signingid_rule_count,
-                cdhash: req.cdhash_rule_count,
-            },
+            rule_counts: reported_counts(&req),
             sip_status: (req.sip_status != 0).then_some(req.sip_status),
             rules_hash: (!req.rules_hash.is_empty()).then(|| req.rules_hash.clone()),
             request_clean_sync: req.request_clean_sync,
@@ -325,6 +317,19 @@ impl SyncService {
     }
 }
 
+/// The rule counts a preflight reports.
+fn reported_counts(req: &wire::PreflightRequest) -> RuleCounts {
+    RuleCounts {
+        binary: req.binary_rule_count,
+        certificate: req.certificate_rule_count,
+        compiler: req.compiler_rule_count,
+        transitive: req.transitive_rule_count,
+        teamid: req.teamid_rule_count,
+        signingid: req.signingid_rule_count,
+        cdhash: req.cdhash_rule_count,
+    }
+}
+
 /// Chooses NORMAL, CLEAN or CLEAN_ALL and says why.
 fn decide_sync_type(
     host: &Host,
@@ -361,16 +366,7 @@ fn decide_sync_type(
     }
     let caps = ClientCaps::from_version_str(&req.santa_version);
     if !caps.supports(Feature::RulesHash) && caps.0.is_some() {
-        let reported = RuleCounts {
-            binary: req.binary_rule_count,
-            certificate: req.certificate_rule_count,
-            compiler: req.compiler_rule_count,
-            transitive: req.transitive_rule_count,
-            teamid: req.teamid_rule_count,
-            signingid: req.signingid_rule_count,
-            cdhash: req.cdhash_rule_count,
-        };
-        if !reported.matches_delivered(&acked.counts) {
+        if !reported_counts(req).matches_delivered(&acked.counts) {
             return (SyncType::Clean, "rule count drift");
         }
     }
