@@ -365,10 +365,9 @@ fn decide_sync_type(
         return (SyncType::Clean, "rules hash drift");
     }
     let caps = ClientCaps::from_version_str(&req.santa_version);
-    if !caps.supports(Feature::RulesHash) && caps.0.is_some() {
-        if !reported_counts(req).matches_delivered(&acked.counts) {
-            return (SyncType::Clean, "rule count drift");
-        }
+    if !caps.supports(Feature::RulesHash) && caps.0.is_some() && !reported_counts(req).matches_delivered(&acked.counts)
+    {
+        return (SyncType::Clean, "rule count drift");
     }
     (SyncType::Normal, "incremental")
 }
