@@ -12,6 +12,7 @@ use crate::convert::event_facts;
 use crate::error::{Fault, LoadError, PolicyError};
 use crate::exec::Executor;
 use crate::kv::KvBackend;
+use crate::last_good::LastGood;
 use crate::merge::{merge_config, merge_selection, merge_verdicts};
 use crate::meta;
 use crate::runtime::{LoadedPlugin, Runtime, content_hash, scratch_kv};
@@ -29,165 +30,12 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// Generations kept per plugin for rollback (the active one included).
 const GENERATIONS_KEPT: usize = 3;
-/// Hosts remembered in memory per plugin and hook for fail-static (the kv backend keeps all).
-const LAST_GOOD_CACHE_HOSTS: usize = 100_000;
 /// Pool slots of the pooling allocator (component instances across all plugins).
 const MAX_INSTANCES: u32 = 256;
 
-/// A decision and where it came from.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct Decided<T> {
-    /// The merged decision of the enforcing plugins.
-    pub value: T,
-    /// Enforcing plugins that took part, in chain order, with their generation: store this
-    /// with the decision so "which policy made this host LOCKDOWN" has an answer.
-    pub made_by: Vec<Contribution>,
-    /// Faults during this call (already logged and counted).
-    pub faults: Vec<FaultRecord>,
-    /// What shadow plugins would have decided.
-    pub shadow: Vec<ShadowRecord>,
-    /// True if any enforcing plugin failed and its part came from a last good decision, a
-    /// fallback, or nothing. For `select-rules`, a degraded decision with a plugin at
-    /// [`Source::NoOpinion`] must not be used to remove rules: keep the host's acknowledged
-    /// selection. For `triage`, the batch may be retried later.
-    pub degraded: bool,
-    /// True if an enforcing plugin with `on_failure = "reject"` failed: answer the stage with
-    /// 503 (the client keeps its state and retries) instead of using `value`.
-    pub reject: bool,
-}
-
-/// One enforcing plugin's part in a decision.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Contribution {
-    /// Plugin name.
-    pub plugin: String,
-    /// Generation (content hash) that ran.
-    pub generation: String,
-    /// Where its part came from.
-    pub source: Source,
-}
-
-/// Where a plugin's part of a decision came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// The plugin answered.
-    Live,
-    /// The plugin failed; its last good decision for this host was used.
-    LastGood,
-    /// The plugin failed; the configured fallback was used.
-    Fallback,
-    /// The plugin failed and there was nothing to fall back on.
-    NoOpinion,
-}
-
-/// A fault in one call.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct FaultRecord {
-    /// Plugin name.
-    pub plugin: String,
-    /// Generation.
-    pub generation: String,
-    /// Hook.
-    pub hook: Hook,
-    /// Kind (`trap`, `timeout`, `oom`, …).
-    pub kind: &'static str,
-    /// Description.
-    pub message: String,
-}
-
-/// What a shadow plugin would have decided.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ShadowRecord {
-    /// Plugin name.
-    pub plugin: String,
-    /// Generation.
-    pub generation: String,
-    /// Its decision (`None` if it failed).
-    pub decision: Option<serde_json::Value>,
-    /// True if one of its opinions differs from the applied decision.
-    pub differs: bool,
-}
-
-/// One plugin's status, for `GET /api/v1/plugins`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct PluginStatus {
-    /// Name.
-    pub name: String,
-    /// Plugin version from its metadata.
-    pub version: String,
-    /// File it was loaded from.
-    pub file: PathBuf,
-    /// Active generation (SHA-256 of the file).
-    pub hash: String,
-    /// Component size.
-    pub size_bytes: usize,
-    /// Declared hooks.
-    pub hooks: Vec<Hook>,
-    /// Enforce or shadow.
-    pub mode: Mode,
-    /// When this generation was loaded (Unix seconds).
-    pub loaded_at_unix: u64,
-    /// Calls to this generation.
-    pub calls: u64,
-    /// Faulted calls of this generation.
-    pub errors: u64,
-    /// Faults by kind.
-    pub faults: BTreeMap<String, u64>,
-    /// Median call time (µs, last 1024 successful calls).
-    pub p50_us: u64,
-    /// 99th percentile call time (µs).
-    pub p99_us: u64,
-    /// Last call fault.
-    pub last_error: Option<String>,
-    /// Last failed load of a new file for this plugin (the active generation kept serving).
-    pub last_load_error: Option<String>,
-    /// Skipped for a backoff after repeated faults.
-    pub degraded: bool,
-    /// Shadow decisions that differed from the applied ones.
-    pub shadow_disagreements: u64,
-    /// Kept generations, newest first (the active one included).
-    pub generations: Vec<String>,
-}
-
-/// A file that failed to load.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LoadFailure {
-    /// The file.
-    pub file: PathBuf,
-    /// The plugin name, if its metadata was readable.
-    pub plugin: Option<String>,
-    /// Why.
-    pub error: String,
-    /// When (Unix seconds).
-    pub at_unix: u64,
-}
-
-/// The whole plugin system's status.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ManagerStatus {
-    /// Set generation, incremented by every swap.
-    pub generation: u64,
-    /// Plugins in chain order.
-    pub plugins: Vec<PluginStatus>,
-    /// Files currently failing to load.
-    pub load_errors: Vec<LoadFailure>,
-}
-
-/// What a reload did.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ReloadReport {
-    /// Plugins (name, generation) newly loaded.
-    pub loaded: Vec<(String, String)>,
-    /// Plugins kept as they were.
-    pub unchanged: Vec<String>,
-    /// Plugins unloaded because their file is gone.
-    pub unloaded: Vec<String>,
-    /// Files that failed (the previous generation, if any, kept serving).
-    pub errors: Vec<LoadFailure>,
-    /// True if the active set was swapped.
-    pub swapped: bool,
-}
+pub use crate::report::{
+    Contribution, Decided, FaultRecord, LoadFailure, ManagerStatus, PluginStatus, ReloadReport, ShadowRecord, Source,
+};
 
 /// The immutable set of active plugins, in chain order.
 #[derive(Debug, Default)]
@@ -842,47 +690,4 @@ fn list_components(dir: &Path) -> Result<Vec<PathBuf>, String> {
 
 fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
-}
-
-/// Last good decision per plugin, hook and host: in memory, written through to the kv
-/// backend (namespace `dasher-last-good:<plugin>:<hook>`) when it changes, so fail-static
-/// survives restarts and reloads.
-struct LastGood {
-    kv: Arc<dyn KvBackend>,
-    cache: Mutex<HashMap<(String, Hook), HashMap<String, String>>>,
-}
-
-impl LastGood {
-    fn namespace(plugin: &str, hook: Hook) -> String {
-        format!("dasher-last-good:{plugin}:{hook}")
-    }
-
-    fn remember(&self, plugin: &str, hook: Hook, machine_id: &str, json: String) {
-        let mut cache = self.cache.lock().unwrap_or_else(|e| e.into_inner());
-        let map = cache.entry((plugin.to_owned(), hook)).or_default();
-        if map.get(machine_id) == Some(&json) {
-            return;
-        }
-        if map.len() >= LAST_GOOD_CACHE_HOSTS {
-            map.clear();
-        }
-        map.insert(machine_id.to_owned(), json.clone());
-        drop(cache);
-        if let Err(e) = self.kv.put(&Self::namespace(plugin, hook), machine_id, json.as_bytes()) {
-            tracing::warn!(plugin, "cannot persist last good decision: {e}");
-        }
-    }
-
-    fn get(&self, plugin: &str, hook: Hook, machine_id: &str) -> Option<String> {
-        let cached = self
-            .cache
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .get(&(plugin.to_owned(), hook))
-            .and_then(|m| m.get(machine_id).cloned());
-        cached.or_else(|| {
-            let v = self.kv.get(&Self::namespace(plugin, hook), machine_id).ok().flatten()?;
-            String::from_utf8(v).ok()
-        })
-    }
 }

@@ -1,0 +1,163 @@
+//! What the [`crate::PluginManager`] tells its callers: decisions with their provenance
+//! and faults, plugin status for the admin API, and reload reports. Plain data, no logic.
+
+use crate::config::Mode;
+use dasher_sdk::plugin::Hook;
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+/// A decision and where it came from.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Decided<T> {
+    /// The merged decision of the enforcing plugins.
+    pub value: T,
+    /// Enforcing plugins that took part, in chain order, with their generation: store this
+    /// with the decision so "which policy made this host LOCKDOWN" has an answer.
+    pub made_by: Vec<Contribution>,
+    /// Faults during this call (already logged and counted).
+    pub faults: Vec<FaultRecord>,
+    /// What shadow plugins would have decided.
+    pub shadow: Vec<ShadowRecord>,
+    /// True if any enforcing plugin failed and its part came from a last good decision, a
+    /// fallback, or nothing. For `select-rules`, a degraded decision with a plugin at
+    /// [`Source::NoOpinion`] must not be used to remove rules: keep the host's acknowledged
+    /// selection. For `triage`, the batch may be retried later.
+    pub degraded: bool,
+    /// True if an enforcing plugin with `on_failure = "reject"` failed: answer the stage with
+    /// 503 (the client keeps its state and retries) instead of using `value`.
+    pub reject: bool,
+}
+
+/// One enforcing plugin's part in a decision.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Contribution {
+    /// Plugin name.
+    pub plugin: String,
+    /// Generation (content hash) that ran.
+    pub generation: String,
+    /// Where its part came from.
+    pub source: Source,
+}
+
+/// Where a plugin's part of a decision came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Source {
+    /// The plugin answered.
+    Live,
+    /// The plugin failed; its last good decision for this host was used.
+    LastGood,
+    /// The plugin failed; the configured fallback was used.
+    Fallback,
+    /// The plugin failed and there was nothing to fall back on.
+    NoOpinion,
+}
+
+/// A fault in one call.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct FaultRecord {
+    /// Plugin name.
+    pub plugin: String,
+    /// Generation.
+    pub generation: String,
+    /// Hook.
+    pub hook: Hook,
+    /// Kind (`trap`, `timeout`, `oom`, …).
+    pub kind: &'static str,
+    /// Description.
+    pub message: String,
+}
+
+/// What a shadow plugin would have decided.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ShadowRecord {
+    /// Plugin name.
+    pub plugin: String,
+    /// Generation.
+    pub generation: String,
+    /// Its decision (`None` if it failed).
+    pub decision: Option<serde_json::Value>,
+    /// True if one of its opinions differs from the applied decision.
+    pub differs: bool,
+}
+
+/// One plugin's status, for `GET /api/v1/plugins`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct PluginStatus {
+    /// Name.
+    pub name: String,
+    /// Plugin version from its metadata.
+    pub version: String,
+    /// File it was loaded from.
+    pub file: PathBuf,
+    /// Active generation (SHA-256 of the file).
+    pub hash: String,
+    /// Component size.
+    pub size_bytes: usize,
+    /// Declared hooks.
+    pub hooks: Vec<Hook>,
+    /// Enforce or shadow.
+    pub mode: Mode,
+    /// When this generation was loaded (Unix seconds).
+    pub loaded_at_unix: u64,
+    /// Calls to this generation.
+    pub calls: u64,
+    /// Faulted calls of this generation.
+    pub errors: u64,
+    /// Faults by kind.
+    pub faults: BTreeMap<String, u64>,
+    /// Median call time (µs, last 1024 successful calls).
+    pub p50_us: u64,
+    /// 99th percentile call time (µs).
+    pub p99_us: u64,
+    /// Last call fault.
+    pub last_error: Option<String>,
+    /// Last failed load of a new file for this plugin (the active generation kept serving).
+    pub last_load_error: Option<String>,
+    /// Skipped for a backoff after repeated faults.
+    pub degraded: bool,
+    /// Shadow decisions that differed from the applied ones.
+    pub shadow_disagreements: u64,
+    /// Kept generations, newest first (the active one included).
+    pub generations: Vec<String>,
+}
+
+/// A file that failed to load.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LoadFailure {
+    /// The file.
+    pub file: PathBuf,
+    /// The plugin name, if its metadata was readable.
+    pub plugin: Option<String>,
+    /// Why.
+    pub error: String,
+    /// When (Unix seconds).
+    pub at_unix: u64,
+}
+
+/// The whole plugin system's status.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ManagerStatus {
+    /// Set generation, incremented by every swap.
+    pub generation: u64,
+    /// Plugins in chain order.
+    pub plugins: Vec<PluginStatus>,
+    /// Files currently failing to load.
+    pub load_errors: Vec<LoadFailure>,
+}
+
+/// What a reload did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ReloadReport {
+    /// Plugins (name, generation) newly loaded.
+    pub loaded: Vec<(String, String)>,
+    /// Plugins kept as they were.
+    pub unchanged: Vec<String>,
+    /// Plugins unloaded because their file is gone.
+    pub unloaded: Vec<String>,
+    /// Files that failed (the previous generation, if any, kept serving).
+    pub errors: Vec<LoadFailure>,
+    /// True if the active set was swapped.
+    pub swapped: bool,
+}
