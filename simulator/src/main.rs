@@ -73,9 +73,13 @@ struct RunArgs {
     /// Max concurrent syncs.
     #[arg(long, default_value_t = 64)]
     concurrency: usize,
-    /// Open-loop sync interval (real clients: 600s).
-    #[arg(long, default_value = "600s", value_parser = parse_duration)]
-    sync_interval: Duration,
+    /// Open-loop: fixed interval between a host's syncs. Without it each host waits the
+    /// full_sync_interval the server sent it (600s before its first sync), times --time-scale.
+    #[arg(long, value_parser = parse_duration)]
+    sync_interval: Option<Duration>,
+    /// Multiply synced intervals by this (0.01: the server's 600s become 6s).
+    #[arg(long, default_value_t = 1.0)]
+    time_scale: f64,
     /// Start each host's next sync as soon as its last one ends.
     #[arg(long)]
     closed_loop: bool,
@@ -146,6 +150,7 @@ fn config(a: &RunArgs, progress: bool) -> anyhow::Result<RunConfig> {
         duration: a.duration,
         concurrency: a.concurrency,
         sync_interval: a.sync_interval,
+        time_scale: a.time_scale,
         closed_loop: a.closed_loop,
         generations: Generation::parse_mix(&a.generations).map_err(anyhow::Error::msg)?,
         seed: a.seed,

@@ -36,8 +36,12 @@ pub struct RunConfig {
     pub duration: Duration,
     /// Max concurrent syncs.
     pub concurrency: usize,
-    /// Open-loop sync interval (real clients: 600 s).
-    pub sync_interval: Duration,
+    /// Open-loop: a fixed interval between a host's syncs. `None` (the default) does what real
+    /// clients do: wait the `full_sync_interval` the server last sent the host (600 s until the
+    /// first sync; clamped as the host's Santa version clamps it), multiplied by `time_scale`.
+    pub sync_interval: Option<Duration>,
+    /// Factor applied to synced intervals (e.g. 0.01 turns 600 s into 6 s for load tests).
+    pub time_scale: f64,
     /// Back-to-back syncs instead of timers.
     pub closed_loop: bool,
     /// Generation mix.
@@ -69,7 +73,8 @@ impl Default for RunConfig {
             hosts: 10,
             duration: Duration::from_secs(10),
             concurrency: 64,
-            sync_interval: Duration::from_secs(600),
+            sync_interval: None,
+            time_scale: 1.0,
             closed_loop: false,
             generations: vec![(Generation::Nps2026_7, 1)],
             seed: 1,
@@ -175,12 +180,13 @@ pub async fn drive(fleet: &Fleet, cfg: &RunConfig) {
     let mut tasks = Vec::with_capacity(fleet.clients.len());
     for (i, client) in fleet.clients.iter().enumerate() {
         let (client, ctx, sem) = (client.clone(), fleet.ctx.clone(), sem.clone());
-        let (closed, interval, execs) = (cfg.closed_loop, cfg.sync_interval, cfg.executions_per_sync);
+        let (closed, fixed, scale, execs) =
+            (cfg.closed_loop, cfg.sync_interval, cfg.time_scale, cfg.executions_per_sync);
         let mut rng = fleet::rng_for(cfg.seed ^ 0x71e, i as u64);
         tasks.push(tokio::spawn(async move {
             if !closed {
                 // First sync somewhere in the first interval (hosts wake at different times).
-                let first = interval.mul_f64(rng.random_range(0.0..1.0));
+                let first = next_interval(&client, fixed, scale).mul_f64(rng.random_range(0.0..1.0));
                 tokio::time::sleep_until((Instant::now() + first).min(deadline).into()).await;
             }
             while Instant::now() < deadline {
@@ -192,7 +198,9 @@ pub async fn drive(fleet: &Fleet, cfg: &RunConfig) {
                     host_turn(&client, &ctx, execs).await;
                 }
                 if !closed {
-                    // Re-armed from the end of the sync, with the dispatch timer's leeway.
+                    // Re-armed from the end of the sync with the interval the server just sent,
+                    // plus the dispatch timer's leeway.
+                    let interval = next_interval(&client, fixed, scale);
                     let jitter = rng.random_range(0.0..0.02) * interval.as_secs_f64();
                     let next = Instant::now() + interval + Duration::from_secs_f64(jitter);
                     tokio::time::sleep_until(next.min(deadline).into()).await;
@@ -203,6 +211,15 @@ pub async fn drive(fleet: &Fleet, cfg: &RunConfig) {
     for t in tasks {
         let _ = t.await;
     }
+}
+
+/// The wait before a host's next full sync: the fixed override, or the host's synced
+/// `full_sync_interval` scaled by `scale`.
+pub fn next_interval(client: &SimClient, fixed: Option<Duration>, scale: f64) -> Duration {
+    fixed.unwrap_or_else(|| {
+        let secs = client.state.lock().map_or(600, |s| s.settings.full_sync_interval);
+        Duration::from_secs_f64(f64::from(secs) * scale.max(0.0))
+    })
 }
 
 /// One fault-free full sync per host.

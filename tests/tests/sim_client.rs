@@ -18,8 +18,14 @@ struct TestServer {
 }
 
 async fn server() -> TestServer {
+    server_with(|_| {}).await
+}
+
+async fn server_with(tweak: impl FnOnce(&mut dasher_server::config::Config)) -> TestServer {
     let dir = tempfile::tempdir().unwrap();
-    let handle = dasher_server::start(dasher_server::config::Config::for_tests(dir.path())).await.unwrap();
+    let mut config = dasher_server::config::Config::for_tests(dir.path());
+    tweak(&mut config);
+    let handle = dasher_server::start(config).await.unwrap();
     let base = handle.sync_base_url();
     let admin = format!("http://{}", handle.addr());
     TestServer { _handle: handle, _dir: dir, base, admin }
@@ -147,4 +153,23 @@ async fn stage_failures_apply_nothing_and_the_next_sync_recovers() {
     let wrong = runner::build_fleet(&cfg).unwrap();
     let (r, _) = wrong.clients[0].full_sync(&wrong.ctx).await;
     assert!(matches!(r, Err(SyncError::Request { stage: "preflight", .. })), "{r:?}");
+}
+
+/// Open-loop scheduling follows the interval the server sends, as santasyncservice's timer
+/// does, clamped to the client's 60 s minimum.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_schedule_their_next_sync_by_the_synced_interval() {
+    use std::time::Duration;
+    for (sent, expected) in [(120, 120), (30, 60)] {
+        let s = server_with(|c| c.defaults.full_sync_interval_seconds = Some(sent)).await;
+        let f = fleet(&s, 2, &[Generation::Nps2026_7, Generation::Gs2023_6], Faults::default());
+        for c in &f.clients {
+            // Before its first sync a host uses the client default.
+            assert_eq!(runner::next_interval(c, None, 0.5), Duration::from_secs(300));
+            c.full_sync(&f.ctx).await.0.unwrap();
+            let g = c.host.generation;
+            assert_eq!(runner::next_interval(c, None, 0.5), Duration::from_secs(expected) / 2, "{g}");
+            assert_eq!(runner::next_interval(c, Some(Duration::from_secs(7)), 0.5), Duration::from_secs(7));
+        }
+    }
 }
