@@ -86,11 +86,14 @@ pub struct SyncSettings {
     pub event_retention_days: u64,
     /// Keep at most this many events (0 = unlimited).
     pub event_retention_max: u64,
+    /// Keep the rule history that hosts seen within this many days build on; older history is
+    /// compacted hourly and hosts returning after longer get a clean sync (0 = never compact).
+    pub rule_history_days: u64,
 }
 
 impl Default for SyncSettings {
     fn default() -> Self {
-        SyncSettings { page_size_rules: 1000, event_retention_days: 90, event_retention_max: 0 }
+        SyncSettings { page_size_rules: 1000, event_retention_days: 90, event_retention_max: 0, rule_history_days: 30 }
     }
 }
 

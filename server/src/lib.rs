@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod config;
 pub mod http;
+pub mod maintenance;
 pub mod policy;
 pub mod sync;
 
@@ -124,7 +125,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         plugins,
     });
     let (shutdown, mut shutdown_rx) = watch::channel(false);
-    let retention = spawn_retention(store.clone(), config.clone(), shutdown.subscribe());
+    let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());
     let header_timeout = Duration::from_secs(config.limits.header_read_timeout_secs.max(1));
     let task = tokio::spawn(async move {
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -179,31 +180,4 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     });
     tracing::info!(%addr, prefix = %config.sync_prefix, store = %spec, "dasher listening");
     Ok(ServerHandle { addr, prefix: config.sync_prefix.clone(), admin_token, shutdown, task })
-}
-
-/// Prunes events hourly by age and count.
-fn spawn_retention(
-    store: Arc<dyn dasher_store::Store>,
-    config: Arc<Config>,
-    mut stop: watch::Receiver<bool>,
-) -> Option<tokio::task::JoinHandle<()>> {
-    let days = config.sync.event_retention_days;
-    let max = config.sync.event_retention_max;
-    if days == 0 && max == 0 {
-        return None;
-    }
-    Some(tokio::spawn(async move {
-        loop {
-            let before = (days > 0).then(|| sync::now_unix() - (days as i64) * 86_400);
-            match store.prune_events(before, (max > 0).then_some(max)).await {
-                Ok(0) => {}
-                Ok(n) => tracing::info!(deleted = n, "event retention"),
-                Err(e) => tracing::warn!(error = %e, "event retention failed"),
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
-                _ = stop.changed() => return,
-            }
-        }
-    }))
 }

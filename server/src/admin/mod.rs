@@ -111,6 +111,7 @@ pub async fn handle(state: &AppState, req: Request<hyper::body::Incoming>) -> Re
             }
         }
         (Method::GET, ["api", "v1", "events"]) => get_events(sync, &query(&req)).await,
+        (Method::POST, ["api", "v1", "maintenance", "compact-history"]) => compact_history(sync, req).await,
         (method, ["api", "v1", "plugins", rest @ ..]) => plugins(state, method, rest).await,
         _ => Err(ApiError::NotFound(format!("no route for {path}"))),
     }
@@ -229,6 +230,36 @@ async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
     };
     let events = sync.store.query_events(&filter).await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({"events": events})))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CompactRequest {
+    /// Compact exactly up to this version (hosts behind it get a clean sync).
+    keep_from: Option<u64>,
+    /// Otherwise keep what hosts seen within this many days build on (default: the config's).
+    active_within_days: Option<u64>,
+}
+
+/// `POST /api/v1/maintenance/compact-history`: compacts rule history now (the server also
+/// does it hourly, see [`crate::maintenance`]). An empty body uses the configured window.
+async fn compact_history(sync: &SyncService, req: Request<hyper::body::Incoming>) -> Resp {
+    let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
+    let body: CompactRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        CompactRequest::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?
+    };
+    let head = sync.store.head_version().await?;
+    if let Some(v) = body.keep_from
+        && v > head
+    {
+        return Err(ApiError::field("keep_from", format!("keep_from {v} is above the head version {head}")));
+    }
+    let days = body.active_within_days.unwrap_or(sync.config.sync.rule_history_days);
+    let since = now_unix().saturating_sub(i64::try_from(days.saturating_mul(86_400)).unwrap_or(i64::MAX));
+    let report = crate::maintenance::compact_rule_history(sync.store.as_ref(), body.keep_from, since, None).await?;
+    Ok(json_response(StatusCode::OK, &report))
 }
 
 /// `GET /api/v1/plugins`, `POST /api/v1/plugins/reload`, `POST /api/v1/plugins/{name}/rollback`.
