@@ -3,6 +3,12 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use dasher_sim::Generation;
+
+/// jemalloc: many small short-lived allocations per request (JSON, rules); glibc malloc showed
+/// up as ~17 % of server CPU in `perf` under simulator load. mimalloc saved a little more CPU
+/// but tripled peak RSS with many threads (BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 use dasher_sim::encode::{self, Kind};
 use dasher_sim::metrics::human_table;
 use dasher_sim::profile::Profile;
