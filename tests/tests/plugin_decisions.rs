@@ -22,7 +22,10 @@ fn component(name: &str, dir: &Path) {
 }
 
 /// A server with the named plugins compiled into a fresh directory, in that chain order.
-async fn server(names: &[&str], tweak: impl FnOnce(&mut PluginsConfig) + Send + 'static) -> (TestServer, tempfile::TempDir) {
+async fn server(
+    names: &[&str],
+    tweak: impl FnOnce(&mut PluginsConfig) + Send + 'static,
+) -> (TestServer, tempfile::TempDir) {
     let plugins = tempfile::tempdir().unwrap();
     for name in names {
         component(name, plugins.path());
@@ -161,7 +164,10 @@ async fn plugin_host_rules_reach_the_host_and_are_removed_when_the_plugin_stops_
     assert_eq!(h["sync"]["acked"]["rule_sets"], json!(["host:cad-1", "plugin-host:cad-1", "global"]));
     let decided = &h["sync"]["decided"];
     assert_eq!(decided["host_rules"], 1);
-    assert_eq!(decided["host_rules_by"], json!([{"by": "ruleset-targeting", "generation": generation, "source": "live"}]));
+    assert_eq!(
+        decided["host_rules_by"],
+        json!([{"by": "ruleset-targeting", "generation": generation, "source": "live"}])
+    );
     assert_eq!(decided["rule_sets_by"][0]["by"], "ruleset-targeting");
     assert_eq!(plugin_host_set(&s, "cad-1").await.len(), 1);
 
@@ -257,6 +263,7 @@ async fn a_fail_static_fault_keeps_the_plugin_host_set_unchanged() {
     assert_eq!(plugin_host_set(&s, "cad-3").await.len(), 1);
     let decided = host(&s, "cad-3").await["sync"]["decided"].clone();
     assert_eq!(decided["host_rules"], Value::Null, "kept unchanged: {decided}");
-    let trap = decided["chain"].as_array().unwrap().iter().find(|c| c["hook"] == "select-rules" && c["by"] == "fault-trap");
+    let trap =
+        decided["chain"].as_array().unwrap().iter().find(|c| c["hook"] == "select-rules" && c["by"] == "fault-trap");
     assert_eq!(trap.expect("fault-trap in the select-rules chain")["source"], "last_good");
 }

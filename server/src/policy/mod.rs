@@ -54,7 +54,9 @@ pub trait PolicyEngine: Send + Sync + 'static {
 /// A decision refused because a plugin configured with `on_failure = "reject"` failed: the
 /// stage answers 503 and the client keeps its current state and retries at its next sync.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("policy plugin {plugins} failed in {hook} and is configured to reject on failure ({message}); the client keeps its current state and retries at its next sync")]
+#[error(
+    "policy plugin {plugins} failed in {hook} and is configured to reject on failure ({message}); the client keeps its current state and retries at its next sync"
+)]
 pub struct PolicyRejected {
     /// `configure` or `select-rules`.
     pub hook: &'static str,

@@ -159,8 +159,7 @@ impl PolicyEngine for PluginPolicy {
         };
         let shadow = shadow_decisions("select-rules", &decided.shadow, |d| {
             let Ok(s) = serde_json::from_value::<SelectionDecision>(d.clone()) else { return true };
-            let sets_differ =
-                s.rule_sets.is_some_and(|sets| normalize_selection(&host.machine_id, sets) != rule_sets);
+            let sets_differ = s.rule_sets.is_some_and(|sets| normalize_selection(&host.machine_id, sets) != rule_sets);
             let rules_differ = s.host_rules.is_some_and(|h| sorted(validate_host_rules(&h).0) != applied_rules);
             sets_differ || rules_differ
         });

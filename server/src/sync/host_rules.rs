@@ -43,12 +43,11 @@ pub async fn apply(store: &dyn Store, machine_id: &str, host_rules: &HostRules) 
         .map(|r| RuleChange { rule_set: set.clone(), key: r.key(), rule: Some(r.clone()) })
         .collect();
     let upserts = changes.len();
-    changes.extend(
-        current
-            .keys()
-            .filter(|k| !wanted.contains(*k))
-            .map(|k| RuleChange { rule_set: set.clone(), key: k.clone(), rule: None }),
-    );
+    changes.extend(current.keys().filter(|k| !wanted.contains(*k)).map(|k| RuleChange {
+        rule_set: set.clone(),
+        key: k.clone(),
+        rule: None,
+    }));
     if !changes.is_empty() {
         let version = store.commit_rules(&changes).await?;
         let plugins = by.iter().map(|d| d.by.as_str()).collect::<Vec<_>>().join(", ");
@@ -75,8 +74,8 @@ pub async fn place(
     if sets.contains(&set) {
         return Ok(sets);
     }
-    let include = acked.is_some_and(|a| a.rule_sets.contains(&set))
-        || !store.scan_rules(&set, at, None, 1).await?.is_empty();
+    let include =
+        acked.is_some_and(|a| a.rule_sets.contains(&set)) || !store.scan_rules(&set, at, None, 1).await?.is_empty();
     if include {
         let own = host_rule_set(machine_id);
         let at = sets.iter().position(|s| *s == own).map_or(0, |i| i + 1);
