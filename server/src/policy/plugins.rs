@@ -11,7 +11,7 @@ use super::{
     applied_settings, normalize_selection, validate_host_rules,
 };
 use async_trait::async_trait;
-use dasher_policy::{Contribution, Decided, KvBackend, KvError, PluginManager, ShadowRecord};
+use dasher_policy::{Contribution, Decided, KvBackend, KvError, PluginManager, ShadowRecord, Source};
 use dasher_sdk::domain::{HostFacts, Rule};
 use dasher_sdk::plugin::SelectionDecision;
 use dasher_store::{ChainPart, Decider, EventRecord, ShadowDecision, Store};
@@ -66,9 +66,17 @@ fn check_reject<T>(hook: &'static str, decided: &Decided<T>) -> Result<(), Polic
     if !decided.reject {
         return Ok(());
     }
-    let plugins: Vec<&str> = decided.faults.iter().map(|f| f.plugin.as_str()).collect();
-    let message = decided.faults.iter().map(|f| format!("{}: {}", f.kind, f.message)).collect::<Vec<_>>().join("; ");
-    Err(PolicyRejected { hook, plugins: plugins.join(", "), message })
+    // Enforcing plugins that did not answer (shadow plugins' faults never reject).
+    let failed: Vec<&str> =
+        decided.made_by.iter().filter(|c| c.source != Source::Live).map(|c| c.plugin.as_str()).collect();
+    let message = decided
+        .faults
+        .iter()
+        .filter(|f| failed.contains(&f.plugin.as_str()))
+        .map(|f| format!("{}: {}", f.kind, f.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(PolicyRejected { hook, plugins: failed.join(", "), message })
 }
 
 fn shadow_decisions(
