@@ -337,10 +337,14 @@ impl Inner {
                     out.reject = true;
                 }
             }
+            let mut fields = vec![];
             if let Some(v) = value {
+                if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&v) {
+                    fields = map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
+                }
                 out.value = merge(&out.value, &v);
             }
-            out.made_by.push(Contribution { plugin: p.meta.name.clone(), generation: p.hash.clone(), source });
+            out.made_by.push(Contribution { plugin: p.meta.name.clone(), generation: p.hash.clone(), source, fields });
         }
         if !shadow_values.is_empty() {
             let applied = serde_json::to_value(&out.value).unwrap_or_default();

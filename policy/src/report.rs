@@ -38,6 +38,10 @@ pub struct Contribution {
     pub generation: String,
     /// Where its part came from.
     pub source: Source,
+    /// Top-level fields its part had an opinion on (set, not `None`), e.g. `client_mode`:
+    /// with the merge rule (a later plugin's set field wins) this attributes each field of
+    /// the merged decision to one plugin.
+    pub fields: Vec<String>,
 }
 
 /// Where a plugin's part of a decision came from.

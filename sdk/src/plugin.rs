@@ -116,8 +116,11 @@ pub struct SelectionDecision {
     /// Rule-set names in precedence order (first wins). `None` = no opinion.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_sets: Option<Vec<String>>,
-    /// Rules for this host only (its `host:<machine id>` set), validated by the server.
-    /// `None` = no opinion; a `REMOVE` policy asks to delete that host rule.
+    /// Rules for this host only, validated by the server (invalid ones are skipped and
+    /// logged) and kept in the host's `plugin-host:<machine id>` set, which the plugins own:
+    /// a rule no plugin returns any more is removed from the host. `None` = no opinion (with
+    /// every plugin at `None` the set is emptied); a `REMOVE` entry just leaves that rule out.
+    /// The host's own `host:<machine id>` set (admin-written) takes precedence.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub host_rules: Option<Vec<RuleSpec>>,
 }

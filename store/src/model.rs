@@ -3,6 +3,7 @@
 use dasher_sdk::domain::{Rule, RuleCounts, RuleKey};
 use dasher_sdk::wire::{ClientMode, SyncType};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// What a host reported in its last preflight.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,6 +87,96 @@ pub struct HostSyncState {
     pub acked_rules_hash: Option<String>,
     /// The full sync in progress (set at preflight, cleared at postflight).
     pub plan: Option<SyncPlan>,
+    /// Who made the decisions of the last answered preflight (`None` before the first one,
+    /// and in records stored by versions that did not keep it).
+    pub decided: Option<DecisionProvenance>,
+}
+
+/// Who made a host's policy decisions at one preflight: which plugin generation (or the
+/// config file) set each setting and chose the rule sets, and what shadow plugins would
+/// have decided instead.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DecisionProvenance {
+    /// When (Unix seconds).
+    pub decided_unix: i64,
+    /// Every setting sent, by `ConfigDecision` field name: its value and who decided it.
+    pub settings: BTreeMap<String, AppliedSetting>,
+    /// Who chose the rule-set selection: the enforcing plugins that had an opinion, in
+    /// chain order, or `config`.
+    pub rule_sets_by: Vec<Decider>,
+    /// Plugins whose host rules make up the host's plugin host set (empty when none did).
+    pub host_rules_by: Vec<Decider>,
+    /// Plugin host rules applied (the set's size after this preflight); `None` when the
+    /// set was kept unchanged (a plugin failed) or plugins are not configured.
+    pub host_rules: Option<u32>,
+    /// Host rules a plugin returned that failed validation and were skipped.
+    pub host_rules_skipped: Vec<String>,
+    /// Every enforcing plugin that ran for this host, per hook, in chain order (also those
+    /// without an opinion): the generations behind this decision.
+    pub chain: Vec<ChainPart>,
+    /// What shadow (non-enforcing) plugins would have decided.
+    pub shadow: Vec<ShadowDecision>,
+}
+
+/// One setting as applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AppliedSetting {
+    /// The value decided (JSON, as in `ConfigDecision`).
+    pub value: serde_json::Value,
+    /// Who decided it.
+    pub by: Decider,
+}
+
+/// Who made one part of a decision.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Decider {
+    /// `config` (the config file's policy) or a plugin name.
+    pub by: String,
+    /// The plugin generation (SHA-256 of its component); empty for `config`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub generation: String,
+    /// For plugins, where its part came from: `live`, `last_good`, `fallback`, `no_opinion`.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub source: String,
+}
+
+impl Decider {
+    /// The `config` decider.
+    pub fn config() -> Decider {
+        Decider { by: "config".into(), ..Decider::default() }
+    }
+}
+
+/// One enforcing plugin's part in a hook's decision.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ChainPart {
+    /// `configure` or `select-rules`.
+    pub hook: String,
+    /// The plugin, its generation and where its part came from.
+    #[serde(flatten)]
+    pub plugin: Decider,
+    /// Fields it had an opinion on.
+    pub fields: Vec<String>,
+}
+
+/// What a shadow plugin would have decided, beside what was applied.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShadowDecision {
+    /// `configure` or `select-rules`.
+    pub hook: String,
+    /// Plugin name.
+    pub plugin: String,
+    /// Plugin generation.
+    pub generation: String,
+    /// Its decision (`None` if it failed without a fail-static answer).
+    pub decision: Option<serde_json::Value>,
+    /// True if one of its opinions differs from what was applied to the host.
+    pub differs: bool,
 }
 
 /// What a preflight decided for the rest of its sync.
@@ -224,4 +315,38 @@ pub struct EventFilter {
     pub before_id: Option<u64>,
     /// At most this many.
     pub limit: usize,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sync_state_stored_before_provenance_still_decodes() {
+        let old = r#"{"acked":{"version":3,"rule_sets":["host:m1","global"]},"last_outcome":"ok","plan":null}"#;
+        let state: HostSyncState = serde_json::from_str(old).unwrap();
+        assert_eq!(state.acked.unwrap().version, 3);
+        assert_eq!(state.decided, None);
+    }
+
+    #[test]
+    fn provenance_round_trips() {
+        let mut decided = DecisionProvenance { decided_unix: 7, host_rules: Some(1), ..Default::default() };
+        decided.settings.insert(
+            "client_mode".into(),
+            AppliedSetting {
+                value: "LOCKDOWN".into(),
+                by: Decider { by: "staged-rollout".into(), generation: "ab12".into(), source: "live".into() },
+            },
+        );
+        decided.chain.push(ChainPart {
+            hook: "configure".into(),
+            plugin: Decider { by: "staged-rollout".into(), generation: "ab12".into(), source: "live".into() },
+            fields: vec!["client_mode".into()],
+        });
+        decided.rule_sets_by.push(Decider::config());
+        let state = HostSyncState { decided: Some(decided), ..Default::default() };
+        let json = serde_json::to_string(&state).unwrap();
+        assert_eq!(serde_json::from_str::<HostSyncState>(&json).unwrap(), state);
+    }
 }

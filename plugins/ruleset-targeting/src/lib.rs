@@ -3,6 +3,10 @@
 //! groups — plus the `always` sets. Within one target, every criterion given must match (any
 //! value of its list); targets are independent.
 //!
+//! `pins` pin rules on matching hosts only (same criteria), e.g. allow a licensed tool on
+//! the hosts of the team that bought it without creating a rule set per team. The server
+//! keeps them in the host's plugin host set; a host that stops matching gets them removed.
+//!
 //! ```toml
 //! [plugins.plugin.ruleset-targeting.settings]
 //! always = ["global"]
@@ -10,6 +14,9 @@
 //!   { rule_set = "developer-tools", groups = ["engineering"] },
 //!   { rule_set = "kiosk", tags = ["kiosk"], model_families = ["Macmini", "iMac"] },
 //!   { rule_set = "sequoia-compat", os_major = [15] },
+//! ]
+//! pins = [
+//!   { tags = ["cad"], rules = [{ identifier = "EQHXZ8M8AV", rule_type = "TEAMID", policy = "ALLOWLIST" }] },
 //! ]
 //! ```
 
@@ -24,6 +31,24 @@ pub struct Targeting {
     pub always: Vec<String>,
     /// Targets in precedence order.
     pub targets: Vec<Target>,
+    /// Host rules pinned on matching hosts; the first pin naming a rule key wins.
+    pub pins: Vec<Pin>,
+}
+
+/// Rules pinned on the hosts matching the criteria (every criterion given must match).
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Pin {
+    /// The rules (as an admin writes them; `REMOVE` is not allowed).
+    pub rules: Vec<RuleSpec>,
+    /// Any of these admin tags.
+    pub tags: Vec<String>,
+    /// Any of these model families.
+    pub model_families: Vec<String>,
+    /// Any of these macOS majors.
+    pub os_major: Vec<u32>,
+    /// Any of these primary-user groups.
+    pub groups: Vec<String>,
 }
 
 /// One rule set and who gets it.
@@ -44,14 +69,25 @@ pub struct Target {
 
 impl Target {
     fn matches(&self, host: &HostFacts) -> bool {
-        let any = |want: &[String], have: &[String]| want.is_empty() || want.iter().any(|w| have.contains(w));
-        let family = model_family(&host.model_identifier);
-        let major = host.os_version.split('.').next().and_then(|m| m.parse::<u32>().ok());
-        any(&self.tags, &host.tags)
-            && any(&self.groups, &host.primary_user_groups)
-            && (self.model_families.is_empty() || self.model_families.iter().any(|f| f.eq_ignore_ascii_case(family)))
-            && (self.os_major.is_empty() || major.is_some_and(|m| self.os_major.contains(&m)))
+        matches(host, &self.tags, &self.model_families, &self.os_major, &self.groups)
     }
+}
+
+impl Pin {
+    fn matches(&self, host: &HostFacts) -> bool {
+        matches(host, &self.tags, &self.model_families, &self.os_major, &self.groups)
+    }
+}
+
+/// Every criterion given matches (any value of its list).
+fn matches(host: &HostFacts, tags: &[String], families: &[String], os_major: &[u32], groups: &[String]) -> bool {
+    let any = |want: &[String], have: &[String]| want.is_empty() || want.iter().any(|w| have.contains(w));
+    let family = model_family(&host.model_identifier);
+    let major = host.os_version.split('.').next().and_then(|m| m.parse::<u32>().ok());
+    any(tags, &host.tags)
+        && any(groups, &host.primary_user_groups)
+        && (families.is_empty() || families.iter().any(|f| f.eq_ignore_ascii_case(family)))
+        && (os_major.is_empty() || major.is_some_and(|m| os_major.contains(&m)))
 }
 
 /// `MacBookPro18,3` → `MacBookPro`.
@@ -61,10 +97,23 @@ fn model_family(model: &str) -> &str {
 
 impl Validate for Targeting {
     fn validate(&self) -> Result<()> {
-        match self.targets.iter().find(|t| t.rule_set.trim().is_empty()) {
-            Some(_) => Err(PluginError::new("every target needs a rule_set")),
-            None => Ok(()),
+        if self.targets.iter().any(|t| t.rule_set.trim().is_empty()) {
+            return Err(PluginError::new("every target needs a rule_set"));
         }
+        for (i, pin) in self.pins.iter().enumerate() {
+            for (j, rule) in pin.rules.iter().enumerate() {
+                match rule.validate() {
+                    Ok((_, Some(_))) => {}
+                    Ok((_, None)) => {
+                        return Err(PluginError::new(format!(
+                            "pins[{i}].rules[{j}]: REMOVE cannot be pinned (drop the rule instead)"
+                        )));
+                    }
+                    Err(e) => return Err(PluginError::new(format!("pins[{i}].rules[{j}].{}: {e}", e.field()))),
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -76,7 +125,18 @@ impl SelectRules for Targeting {
                 sets.push(name.clone());
             }
         }
-        Ok(SelectionDecision { rule_sets: Some(sets), host_rules: None })
+        // With pins configured this plugin owns the host's pinned rules: an empty list for a
+        // host matching none removes what it pinned before.
+        let host_rules = (!self.pins.is_empty()).then(|| {
+            let mut rules: Vec<RuleSpec> = vec![];
+            for rule in self.pins.iter().filter(|p| p.matches(host)).flat_map(|p| &p.rules) {
+                if !rules.iter().any(|r| r.rule_type == rule.rule_type && r.identifier == rule.identifier) {
+                    rules.push(rule.clone());
+                }
+            }
+            rules
+        });
+        Ok(SelectionDecision { rule_sets: Some(sets), host_rules })
     }
 }
 
@@ -117,6 +177,33 @@ mod tests {
         h.model_identifier = "Macmini9,1".into();
         h.os_version = "15.3".into();
         assert_eq!(sets(&h), vec!["kiosk", "sequoia-compat", "global"]);
+    }
+
+    #[test]
+    fn pins_apply_to_matching_hosts_only() {
+        let settings = r#"{"pins": [
+            {"tags": ["cad"], "rules": [{"identifier": "EQHXZ8M8AV", "rule_type": "TEAMID", "policy": "ALLOWLIST"}]},
+            {"groups": ["eng"], "rules": [{"identifier": "EQHXZ8M8AV", "rule_type": "TEAMID", "policy": "BLOCKLIST"}]}
+        ]}"#;
+        let plugin = Harness::<Targeting>::with_validated_settings(settings).unwrap();
+        let cad = HostFacts { tags: vec!["cad".into()], primary_user_groups: vec!["eng".into()], ..Default::default() };
+        let rules = plugin.select_rules(&cad).unwrap().host_rules.unwrap();
+        assert_eq!(rules.len(), 1, "one rule per key, first pin wins");
+        assert_eq!(rules[0].policy, Policy::Allowlist);
+        let other = plugin.select_rules(&HostFacts::default()).unwrap().host_rules;
+        assert_eq!(other, Some(vec![]), "a host matching no pin gets an empty list, not no opinion");
+        let without = Harness::<Targeting>::with_validated_settings(SETTINGS).unwrap();
+        assert_eq!(without.select_rules(&cad).unwrap().host_rules, None);
+    }
+
+    #[test]
+    fn invalid_pins_are_rejected() {
+        for bad in [
+            r#"{"pins":[{"rules":[{"identifier":"nope","rule_type":"TEAMID","policy":"ALLOWLIST"}]}]}"#,
+            r#"{"pins":[{"rules":[{"identifier":"EQHXZ8M8AV","rule_type":"TEAMID","policy":"REMOVE"}]}]}"#,
+        ] {
+            assert!(Harness::<Targeting>::with_validated_settings(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

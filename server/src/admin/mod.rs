@@ -3,6 +3,7 @@
 
 use crate::http::error::{ApiError, json_response};
 use crate::http::{AppState, machine_id::parse_machine_id, read_limited};
+use crate::policy::{PLUGIN_HOST_SET_PREFIX, is_reserved_rule_set};
 use crate::sync::rules::Resolver;
 use crate::sync::{SyncService, host_facts, now_unix};
 use bytes::Bytes;
@@ -52,6 +53,17 @@ fn validate_rule_set(name: &str, field: &str) -> Result<(), ApiError> {
     } else {
         Err(ApiError::field(field, format!("invalid rule set name {:?}", name.chars().take(64).collect::<String>())))
     }
+}
+
+/// Plugin host sets are written by the preflight only (and a tag names a rule set).
+fn refuse_reserved(name: &str, field: &str) -> Result<(), ApiError> {
+    if is_reserved_rule_set(name) {
+        return Err(ApiError::field(
+            field,
+            format!("rule set names starting with {PLUGIN_HOST_SET_PREFIX:?} are reserved for plugin host rules"),
+        ));
+    }
+    Ok(())
 }
 
 fn parse_limit(q: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
@@ -146,6 +158,7 @@ async fn post_rules(sync: &SyncService, req: Request<hyper::body::Incoming>) -> 
             serde_json::from_value(value).map_err(|e| ApiError::field(format!("rules[{i}]"), e.to_string()))?;
         let rule_set = input.rule_set.unwrap_or_else(|| GLOBAL_RULE_SET.to_owned());
         validate_rule_set(&rule_set, &format!("rules[{i}].rule_set"))?;
+        refuse_reserved(&rule_set, &format!("rules[{i}].rule_set"))?;
         let (key, rule) =
             input.spec.validate().map_err(|e| ApiError::field(format!("rules[{i}].{}", e.field()), e.to_string()))?;
         let change = RuleChange { rule_set: rule_set.clone(), key: key.clone(), rule };
@@ -180,6 +193,7 @@ async fn put_tags(sync: &SyncService, id: &str, req: Request<hyper::body::Incomi
     let body: TagsRequest = json_body(req).await?;
     for (i, tag) in body.tags.iter().enumerate() {
         validate_rule_set(tag, &format!("tags[{i}]"))?;
+        refuse_reserved(tag, &format!("tags[{i}]"))?;
     }
     sync.store.set_host_tags(id, &body.tags).await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({"machine_id": id, "tags": body.tags})))
@@ -189,7 +203,7 @@ async fn put_tags(sync: &SyncService, id: &str, req: Request<hyper::body::Incomi
 async fn effective_rules(sync: &SyncService, id: &str) -> Resp {
     let host = sync.store.get_host(id).await?;
     let facts = host_facts(id, host.as_ref(), now_unix());
-    let sets = sync.policy.select_rule_sets(&facts).await;
+    let sets = sync.current_selection(id, host.as_ref()).await?;
     let caps = ClientCaps::from_version_str(&facts.santa_version);
     let version = sync.store.head_version().await?;
     let rules = Resolver::new(sync.store.as_ref(), caps).all_effective(&sets, version).await?;
@@ -268,7 +282,19 @@ async fn plugins(state: &AppState, method: Method, rest: &[&str]) -> Resp {
         return Err(ApiError::NotFound("plugins are not configured (set [plugins] or --plugins-dir)".into()));
     };
     match (method, rest) {
-        (Method::GET, []) => Ok(json_response(StatusCode::OK, &manager.status())),
+        (Method::GET, []) => {
+            // Per plugin: hosts whose last decision by it (as a shadow plugin) would have
+            // differed from the applied one, counted since the server started.
+            let differing = state.sync.policy.shadow_hosts_differing();
+            let mut status = serde_json::to_value(manager.status()).expect("status serializes");
+            if let Some(plugins) = status.get_mut("plugins").and_then(|p| p.as_array_mut()) {
+                for p in plugins {
+                    let n = p.get("name").and_then(|n| n.as_str()).and_then(|n| differing.get(n)).copied();
+                    p["shadow_hosts_differing"] = n.unwrap_or(0).into();
+                }
+            }
+            Ok(json_response(StatusCode::OK, &status))
+        }
         (Method::POST, ["reload"]) => Ok(json_response(StatusCode::OK, &manager.reload().await)),
         (Method::POST, [name, "rollback"]) => match manager.rollback(name) {
             Ok((from, to)) => {

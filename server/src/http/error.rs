@@ -34,6 +34,10 @@ pub enum ApiError {
     /// Storage failed; the client should retry later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// A policy plugin configured to reject on failure failed; the client keeps its state
+    /// and retries at its next sync.
+    #[error("{0}")]
+    PolicyRejected(#[from] crate::policy::PolicyRejected),
 }
 
 impl ApiError {
@@ -56,7 +60,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::PolicyRejected(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 

@@ -3,23 +3,152 @@
 //! Every decision goes through [`PolicyEngine`], the one seam the WebAssembly plugin host
 //! implements. [`ConfigPolicy`] is the built-in engine: fleet defaults plus per-tag
 //! overrides from the config file. A policy never touches the wire format.
+//!
+//! Decisions carry their provenance ([`Configured::settings`], [`Selection::rule_sets_by`]):
+//! which plugin generation, or the config file, decided each part, and what shadow plugins
+//! would have decided instead. The sync stores it with the host's sync state.
 
 use crate::config::Config;
 pub mod plugins;
 
 use async_trait::async_trait;
-use dasher_sdk::domain::{ConfigDecision, GLOBAL_RULE_SET, HostFacts, host_rule_set};
-use dasher_store::EventRecord;
+use dasher_sdk::domain::{ConfigDecision, GLOBAL_RULE_SET, HostFacts, Rule, RuleSpec, host_rule_set};
+use dasher_store::{AppliedSetting, ChainPart, Decider, EventRecord, ShadowDecision};
+use std::collections::{BTreeMap, HashSet};
+
+/// Prefix of the per-host rule sets holding plugin-supplied host rules. Reserved: the admin
+/// API refuses it in rule writes and tags, and selections drop it, so a plugin host set is
+/// only ever written by the preflight and only ever selected for its own host.
+pub const PLUGIN_HOST_SET_PREFIX: &str = "plugin-host:";
+
+/// Most plugin host rules kept for one host; a decision with more is not applied.
+pub const MAX_PLUGIN_HOST_RULES: usize = 10_000;
+
+/// The rule set holding the plugin-supplied rules of one host.
+pub fn plugin_host_rule_set(machine_id: &str) -> String {
+    format!("{PLUGIN_HOST_SET_PREFIX}{machine_id}")
+}
+
+/// True for rule-set names only the server may write or select.
+pub fn is_reserved_rule_set(name: &str) -> bool {
+    name.starts_with(PLUGIN_HOST_SET_PREFIX)
+}
 
 /// Makes the policy decisions of a sync.
 #[async_trait]
 pub trait PolicyEngine: Send + Sync + 'static {
-    /// Settings for the host; fields left `None` are not sent.
-    async fn configure(&self, host: &HostFacts) -> ConfigDecision;
-    /// Rule sets for the host in precedence order (see [`normalize_selection`]).
-    async fn select_rule_sets(&self, host: &HostFacts) -> Vec<String>;
+    /// Settings for the host (fields left `None` are not sent) and who decided each.
+    async fn configure(&self, host: &HostFacts) -> Result<Configured, PolicyRejected>;
+    /// Rule sets for the host in precedence order (see [`normalize_selection`]), the host
+    /// rules plugins want for it, and who decided them.
+    async fn select_rule_sets(&self, host: &HostFacts) -> Result<Selection, PolicyRejected>;
     /// Looks at events after they were durably stored (labels, noise, rule proposals).
     async fn triage(&self, _host: &HostFacts, _events: &[EventRecord]) {}
+    /// Per shadow plugin: hosts whose last decision by it would have differed from the
+    /// applied one (since the server started).
+    fn shadow_hosts_differing(&self) -> BTreeMap<String, u64> {
+        BTreeMap::new()
+    }
+}
+
+/// A decision refused because a plugin configured with `on_failure = "reject"` failed: the
+/// stage answers 503 and the client keeps its current state and retries at its next sync.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "policy plugin {plugins} failed in {hook} and is configured to reject on failure ({message}); the client keeps its current state and retries at its next sync"
+)]
+pub struct PolicyRejected {
+    /// `configure` or `select-rules`.
+    pub hook: &'static str,
+    /// The failed plugins, comma-separated.
+    pub plugins: String,
+    /// What went wrong.
+    pub message: String,
+}
+
+/// Settings for a host and their provenance.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Configured {
+    /// The merged settings (fields left `None` are not sent).
+    pub decision: ConfigDecision,
+    /// Every setting decided, by field name, with who decided it.
+    pub settings: BTreeMap<String, AppliedSetting>,
+    /// Enforcing plugins that ran, in chain order.
+    pub chain: Vec<ChainPart>,
+    /// What shadow plugins would have decided.
+    pub shadow: Vec<ShadowDecision>,
+}
+
+/// A host's rule-set selection and plugin host rules, with their provenance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Selection {
+    /// Rule sets in precedence order (normalised; the plugin host set is added by the sync).
+    pub rule_sets: Vec<String>,
+    /// Who chose `rule_sets`.
+    pub rule_sets_by: Vec<Decider>,
+    /// What the host's plugin host set should hold.
+    pub host_rules: HostRules,
+    /// Enforcing plugins that ran, in chain order.
+    pub chain: Vec<ChainPart>,
+    /// What shadow plugins would have decided.
+    pub shadow: Vec<ShadowDecision>,
+}
+
+/// What a host's plugin host set (`plugin-host:<machine id>`) should hold.
+#[derive(Clone, Debug, PartialEq)]
+pub enum HostRules {
+    /// This engine supplies no host rules (plugins are not configured).
+    Unsupported,
+    /// A plugin failed (fail-static): keep the set exactly as it is.
+    Keep,
+    /// Exactly these rules (validated, one per key), from these plugins.
+    Desired {
+        /// The rules.
+        rules: Vec<Rule>,
+        /// Plugins that had an opinion on host rules.
+        by: Vec<Decider>,
+        /// Rules that failed validation and were skipped.
+        skipped: Vec<String>,
+    },
+}
+
+/// The settings of `decision` as applied settings, each attributed by `by`.
+pub fn applied_settings(decision: &ConfigDecision, by: impl Fn(&str) -> Decider) -> BTreeMap<String, AppliedSetting> {
+    let Ok(serde_json::Value::Object(fields)) = serde_json::to_value(decision) else { return BTreeMap::new() };
+    fields
+        .into_iter()
+        .filter(|(_, v)| !v.is_null())
+        .map(|(k, value)| {
+            let by = by(&k);
+            (k, AppliedSetting { value, by })
+        })
+        .collect()
+}
+
+/// Validates plugin-supplied host rules: invalid ones and `REMOVE`s are left out (a plugin
+/// removes a host rule by no longer returning it), the first rule per key wins, at most
+/// [`MAX_PLUGIN_HOST_RULES`]. Returns the rules and a description of each skipped one.
+pub fn validate_host_rules(specs: &[RuleSpec]) -> (Vec<Rule>, Vec<String>) {
+    let mut rules = Vec::new();
+    let mut skipped = Vec::new();
+    let mut seen = HashSet::new();
+    for (i, spec) in specs.iter().enumerate() {
+        match spec.validate() {
+            Ok((_, None)) => {}
+            Ok((key, Some(rule))) => {
+                if seen.insert(key) {
+                    rules.push(rule);
+                }
+            }
+            Err(e) => skipped.push(format!(
+                "host_rules[{i}] ({:?} {:?}): {}: {e}",
+                spec.rule_type,
+                spec.identifier.chars().take(80).collect::<String>(),
+                e.field()
+            )),
+        }
+    }
+    (rules, skipped)
 }
 
 /// The built-in policy: `[defaults]` and `[tags.*]` of the config file.
@@ -32,11 +161,9 @@ impl ConfigPolicy {
     pub fn new(config: Config) -> Self {
         ConfigPolicy { config }
     }
-}
 
-#[async_trait]
-impl PolicyEngine for ConfigPolicy {
-    async fn configure(&self, host: &HostFacts) -> ConfigDecision {
+    /// The settings the config file gives `host`.
+    pub fn decide(&self, host: &HostFacts) -> ConfigDecision {
         let mut decision = ConfigDecision::default();
         for tag in &host.tags {
             if let Some(p) = self.config.tags.get(tag) {
@@ -47,7 +174,8 @@ impl PolicyEngine for ConfigPolicy {
         decision
     }
 
-    async fn select_rule_sets(&self, host: &HostFacts) -> Vec<String> {
+    /// The rule sets the config file gives `host`, normalised.
+    pub fn selection(&self, host: &HostFacts) -> Vec<String> {
         let mut sets = Vec::new();
         for tag in &host.tags {
             sets.push(tag.clone());
@@ -59,11 +187,35 @@ impl PolicyEngine for ConfigPolicy {
     }
 }
 
+#[async_trait]
+impl PolicyEngine for ConfigPolicy {
+    async fn configure(&self, host: &HostFacts) -> Result<Configured, PolicyRejected> {
+        let decision = self.decide(host);
+        let settings = applied_settings(&decision, |_| Decider::config());
+        Ok(Configured { decision, settings, chain: vec![], shadow: vec![] })
+    }
+
+    async fn select_rule_sets(&self, host: &HostFacts) -> Result<Selection, PolicyRejected> {
+        Ok(Selection {
+            rule_sets: self.selection(host),
+            rule_sets_by: vec![Decider::config()],
+            host_rules: HostRules::Unsupported,
+            chain: vec![],
+            shadow: vec![],
+        })
+    }
+}
+
 /// Orders a selection: the host's own set first, then the given sets in order (duplicates
-/// dropped), then `global` unless it was listed explicitly. First set wins on conflicts.
+/// and reserved names dropped), then `global` unless it was listed explicitly. First set
+/// wins on conflicts.
 pub fn normalize_selection(machine_id: &str, sets: Vec<String>) -> Vec<String> {
     let mut out = vec![host_rule_set(machine_id)];
     for s in sets {
+        if is_reserved_rule_set(&s) {
+            tracing::warn!(machine_id, rule_set = %s, "reserved rule-set name dropped from a selection");
+            continue;
+        }
         if !out.contains(&s) {
             out.push(s);
         }
@@ -77,7 +229,7 @@ pub fn normalize_selection(machine_id: &str, sets: Vec<String>) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dasher_sdk::wire::ClientMode;
+    use dasher_sdk::wire::{ClientMode, Policy, RuleType};
 
     #[tokio::test]
     async fn tags_override_defaults_in_tag_order() {
@@ -98,9 +250,44 @@ mod tests {
         .unwrap();
         let policy = ConfigPolicy::new(config);
         let host = HostFacts { machine_id: "m1".into(), tags: vec!["lab".into(), "eng".into()], ..Default::default() };
-        let d = policy.configure(&host).await;
-        assert_eq!(d.client_mode, Some(ClientMode::Lockdown));
-        assert_eq!(d.batch_size, Some(10));
-        assert_eq!(policy.select_rule_sets(&host).await, vec!["host:m1", "lab", "eng", "dev-tools", "global"]);
+        let d = policy.configure(&host).await.unwrap();
+        assert_eq!(d.decision.client_mode, Some(ClientMode::Lockdown));
+        assert_eq!(d.decision.batch_size, Some(10));
+        assert_eq!(d.settings["client_mode"].by, Decider::config());
+        assert_eq!(d.settings["batch_size"].value, 10);
+        assert!(!d.settings.contains_key("block_usb_mount"), "unset fields are not attributed");
+        let selection = policy.select_rule_sets(&host).await.unwrap();
+        assert_eq!(selection.rule_sets, vec!["host:m1", "lab", "eng", "dev-tools", "global"]);
+        assert_eq!(selection.host_rules, HostRules::Unsupported);
+    }
+
+    #[test]
+    fn selections_never_name_a_plugin_host_set() {
+        let sets = normalize_selection("m1", vec!["plugin-host:m2".into(), "eng".into(), "plugin-host:m1".into()]);
+        assert_eq!(sets, vec!["host:m1", "eng", "global"]);
+    }
+
+    #[test]
+    fn host_rules_skip_invalid_and_removals_and_keep_first_per_key() {
+        let spec = |id: &str, policy: Policy| RuleSpec {
+            identifier: id.into(),
+            rule_type: RuleType::TeamId,
+            policy,
+            custom_msg: None,
+            custom_url: None,
+            cel_expr: None,
+            notification_app_name: None,
+            event_detail_button_label: None,
+        };
+        let (rules, skipped) = validate_host_rules(&[
+            spec("EQHXZ8M8AV", Policy::Allowlist),
+            spec("not a team id", Policy::Allowlist),
+            spec("EQHXZ8M8AV", Policy::Blocklist),
+            spec("ABCDE12345", Policy::Remove),
+        ]);
+        assert_eq!(rules.len(), 1);
+        assert_eq!(rules[0].policy, Policy::Allowlist);
+        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert!(skipped[0].starts_with("host_rules[1]"), "{skipped:?}");
     }
 }

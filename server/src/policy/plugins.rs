@@ -1,49 +1,192 @@
 //! The WebAssembly plugin chain as a [`PolicyEngine`]: plugin decisions first, the config
 //! file's policy fills every field the plugins have no opinion on. Faults are handled
 //! fail-static inside `dasher_policy` (last good decision or configured fallback); this
-//! adapter never turns them into errors.
+//! adapter turns them into an error only for a plugin configured with `on_failure =
+//! "reject"` ([`PolicyRejected`]), and keeps a host's plugin host rules unchanged whenever
+//! a `select-rules` part was not a live answer. It also attributes each part of a decision
+//! to the plugin generation (or the config file) that made it.
 
-use super::{ConfigPolicy, PolicyEngine, normalize_selection};
+use super::{
+    ConfigPolicy, Configured, HostRules, MAX_PLUGIN_HOST_RULES, PolicyEngine, PolicyRejected, Selection,
+    applied_settings, normalize_selection, validate_host_rules,
+};
 use async_trait::async_trait;
-use dasher_policy::{KvBackend, KvError, PluginManager};
-use dasher_sdk::domain::{ConfigDecision, HostFacts};
-use dasher_store::{EventRecord, Store};
-use std::sync::Arc;
+use dasher_policy::{Contribution, Decided, KvBackend, KvError, PluginManager, ShadowRecord, Source};
+use dasher_sdk::domain::{HostFacts, Rule};
+use dasher_sdk::plugin::SelectionDecision;
+use dasher_store::{ChainPart, Decider, EventRecord, ShadowDecision, Store};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+
+/// Hosts remembered per shadow plugin and hook for the "would differ" count.
+const SHADOW_HOSTS_TRACKED: usize = 1_000_000;
 
 /// Plugins, then the config policy.
 pub struct PluginPolicy {
     /// The plugin manager (status, reload, rollback for the admin API).
     pub manager: Arc<PluginManager>,
     fallback: ConfigPolicy,
+    /// (shadow plugin, hook) → hosts whose last decision by it differed from the applied one.
+    shadow_differing: Mutex<HashMap<(String, &'static str), HashSet<String>>>,
 }
 
 impl PluginPolicy {
     /// Chains `manager`'s plugins in front of `fallback`.
     pub fn new(manager: Arc<PluginManager>, fallback: ConfigPolicy) -> Self {
-        PluginPolicy { manager, fallback }
+        PluginPolicy { manager, fallback, shadow_differing: Mutex::new(HashMap::new()) }
     }
+
+    fn track_shadow(&self, machine_id: &str, hook: &'static str, shadow: &[ShadowDecision]) {
+        let mut map = self.shadow_differing.lock().unwrap_or_else(|e| e.into_inner());
+        for s in shadow {
+            let hosts = map.entry((s.plugin.clone(), hook)).or_default();
+            if !s.differs {
+                hosts.remove(machine_id);
+            } else if hosts.len() < SHADOW_HOSTS_TRACKED {
+                hosts.insert(machine_id.to_owned());
+            }
+        }
+    }
+}
+
+fn decider(c: &Contribution) -> Decider {
+    Decider { by: c.plugin.clone(), generation: c.generation.clone(), source: json_name(&c.source) }
+}
+
+fn json_name(v: &impl serde::Serialize) -> String {
+    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+fn chain(hook: &str, made_by: &[Contribution]) -> Vec<ChainPart> {
+    made_by.iter().map(|c| ChainPart { hook: hook.into(), plugin: decider(c), fields: c.fields.clone() }).collect()
+}
+
+/// `Err` when a plugin with `on_failure = "reject"` failed.
+fn check_reject<T>(hook: &'static str, decided: &Decided<T>) -> Result<(), PolicyRejected> {
+    if !decided.reject {
+        return Ok(());
+    }
+    // Enforcing plugins that did not answer (shadow plugins' faults never reject).
+    let failed: Vec<&str> =
+        decided.made_by.iter().filter(|c| c.source != Source::Live).map(|c| c.plugin.as_str()).collect();
+    let message = decided
+        .faults
+        .iter()
+        .filter(|f| failed.contains(&f.plugin.as_str()))
+        .map(|f| format!("{}: {}", f.kind, f.message))
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(PolicyRejected { hook, plugins: failed.join(", "), message })
+}
+
+fn shadow_decisions(
+    hook: &str,
+    records: &[ShadowRecord],
+    differs: impl Fn(&serde_json::Value) -> bool,
+) -> Vec<ShadowDecision> {
+    records
+        .iter()
+        .map(|r| ShadowDecision {
+            hook: hook.into(),
+            plugin: r.plugin.clone(),
+            generation: r.generation.clone(),
+            differs: r.decision.as_ref().is_some_and(&differs),
+            decision: r.decision.clone(),
+        })
+        .collect()
+}
+
+/// True if a shadow `configure` decision has an opinion the applied settings do not share.
+fn config_differs(shadow: &serde_json::Value, applied: &serde_json::Value) -> bool {
+    match (shadow, applied) {
+        (serde_json::Value::Object(s), serde_json::Value::Object(a)) => {
+            s.iter().any(|(k, v)| !v.is_null() && a.get(k) != Some(v))
+        }
+        _ => shadow != applied,
+    }
+}
+
+fn sorted(mut rules: Vec<Rule>) -> Vec<Rule> {
+    rules.sort_by_key(Rule::key);
+    rules
 }
 
 #[async_trait]
 impl PolicyEngine for PluginPolicy {
-    async fn configure(&self, host: &HostFacts) -> ConfigDecision {
+    async fn configure(&self, host: &HostFacts) -> Result<Configured, PolicyRejected> {
         let decided = self.manager.configure(host).await;
-        let mut decision = decided.value;
-        decision.fill_from(&self.fallback.configure(host).await);
-        decision
+        check_reject("configure", &decided)?;
+        let mut decision = decided.value.clone();
+        decision.fill_from(&self.fallback.decide(host));
+        // A later plugin's set field wins the merge, so the last one naming a field made it.
+        let settings = applied_settings(&decision, |field| {
+            decided
+                .made_by
+                .iter()
+                .rev()
+                .find(|c| c.fields.iter().any(|f| f == field))
+                .map_or_else(Decider::config, decider)
+        });
+        let applied = serde_json::to_value(&decision).unwrap_or_default();
+        let shadow = shadow_decisions("configure", &decided.shadow, |d| config_differs(d, &applied));
+        self.track_shadow(&host.machine_id, "configure", &shadow);
+        Ok(Configured { decision, settings, chain: chain("configure", &decided.made_by), shadow })
     }
 
-    async fn select_rule_sets(&self, host: &HostFacts) -> Vec<String> {
+    async fn select_rule_sets(&self, host: &HostFacts) -> Result<Selection, PolicyRejected> {
         let decided = self.manager.select_rules(host).await;
-        match decided.value.rule_sets {
-            Some(sets) => normalize_selection(&host.machine_id, sets),
-            None => self.fallback.select_rule_sets(host).await,
-        }
+        check_reject("select-rules", &decided)?;
+        let opinions = |field: &str| -> Vec<Decider> {
+            decided.made_by.iter().filter(|c| c.fields.iter().any(|f| f == field)).map(decider).collect()
+        };
+        let (rule_sets, rule_sets_by) = match decided.value.rule_sets.clone() {
+            Some(sets) => (normalize_selection(&host.machine_id, sets), opinions("rule_sets")),
+            None => (self.fallback.selection(host), vec![Decider::config()]),
+        };
+        // A plugin fault must never remove a host's rules: any part that is not a live
+        // answer (last good, fallback, nothing) keeps the plugin host set as it is.
+        let host_rules = if decided.degraded {
+            HostRules::Keep
+        } else {
+            let by = opinions("host_rules");
+            let (rules, skipped) = validate_host_rules(decided.value.host_rules.as_deref().unwrap_or_default());
+            let names = || by.iter().map(|d| d.by.as_str()).collect::<Vec<_>>().join(", ");
+            for s in &skipped {
+                tracing::warn!(machine_id = %host.machine_id, plugins = %names(), "invalid host rule from a plugin skipped: {s}");
+            }
+            if rules.len() > MAX_PLUGIN_HOST_RULES {
+                tracing::warn!(machine_id = %host.machine_id, plugins = %names(), rules = rules.len(), "more than {MAX_PLUGIN_HOST_RULES} host rules; the plugin host set is kept unchanged");
+                HostRules::Keep
+            } else {
+                HostRules::Desired { rules, by, skipped }
+            }
+        };
+        let applied_rules = match &host_rules {
+            HostRules::Desired { rules, .. } => sorted(rules.clone()),
+            _ => vec![],
+        };
+        let shadow = shadow_decisions("select-rules", &decided.shadow, |d| {
+            let Ok(s) = serde_json::from_value::<SelectionDecision>(d.clone()) else { return true };
+            let sets_differ = s.rule_sets.is_some_and(|sets| normalize_selection(&host.machine_id, sets) != rule_sets);
+            let rules_differ = s.host_rules.is_some_and(|h| sorted(validate_host_rules(&h).0) != applied_rules);
+            sets_differ || rules_differ
+        });
+        self.track_shadow(&host.machine_id, "select-rules", &shadow);
+        Ok(Selection { rule_sets, rule_sets_by, host_rules, chain: chain("select-rules", &decided.made_by), shadow })
     }
 
     async fn triage(&self, host: &HostFacts, events: &[EventRecord]) {
         let decided = self.manager.triage(host, events).await;
         tracing::debug!(machine_id = %host.machine_id, verdicts = decided.value.verdicts.len(), "triage");
+    }
+
+    fn shadow_hosts_differing(&self) -> BTreeMap<String, u64> {
+        let map = self.shadow_differing.lock().unwrap_or_else(|e| e.into_inner());
+        let mut hosts: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
+        for ((plugin, _), ids) in map.iter() {
+            hosts.entry(plugin.clone()).or_default().extend(ids.iter().map(String::as_str));
+        }
+        hosts.into_iter().map(|(p, ids)| (p, ids.len() as u64)).collect()
     }
 }
 

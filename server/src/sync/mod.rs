@@ -7,17 +7,19 @@
 //! [`ClientCaps`].
 
 pub mod cursor;
+pub mod host_rules;
 pub mod rules;
 
 use crate::config::Config;
 use crate::http::error::ApiError;
-use crate::policy::PolicyEngine;
+use crate::policy::{Configured, PolicyEngine, PolicyRejected, Selection};
 use cursor::{Cursor, Position};
 use dasher_sdk::domain::{ConfigDecision, HostFacts, RuleCounts, host_rule_set};
 use dasher_sdk::version::{ClientCaps, Feature};
 use dasher_sdk::wire::{self, ClientMode, Decision, SyncType};
 use dasher_store::{
-    ChangePos, EventFilter, EventKind, EventRecord, Host, HostInventory, NewEvent, RuleAck, Store, SyncPlan,
+    ChangePos, DecisionProvenance, EventFilter, EventKind, EventRecord, Host, HostInventory, NewEvent, RuleAck, Store,
+    SyncPlan,
 };
 use rules::Resolver;
 use std::collections::BTreeSet;
@@ -107,10 +109,28 @@ impl SyncService {
         let mut host = existing.unwrap_or_else(|| Host { machine_id: machine_id.to_owned(), ..Default::default() });
         host.inventory = Some(inventory);
         let facts = host_facts(machine_id, Some(&host), now);
-        let decision = self.policy.configure(&facts).await;
-        let rule_sets = self.policy.select_rule_sets(&facts).await;
+        let configured = match self.policy.configure(&facts).await {
+            Ok(c) => c,
+            Err(e) => return Err(self.policy_rejected(machine_id, &host, e).await),
+        };
+        let selection = match self.policy.select_rule_sets(&facts).await {
+            Ok(s) => s,
+            Err(e) => return Err(self.policy_rejected(machine_id, &host, e).await),
+        };
+        let host_rules = host_rules::apply(self.store.as_ref(), machine_id, &selection.host_rules).await?;
+        let head = self.store.head_version().await?;
+        let rule_sets = host_rules::place(
+            self.store.as_ref(),
+            machine_id,
+            &selection.host_rules,
+            host.sync.acked.as_ref(),
+            selection.rule_sets.clone(),
+            head,
+        )
+        .await?;
         let floor = self.store.history_floor().await?;
-        let (sync_type, reason) = decide_sync_type(&host, previous.as_ref(), &req, &decision, &rule_sets, floor);
+        let decision = &configured.decision;
+        let (sync_type, reason) = decide_sync_type(&host, previous.as_ref(), &req, decision, &rule_sets, floor);
 
         let mut state = host.sync.clone();
         state.plan = Some(SyncPlan { sync_type: Some(sync_type), rule_sets, started_unix: now });
@@ -119,10 +139,32 @@ impl SyncService {
         state.last_sync_reason = reason.to_owned();
         state.last_preflight_unix = now;
         state.last_outcome = "in_progress".into();
+        state.decided = Some(provenance(now, &configured, &selection, host_rules));
         self.store.put_sync_state(machine_id, &state).await?;
         tracing::debug!(machine_id, ?sync_type, reason, "preflight");
 
-        Ok(preflight_response(&decision, sync_type, ClientCaps::from_version_str(&req.santa_version)))
+        Ok(preflight_response(decision, sync_type, ClientCaps::from_version_str(&req.santa_version)))
+    }
+
+    /// Records a refused preflight in the host's sync state (nothing else changes: the
+    /// client keeps its state) and returns the 503 to answer.
+    async fn policy_rejected(&self, machine_id: &str, host: &Host, e: PolicyRejected) -> ApiError {
+        tracing::warn!(machine_id, "preflight refused: {e}");
+        let mut state = host.sync.clone();
+        state.last_outcome = format!("policy_rejected: {} failed in {}", e.plugins, e.hook);
+        if let Err(store_error) = self.store.put_sync_state(machine_id, &state).await {
+            return store_error.into();
+        }
+        e.into()
+    }
+
+    /// The host's rule sets as a sync would select them now, without writing anything.
+    pub async fn current_selection(&self, machine_id: &str, host: Option<&Host>) -> Result<Vec<String>, ApiError> {
+        let selection = self.policy.select_rule_sets(&host_facts(machine_id, host, now_unix())).await?;
+        let head = self.store.head_version().await?;
+        let acked = host.and_then(|h| h.sync.acked.as_ref());
+        Ok(host_rules::place(self.store.as_ref(), machine_id, &selection.host_rules, acked, selection.rule_sets, head)
+            .await?)
     }
 
     /// Event upload: store durably (de-duplicated), then answer.
@@ -194,8 +236,15 @@ impl SyncService {
         let mut resp = wire::EventUploadResponse::default();
         if !bundles.is_empty() {
             let host = self.store.get_host(machine_id).await?;
-            let decision = self.policy.configure(&host_facts(machine_id, host.as_ref(), now)).await;
-            if decision.enable_bundles == Some(true) {
+            // Events are stored already: a refused decision only means no bundle request.
+            let bundles_enabled = match self.policy.configure(&host_facts(machine_id, host.as_ref(), now)).await {
+                Ok(c) => c.decision.enable_bundles == Some(true),
+                Err(e) => {
+                    tracing::info!(machine_id, "no bundle hashing requested: {e}");
+                    false
+                }
+            };
+            if bundles_enabled {
                 for hash in bundles.into_iter().take(16) {
                     let known = self
                         .store
@@ -226,7 +275,7 @@ impl SyncService {
         let head = self.store.head_version().await?;
         let floor = self.store.history_floor().await?;
         let cursor = if req.cursor.is_empty() {
-            self.first_cursor(machine_id, host.as_ref(), head).await
+            self.first_cursor(machine_id, host.as_ref(), head).await?
         } else {
             let bad = |why: &str| ApiError::field("cursor", format!("{why}; restart the sync with a new preflight"));
             let c = Cursor::decode(&req.cursor).map_err(|_| bad("cursor was not issued by this server"))?;
@@ -266,11 +315,11 @@ impl SyncService {
         Ok(wire::RuleDownloadResponse { rules, cursor: next.map(|c| c.encode()) })
     }
 
-    async fn first_cursor(&self, machine_id: &str, host: Option<&Host>, head: u64) -> Cursor {
+    async fn first_cursor(&self, machine_id: &str, host: Option<&Host>, head: u64) -> Result<Cursor, ApiError> {
         let plan = host.and_then(|h| h.sync.plan.clone());
         let sets = match &plan {
             Some(p) if !p.rule_sets.is_empty() => p.rule_sets.clone(),
-            _ => self.policy.select_rule_sets(&host_facts(machine_id, host, now_unix())).await,
+            _ => self.current_selection(machine_id, host).await?,
         };
         let acked = host.and_then(|h| h.sync.acked.as_ref());
         let pos = match acked {
@@ -279,7 +328,7 @@ impl SyncService {
             }
             _ => Position::Full { set: 0, after: None },
         };
-        Cursor { v: 1, at: head, sets, pos, sent: 0 }
+        Ok(Cursor { v: 1, at: head, sets, pos, sent: 0 })
     }
 
     /// Postflight: acknowledge what the completed download delivered.
@@ -314,6 +363,24 @@ impl SyncService {
         }
         self.store.put_sync_state(machine_id, &state).await?;
         Ok(wire::PostflightResponse {})
+    }
+}
+
+/// Who made a preflight's decisions, as stored in the host's sync state.
+fn provenance(now: i64, c: &Configured, s: &Selection, host_rules: Option<u32>) -> DecisionProvenance {
+    let (host_rules_by, host_rules_skipped) = match &s.host_rules {
+        crate::policy::HostRules::Desired { by, skipped, .. } => (by.clone(), skipped.clone()),
+        _ => (vec![], vec![]),
+    };
+    DecisionProvenance {
+        decided_unix: now,
+        settings: c.settings.clone(),
+        rule_sets_by: s.rule_sets_by.clone(),
+        host_rules_by,
+        host_rules,
+        host_rules_skipped,
+        chain: c.chain.iter().chain(&s.chain).cloned().collect(),
+        shadow: c.shadow.iter().chain(&s.shadow).cloned().collect(),
     }
 }
 
