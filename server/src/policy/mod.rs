@@ -9,7 +9,8 @@ pub mod plugins;
 
 use async_trait::async_trait;
 use dasher_sdk::domain::{ConfigDecision, GLOBAL_RULE_SET, HostFacts, host_rule_set};
-use dasher_store::EventRecord;
+use dasher_sdk::plugin::Verdicts;
+use dasher_store::{EventRecord, PluginRef, ProposalScope};
 
 /// Makes the policy decisions of a sync.
 #[async_trait]
@@ -18,8 +19,24 @@ pub trait PolicyEngine: Send + Sync + 'static {
     async fn configure(&self, host: &HostFacts) -> ConfigDecision;
     /// Rule sets for the host in precedence order (see [`normalize_selection`]).
     async fn select_rule_sets(&self, host: &HostFacts) -> Vec<String>;
-    /// Looks at events after they were durably stored (labels, noise, rule proposals).
-    async fn triage(&self, _host: &HostFacts, _events: &[EventRecord]) {}
+    /// Judges events after they were durably stored (labels, noise, rule proposals). The
+    /// default has no opinion.
+    async fn triage(&self, _host: &HostFacts, _events: &[EventRecord]) -> Triaged {
+        Triaged::default()
+    }
+    /// Scopes whose rule proposals are applied without review (default: none).
+    fn auto_apply_proposals(&self) -> Vec<ProposalScope> {
+        Vec::new()
+    }
+}
+
+/// A batch's triage: merged verdicts and the plugin generations that judged it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Triaged {
+    /// At most one verdict per event of the batch.
+    pub verdicts: Verdicts,
+    /// Enforcing plugin generations that answered for the batch, in chain order.
+    pub made_by: Vec<PluginRef>,
 }
 
 /// The built-in policy: `[defaults]` and `[tags.*]` of the config file.

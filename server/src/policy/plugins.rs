@@ -3,11 +3,11 @@
 //! fail-static inside `dasher_policy` (last good decision or configured fallback); this
 //! adapter never turns them into errors.
 
-use super::{ConfigPolicy, PolicyEngine, normalize_selection};
+use super::{ConfigPolicy, PolicyEngine, Triaged, normalize_selection};
 use async_trait::async_trait;
-use dasher_policy::{KvBackend, KvError, PluginManager};
+use dasher_policy::{KvBackend, KvError, PluginManager, Source};
 use dasher_sdk::domain::{ConfigDecision, HostFacts};
-use dasher_store::{EventRecord, Store};
+use dasher_store::{EventRecord, PluginRef, ProposalScope, Store};
 use std::sync::Arc;
 
 /// Plugins, then the config policy.
@@ -41,9 +41,21 @@ impl PolicyEngine for PluginPolicy {
         }
     }
 
-    async fn triage(&self, host: &HostFacts, events: &[EventRecord]) {
+    async fn triage(&self, host: &HostFacts, events: &[EventRecord]) -> Triaged {
         let decided = self.manager.triage(host, events).await;
         tracing::debug!(machine_id = %host.machine_id, verdicts = decided.value.verdicts.len(), "triage");
+        // A plugin that failed (no opinion) did not judge the batch.
+        let made_by = decided
+            .made_by
+            .iter()
+            .filter(|c| c.source != Source::NoOpinion)
+            .map(|c| PluginRef { plugin: c.plugin.clone(), generation: c.generation.clone() })
+            .collect();
+        Triaged { verdicts: decided.value, made_by }
+    }
+
+    fn auto_apply_proposals(&self) -> Vec<ProposalScope> {
+        self.manager.config().auto_apply_proposals.clone()
     }
 }
 
