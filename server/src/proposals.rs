@@ -9,8 +9,8 @@
 use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleError, host_rule_set};
 use dasher_sdk::plugin::{self, RuleProposal};
 use dasher_store::{
-    DecideOutcome, NewProposal, PluginRef, Proposal, ProposalDecision, ProposalScope, ProposalStatus, RuleChange, Store,
-    StoreError,
+    DecideOutcome, NewProposal, PluginRef, Proposal, ProposalDecision, ProposalScope, ProposalStatus, RuleChange,
+    Store, StoreError,
 };
 
 /// Who auto-applied proposals are recorded as decided by.
@@ -147,7 +147,7 @@ pub async fn approve(store: &dyn Store, id: u64, by: &str, now: i64) -> Result<P
         message: e.to_string(),
     })?;
     let change = RuleChange { rule_set: p.rule_set.clone(), key, rule };
-    let decision = ProposalDecision::Approve { by: by.to_owned(), at_unix: now, change };
+    let decision = ProposalDecision::Approve { by: by.to_owned(), at_unix: now, change: Box::new(change) };
     match store.decide_proposal(id, &decision).await? {
         DecideOutcome::Decided(p) => Ok(p),
         DecideOutcome::NotFound => Err(ReviewError::NotFound(id)),

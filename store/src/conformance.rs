@@ -500,9 +500,10 @@ pub async fn event_triage(store: &dyn Store) {
     );
     let by_machine = EventFilter { machine_id: Some("m1".into()), dropped: Some(false), ..Default::default() };
     assert_eq!(all_ids(q(by_machine).await), visible, "dropped filter combines with an index walk");
-    assert_eq!(all_ids(q(EventFilter { label: Some("team:A".into()), ..Default::default() }).await), vec![
-        ids[3], ids[2]
-    ]);
+    assert_eq!(
+        all_ids(q(EventFilter { label: Some("team:A".into()), ..Default::default() }).await),
+        vec![ids[3], ids[2]]
+    );
     let label_paged = EventFilter { label: Some("team:A".into()), before_id: Some(ids[3]), ..Default::default() };
     assert_eq!(all_ids(q(label_paged).await), vec![ids[2]], "label walk pages with before_id");
     let noise_hidden = EventFilter { label: Some("noise".into()), dropped: Some(false), ..Default::default() };
@@ -580,7 +581,7 @@ pub async fn proposals(store: &dyn Store) {
     // Approve: the rule lands in the set as a new version, atomically with the status.
     let (k, rule) = p1.rule.validate().unwrap();
     let change = RuleChange { rule_set: "global".into(), key: k, rule: rule.clone() };
-    let approve = ProposalDecision::Approve { by: "alice".into(), at_unix: 50, change: change.clone() };
+    let approve = ProposalDecision::Approve { by: "alice".into(), at_unix: 50, change: Box::new(change.clone()) };
     let head = store.head_version().await.unwrap();
     let DecideOutcome::Decided(approved) = store.decide_proposal(p1.id, &approve).await.unwrap() else {
         panic!("pending proposal is decided")
@@ -599,7 +600,7 @@ pub async fn proposals(store: &dyn Store) {
     assert_eq!(store.head_version().await.unwrap(), head + 1, "refused decisions commit nothing");
 
     // An approval whose change does not match the proposal is an error and changes nothing.
-    let wrong = ProposalDecision::Approve { by: "x".into(), at_unix: 1, change };
+    let wrong = ProposalDecision::Approve { by: "x".into(), at_unix: 1, change: Box::new(change) };
     assert!(store.decide_proposal(other_set.id, &wrong).await.is_err());
     assert_eq!(store.get_proposal(other_set.id).await.unwrap().unwrap().status, ProposalStatus::Pending);
 

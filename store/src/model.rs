@@ -349,8 +349,8 @@ pub enum ProposalDecision {
         by: String,
         /// When (Unix seconds).
         at_unix: i64,
-        /// The validated rule change.
-        change: RuleChange,
+        /// The validated rule change (boxed: the variant would dwarf `Reject`).
+        change: Box<RuleChange>,
     },
     /// Mark rejected.
     Reject {

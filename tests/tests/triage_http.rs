@@ -105,7 +105,8 @@ async fn triage_records_verdicts_and_proposals_are_reviewed() {
     }
 
     // h1: a vendor block, platform noise, a block from a team that is not approved.
-    upload(&s, "h1", vec![blocked(TEAM, APP, 1), platform_noise(2), blocked("ZMCG7MLDV9", "ZMCG7MLDV9:com.x", 3)]).await;
+    upload(&s, "h1", vec![blocked(TEAM, APP, 1), platform_noise(2), blocked("ZMCG7MLDV9", "ZMCG7MLDV9:com.x", 3)])
+        .await;
     // The same two vendor binaries blocked on h2 and h3: K = 3 distinct hosts for APP and OTHER.
     upload(&s, "h1", vec![blocked(TEAM, OTHER, 4)]).await;
     for (n, id) in [(10, "h2"), (20, "h3")] {
@@ -213,8 +214,8 @@ async fn triage_records_verdicts_and_proposals_are_reviewed() {
 async fn allowed_scopes_are_applied_without_review() {
     let plugins = tempfile::tempdir().unwrap();
     component("event-triage", plugins.path());
-    let s = server(plugins.path(), json!({"proposal_rule_set": "approved-vendors"}), vec![ProposalScope::RuleSet])
-        .await;
+    let s =
+        server(plugins.path(), json!({"proposal_rule_set": "approved-vendors"}), vec![ProposalScope::RuleSet]).await;
     let r = s.admin(Method::PUT, "/api/v1/hosts/h1/tags", Some(json!({"tags": ["approved-vendors"]}))).await;
     assert_eq!(r.status, StatusCode::OK);
     let mut h1 = ClientRules::default();

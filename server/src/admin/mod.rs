@@ -110,11 +110,9 @@ pub async fn handle(state: &AppState, req: Request<hyper::body::Incoming>) -> Re
         (Method::GET, ["api", "v1", "events"]) => get_events(sync, &query(&req)).await,
         (Method::GET, ["api", "v1", "proposals"]) => get_proposals(sync, &query(&req)).await,
         (method, ["api", "v1", "proposals", raw_id, rest @ ..]) => {
-            let id = raw_id
-                .parse::<u64>()
-                .ok()
-                .filter(|id| *id > 0)
-                .ok_or_else(|| ApiError::field("id", format!("proposal id must be a positive number, not {raw_id:?}")))?;
+            let id = raw_id.parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                ApiError::field("id", format!("proposal id must be a positive number, not {raw_id:?}"))
+            })?;
             match (method, rest) {
                 (Method::GET, []) => match sync.store.get_proposal(id).await? {
                     Some(p) => Ok(json_response(StatusCode::OK, &p)),
@@ -239,10 +237,7 @@ async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
     if let Some(l) = q.get("label")
         && (l.is_empty() || l.len() > crate::triage::MAX_LABEL_BYTES)
     {
-        return Err(ApiError::field(
-            "label",
-            format!("label must be 1 to {} bytes", crate::triage::MAX_LABEL_BYTES),
-        ));
+        return Err(ApiError::field("label", format!("label must be 1 to {} bytes", crate::triage::MAX_LABEL_BYTES)));
     }
     let filter = EventFilter {
         label: q.get("label").cloned(),
@@ -270,7 +265,10 @@ async fn get_proposals(sync: &SyncService, q: &HashMap<String, String>) -> Resp 
         Some(other) => {
             return Err(ApiError::field(
                 "status",
-                format!("status must be pending, approved or rejected, not {:?}", other.chars().take(32).collect::<String>()),
+                format!(
+                    "status must be pending, approved or rejected, not {:?}",
+                    other.chars().take(32).collect::<String>()
+                ),
             ));
         }
     };

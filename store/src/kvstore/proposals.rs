@@ -149,7 +149,7 @@ pub(super) fn decide<E: KvEngine>(txn: &mut Txn<'_, E>, id: u64, decision: &Prop
                     change.rule_set, change.key, p.rule_set, p.key
                 )));
             }
-            p.applied_version = Some(rules::commit(txn, std::slice::from_ref(change))?);
+            p.applied_version = Some(rules::commit(txn, std::slice::from_ref(change.as_ref()))?);
             (ProposalStatus::Approved, by, at_unix)
         }
         ProposalDecision::Reject { by, at_unix } => (ProposalStatus::Rejected, by, at_unix),
