@@ -164,3 +164,71 @@ pub async fn reject(store: &dyn Store, id: u64, by: &str, now: i64) -> Result<Pr
         DecideOutcome::AlreadyDecided(p) => Err(already(&p, "rejected")),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dasher_sdk::domain::RuleSpec;
+    use dasher_sdk::wire::{Policy, RuleType};
+    use std::sync::Arc;
+
+    fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = format!("redb:{}", dir.path().join("db").display()).parse().unwrap();
+        (dir, dasher_store::open(&spec).unwrap())
+    }
+
+    fn proposal(scope: plugin::ProposalScope, identifier: &str) -> RuleProposal {
+        RuleProposal {
+            scope,
+            rule: RuleSpec {
+                identifier: identifier.into(),
+                rule_type: RuleType::SigningId,
+                policy: Policy::Allowlist,
+                custom_msg: None,
+                custom_url: None,
+                cel_expr: None,
+                notification_app_name: None,
+                event_detail_button_label: None,
+            },
+            reason: "test".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn host_scope_resolves_to_the_hosts_set_and_auto_applies_only_when_allowed() {
+        let (_dir, store) = store();
+        let s = store.as_ref();
+        let host = plugin::ProposalScope::Host;
+        intake(s, "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.a"), &[], &[ProposalScope::Host], 10).await.unwrap();
+        intake(s, "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.b"), &[], &[ProposalScope::Global], 10).await.unwrap();
+        let all = s.list_proposals(None, None, 10).await.unwrap();
+        assert_eq!(all.len(), 2);
+        let (b, a) = (&all[0], &all[1]);
+        assert_eq!((a.scope, a.rule_set.as_str()), (ProposalScope::Host, "host:m1"));
+        assert_eq!((a.status, a.decided_by.as_deref()), (ProposalStatus::Approved, Some(AUTO_APPLY_BY)));
+        let head = s.head_version().await.unwrap();
+        assert!(s.get_rule("host:m1", &a.key, head).await.unwrap().is_some(), "auto-applied into the host's set");
+        assert_eq!(b.status, ProposalStatus::Pending, "host scope not allowed by that config");
+        assert!(s.get_rule("host:m1", &b.key, head).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn invalid_proposals_are_ignored_and_review_errors_are_typed() {
+        let (_dir, store) = store();
+        let s = store.as_ref();
+        let bad_set = plugin::ProposalScope::RuleSet { name: "../etc".into() };
+        intake(s, "m1", &proposal(bad_set, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
+        intake(s, "m1", &proposal(plugin::ProposalScope::Global, "not a signing id"), &[], &[], 1).await.unwrap();
+        assert!(s.list_proposals(None, None, 10).await.unwrap().is_empty(), "nothing stored");
+        assert!(matches!(approve(s, 7, "a", 1).await, Err(ReviewError::NotFound(7))));
+        intake(s, "m1", &proposal(plugin::ProposalScope::Global, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
+        let id = s.list_proposals(None, None, 1).await.unwrap()[0].id;
+        reject(s, id, "bob", 2).await.unwrap();
+        let err = approve(s, id, "alice", 3).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("proposal {id} was already rejected by bob; a decided proposal cannot be approved")
+        );
+    }
+}
