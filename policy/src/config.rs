@@ -2,6 +2,7 @@
 
 use dasher_sdk::domain::ConfigDecision;
 use dasher_sdk::plugin::SelectionDecision;
+use dasher_store::ProposalScope;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -45,6 +46,9 @@ pub struct PluginsConfig {
     pub debounce_ms: u64,
     /// Consecutive faults after which a plugin is skipped for a backoff (1 s doubling to 60 s).
     pub degrade_after_faults: u32,
+    /// Scopes of triage rule proposals the server applies without review (`"host"`,
+    /// `"rule_set"`, `"global"`). Default: none, every proposal waits for an admin.
+    pub auto_apply_proposals: Vec<ProposalScope>,
 }
 
 impl Default for PluginsConfig {
@@ -60,6 +64,7 @@ impl Default for PluginsConfig {
             queue_capacity: 1024,
             debounce_ms: 200,
             degrade_after_faults: 5,
+            auto_apply_proposals: Vec::new(),
         }
     }
 }
@@ -192,6 +197,7 @@ mod tests {
             r#"
             dir = "/var/lib/dasher/plugins"
             order = ["staged-rollout"]
+            auto_apply_proposals = ["host", "rule_set"]
             [plugin.staged-rollout]
             mode = "shadow"
             settings = { lockdown_after_days = 14, lockdown_groups = ["it"] }
@@ -208,6 +214,9 @@ mod tests {
         assert_eq!(c.limits_for("staged-rollout").deadline_ms, 20);
         assert_eq!(c.limits_for("other"), Limits::default());
         assert!(c.fallback.configure.unwrap().client_mode.is_some());
+        assert_eq!(c.auto_apply_proposals, vec![ProposalScope::Host, ProposalScope::RuleSet]);
+        assert!(PluginsConfig::default().auto_apply_proposals.is_empty(), "nothing applies without review by default");
+        assert!(toml::from_str::<PluginsConfig>(r#"auto_apply_proposals = ["everything"]"#).is_err());
         assert!(toml::from_str::<PluginsConfig>("dirr = 1").is_err(), "typos are errors");
     }
 }

@@ -2,14 +2,17 @@
 //!
 //! Map: [`config`] (TOML + overrides) → [`start`] opens the [`dasher_store::Store`], builds
 //! the [`policy::PolicyEngine`] and serves [`http`] (sync routes → [`sync`], admin routes →
-//! [`admin`]). See ARCHITECTURE.md for the path of one sync and the invariants.
+//! [`admin`]); stored events go to [`triage`] off the request path, rule proposals to
+//! [`proposals`]. See ARCHITECTURE.md for the path of one sync and the invariants.
 
 pub mod admin;
 pub mod config;
 pub mod http;
 pub mod maintenance;
 pub mod policy;
+pub mod proposals;
 pub mod sync;
+pub mod triage;
 
 use anyhow::Context;
 use config::Config;
@@ -120,7 +123,12 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         }
     };
     let state = Arc::new(http::AppState {
-        sync: sync::SyncService { store: store.clone(), policy, config: config.clone() },
+        sync: sync::SyncService {
+            store: store.clone(),
+            triage: triage::Triager::start(store.clone(), policy.clone()),
+            policy,
+            config: config.clone(),
+        },
         admin_token: admin_token.clone(),
         plugins,
     });

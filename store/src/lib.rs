@@ -126,6 +126,33 @@ pub trait Store: Send + Sync + 'static {
     async fn prune_events(&self, received_before_unix: Option<i64>, keep_max: Option<u64>) -> Result<u64>;
     /// Total stored events.
     async fn event_count(&self) -> Result<u64>;
+    /// Records triage verdicts by event id, replacing an earlier triage of the same event
+    /// (its labels are re-indexed). Ids of events no longer stored (pruned) are skipped.
+    /// Returns how many were recorded.
+    async fn put_event_triage(&self, triage: &[(u64, EventTriage)]) -> Result<u64>;
+
+    // ---- rule proposals ----------------------------------------------------------------
+
+    /// Records one occurrence of a proposal. The first occurrence for a `(rule_set, key)`
+    /// creates a pending proposal; a repeat (whatever its status) bumps `count`,
+    /// `last_seen_unix`, `reason` and adds the host, keeping the first rule. Returns the
+    /// stored proposal and whether it was created.
+    async fn record_proposal(&self, proposal: &NewProposal) -> Result<(Proposal, bool)>;
+    /// One proposal.
+    async fn get_proposal(&self, id: u64) -> Result<Option<Proposal>>;
+    /// Proposals, newest first, optionally of one status, with id below `before_id`, at most
+    /// `limit`.
+    async fn list_proposals(
+        &self,
+        status: Option<ProposalStatus>,
+        before_id: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Proposal>>;
+    /// Approves or rejects a pending proposal. An approval commits its rule change as one
+    /// rule version (exactly like [`Store::commit_rules`]) in the same atomic write as the
+    /// status change, so an approved proposal's rule is always in place and a rejected one's
+    /// never got there through it.
+    async fn decide_proposal(&self, id: u64, decision: &ProposalDecision) -> Result<DecideOutcome>;
 
     // ---- plugin state ------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 //! The records the store keeps. Serde-serialisable so engines can store them as JSON.
 
-use dasher_sdk::domain::{Rule, RuleCounts, RuleKey};
+use dasher_sdk::domain::{Rule, RuleCounts, RuleKey, RuleSpec};
+use dasher_sdk::plugin::{Action, Severity};
 use dasher_sdk::wire::{ClientMode, SyncType};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -286,15 +287,180 @@ pub struct EventRecord {
     /// The stored event.
     #[serde(flatten)]
     pub event: NewEvent,
+    /// What triage decided about it; `None` until triaged (or if no plugin had an opinion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub triage: Option<EventTriage>,
 }
 
 /// What `insert_events` did.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InsertOutcome {
     /// Newly stored.
     pub stored: u32,
     /// Already stored (same dedupe key), skipped.
     pub duplicates: u32,
+    /// One entry per input event, in input order: its new id, or `None` for a duplicate.
+    pub ids: Vec<Option<u64>>,
+}
+
+/// A plugin generation that took part in a decision.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PluginRef {
+    /// Plugin name.
+    pub plugin: String,
+    /// Generation (content hash of the component that ran).
+    pub generation: String,
+}
+
+/// What triage decided about one stored event.
+///
+/// Stored as its own record keyed by the event id, not inside the event: the event body is
+/// written once at upload (the only copy of what the client sent, possibly large) and never
+/// rewritten, while triage arrives later, off the request path, and may be replaced by a
+/// re-triage. Queries join the two; pruning an event deletes its triage with it. `Drop`
+/// never deletes anything: the event stays stored, marked as noise.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EventTriage {
+    /// Keep (worth attention) or drop (noise, hidden from default views); `None` = no opinion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Labels, e.g. `team:EQHXZ8M8AV` (indexed: queryable with [`EventFilter::label`]).
+    pub labels: Vec<String>,
+    /// Severity; `None` = no opinion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// The plugin generations whose verdicts were merged into this one.
+    pub made_by: Vec<PluginRef>,
+    /// When triage ran (Unix seconds).
+    pub triaged_at_unix: i64,
+}
+
+impl EventTriage {
+    /// True if triage marked the event as noise.
+    pub fn is_dropped(&self) -> bool {
+        self.action == Some(Action::Drop)
+    }
+}
+
+/// Where a proposed rule goes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProposalScope {
+    /// The set of the host whose events triggered it (`host:<machine id>`).
+    Host,
+    /// A named rule set.
+    RuleSet,
+    /// The `global` set.
+    Global,
+}
+
+/// Review state of a proposal.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProposalStatus {
+    /// Waiting for an admin.
+    Pending,
+    /// Applied to its rule set.
+    Approved,
+    /// Turned down; repeats are counted but stay rejected.
+    Rejected,
+}
+
+/// Hosts remembered per proposal; further hosts are counted in `count` only.
+pub const MAX_PROPOSAL_HOSTS: usize = 1000;
+
+/// A rule proposal as triage reports it (one occurrence).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewProposal {
+    /// Scope kind.
+    pub scope: ProposalScope,
+    /// The rule set it resolves to (the de-duplication target).
+    pub rule_set: String,
+    /// The rule's key, normalised (the other half of the de-duplication key).
+    pub key: RuleKey,
+    /// The rule as proposed.
+    pub rule: RuleSpec,
+    /// Why, for the reviewer.
+    pub reason: String,
+    /// The host whose events triggered it.
+    pub machine_id: String,
+    /// Plugin generations that proposed it.
+    pub proposed_by: Vec<PluginRef>,
+    /// When (Unix seconds).
+    pub at_unix: i64,
+}
+
+/// A stored proposal: one per `(rule_set, key)`; repeats bump `count`, `last_seen_unix`
+/// and `hosts`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Store-assigned id, increasing.
+    pub id: u64,
+    /// Scope kind.
+    pub scope: ProposalScope,
+    /// Target rule set.
+    pub rule_set: String,
+    /// Rule key (normalised).
+    pub key: RuleKey,
+    /// The rule as first proposed (what an approval commits).
+    pub rule: RuleSpec,
+    /// The latest reason given.
+    pub reason: String,
+    /// Review state.
+    pub status: ProposalStatus,
+    /// How many times it was proposed.
+    pub count: u64,
+    /// Distinct hosts that triggered it, first first (at most [`MAX_PROPOSAL_HOSTS`]).
+    pub hosts: Vec<String>,
+    /// Plugin generations that proposed it (distinct).
+    pub proposed_by: Vec<PluginRef>,
+    /// First proposed (Unix seconds).
+    pub first_seen_unix: i64,
+    /// Last proposed (Unix seconds).
+    pub last_seen_unix: i64,
+    /// Who approved or rejected it.
+    #[serde(default)]
+    pub decided_by: Option<String>,
+    /// When it was approved or rejected (Unix seconds).
+    #[serde(default)]
+    pub decided_at_unix: Option<i64>,
+    /// The rule version its approval committed (equal to the head then if the rule was
+    /// already in place).
+    #[serde(default)]
+    pub applied_version: Option<u64>,
+}
+
+/// A review decision on a pending proposal.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ProposalDecision {
+    /// Commit `change` (which must be the proposal's rule set and key) and mark approved, atomically.
+    Approve {
+        /// Who.
+        by: String,
+        /// When (Unix seconds).
+        at_unix: i64,
+        /// The validated rule change (boxed: the variant would dwarf `Reject`).
+        change: Box<RuleChange>,
+    },
+    /// Mark rejected.
+    Reject {
+        /// Who.
+        by: String,
+        /// When (Unix seconds).
+        at_unix: i64,
+    },
+}
+
+/// What [`crate::Store::decide_proposal`] did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum DecideOutcome {
+    /// Decided; the updated proposal.
+    Decided(Proposal),
+    /// No proposal with that id.
+    NotFound,
+    /// Already approved or rejected; unchanged.
+    AlreadyDecided(Proposal),
 }
 
 /// Event query. All criteria are ANDed; `limit` is capped by the caller.
@@ -313,6 +479,10 @@ pub struct EventFilter {
     pub since_unix: Option<i64>,
     /// Only events with id below this (paging, newest first).
     pub before_id: Option<u64>,
+    /// Only events triage labelled with this label.
+    pub label: Option<String>,
+    /// `Some(false)`: hide events triage dropped; `Some(true)`: only those; `None`: all.
+    pub dropped: Option<bool>,
     /// At most this many.
     pub limit: usize,
 }

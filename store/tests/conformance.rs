@@ -38,6 +38,8 @@ macro_rules! engine_tests {
             check!(events_insert);
             check!(events_query);
             check!(events_prune);
+            check!(event_triage);
+            check!(proposals);
             check!(plugin_kv);
             check!(compaction);
 

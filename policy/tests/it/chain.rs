@@ -55,6 +55,7 @@ async fn triage_keep_wins_and_labels_union() {
             received_at_unix: 0,
             body: json!({"signing_id": "platform:com.apple.ls", "decision": "ALLOW_BINARY"}),
         },
+        triage: None,
     };
     let d = m.triage(&host("h"), &[record]).await;
     // event-triage drops platform noise; fault-memory keeps everything: keep wins.

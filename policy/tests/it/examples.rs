@@ -68,6 +68,7 @@ fn blocked(id: u64, machine: &str, team: &str, signing_id: &str) -> EventRecord 
             received_at_unix: 2,
             body: json!({"file_sha256": "cd".repeat(32), "file_name": "tool", "decision": "BLOCK_UNKNOWN", "team_id": team, "signing_id": signing_id}),
         },
+        triage: None,
     }
 }
 

@@ -1,15 +1,16 @@
-//! The admin API (JSON, `Authorization: Bearer <token>`): rules, hosts, events, health.
-//! Invalid input gets a 4xx whose JSON names the field.
+//! The admin API (JSON, `Authorization: Bearer <token>`): rules, hosts, events, rule
+//! proposals, plugins, health. Invalid input gets a 4xx whose JSON names the field.
 
 use crate::http::error::{ApiError, json_response};
 use crate::http::{AppState, machine_id::parse_machine_id, read_limited};
 use crate::policy::{PLUGIN_HOST_SET_PREFIX, is_reserved_rule_set};
+use crate::proposals;
 use crate::sync::rules::Resolver;
 use crate::sync::{SyncService, host_facts, now_unix};
 use bytes::Bytes;
 use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleKey, RuleSpec};
 use dasher_sdk::version::ClientCaps;
-use dasher_store::{EventFilter, RuleChange};
+use dasher_store::{EventFilter, ProposalStatus, RuleChange};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::Full;
 use serde::Deserialize;
@@ -44,11 +45,7 @@ fn query(req: &Request<hyper::body::Incoming>) -> HashMap<String, String> {
 }
 
 fn validate_rule_set(name: &str, field: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 300
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-:@+~".contains(c))
-        && !name.contains("..");
-    if ok {
+    if proposals::valid_rule_set_name(name) {
         Ok(())
     } else {
         Err(ApiError::field(field, format!("invalid rule set name {:?}", name.chars().take(64).collect::<String>())))
@@ -124,6 +121,20 @@ pub async fn handle(state: &AppState, req: Request<hyper::body::Incoming>) -> Re
         }
         (Method::GET, ["api", "v1", "events"]) => get_events(sync, &query(&req)).await,
         (Method::POST, ["api", "v1", "maintenance", "compact-history"]) => compact_history(sync, req).await,
+        (Method::GET, ["api", "v1", "proposals"]) => get_proposals(sync, &query(&req)).await,
+        (method, ["api", "v1", "proposals", raw_id, rest @ ..]) => {
+            let id = raw_id.parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                ApiError::field("id", format!("proposal id must be a positive number, not {raw_id:?}"))
+            })?;
+            match (method, rest) {
+                (Method::GET, []) => match sync.store.get_proposal(id).await? {
+                    Some(p) => Ok(json_response(StatusCode::OK, &p)),
+                    None => Err(ApiError::NotFound(format!("no proposal {id}"))),
+                },
+                (Method::POST, [verb @ ("approve" | "reject")]) => decide_proposal(sync, id, verb, req).await,
+                _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+            }
+        }
         (method, ["api", "v1", "plugins", rest @ ..]) => plugins(state, method, rest).await,
         _ => Err(ApiError::NotFound(format!("no route for {path}"))),
     }
@@ -233,7 +244,20 @@ async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
     {
         return Err(ApiError::field("decision", format!("unknown decision {d:?}")));
     }
+    let include_dropped = match q.get("include_dropped").map(String::as_str) {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(_) => return Err(ApiError::field("include_dropped", "include_dropped must be true or false")),
+    };
+    if let Some(l) = q.get("label")
+        && (l.is_empty() || l.len() > crate::triage::MAX_LABEL_BYTES)
+    {
+        return Err(ApiError::field("label", format!("label must be 1 to {} bytes", crate::triage::MAX_LABEL_BYTES)));
+    }
     let filter = EventFilter {
+        label: q.get("label").cloned(),
+        // Events triage dropped as noise are stored; they are hidden unless asked for.
+        dropped: if include_dropped { None } else { Some(false) },
         machine_id: q.get("machine_id").cloned(),
         file_sha256: q.get("file_sha256").map(|s| s.to_ascii_lowercase()),
         decision: q.get("decision").cloned(),
@@ -274,6 +298,62 @@ async fn compact_history(sync: &SyncService, req: Request<hyper::body::Incoming>
     let since = now_unix().saturating_sub(i64::try_from(days.saturating_mul(86_400)).unwrap_or(i64::MAX));
     let report = crate::maintenance::compact_rule_history(sync.store.as_ref(), body.keep_from, since, None).await?;
     Ok(json_response(StatusCode::OK, &report))
+}
+
+/// `GET /api/v1/proposals[?status=pending|approved|rejected&before_id=N&limit=N]`, newest first.
+async fn get_proposals(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
+    let status = match q.get("status").map(String::as_str) {
+        None => None,
+        Some("pending") => Some(ProposalStatus::Pending),
+        Some("approved") => Some(ProposalStatus::Approved),
+        Some("rejected") => Some(ProposalStatus::Rejected),
+        Some(other) => {
+            return Err(ApiError::field(
+                "status",
+                format!(
+                    "status must be pending, approved or rejected, not {:?}",
+                    other.chars().take(32).collect::<String>()
+                ),
+            ));
+        }
+    };
+    let before_id = match q.get("before_id") {
+        None => None,
+        Some(s) => Some(s.parse::<u64>().map_err(|_| ApiError::field("before_id", "before_id must be a number"))?),
+    };
+    let limit = parse_limit(q, 100, 10_000)?;
+    let list = sync.store.list_proposals(status, before_id, limit).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"proposals": list})))
+}
+
+/// Optional body of approve / reject: who decides (recorded with the decision).
+#[derive(Deserialize, Default)]
+#[serde(default, deny_unknown_fields)]
+struct DecideRequest {
+    by: Option<String>,
+}
+
+/// Longest `by` accepted on approve / reject.
+const MAX_DECIDED_BY_BYTES: usize = 256;
+
+/// `POST /api/v1/proposals/{id}/approve|reject`: 404 unknown, 409 already decided.
+async fn decide_proposal(sync: &SyncService, id: u64, verb: &str, req: Request<hyper::body::Incoming>) -> Resp {
+    let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
+    let body: DecideRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
+        DecideRequest::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?
+    };
+    let by = body.by.unwrap_or_else(|| "admin".to_owned());
+    if by.is_empty() || by.len() > MAX_DECIDED_BY_BYTES {
+        return Err(ApiError::field("by", format!("by must be 1 to {MAX_DECIDED_BY_BYTES} bytes")));
+    }
+    let store = sync.store.as_ref();
+    let p = match verb {
+        "approve" => proposals::approve(store, id, &by, now_unix()).await?,
+        _ => proposals::reject(store, id, &by, now_unix()).await?,
+    };
+    Ok(json_response(StatusCode::OK, &p))
 }
 
 /// `GET /api/v1/plugins`, `POST /api/v1/plugins/reload`, `POST /api/v1/plugins/{name}/rollback`.

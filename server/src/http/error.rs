@@ -28,6 +28,9 @@ pub enum ApiError {
     /// Wrong method for the route.
     #[error("method not allowed")]
     MethodNotAllowed,
+    /// The request conflicts with the resource's state (e.g. approving a decided proposal).
+    #[error("{0}")]
+    Conflict(String),
     /// Unsupported media type.
     #[error("{0}")]
     Unsupported(String),
@@ -59,6 +62,7 @@ impl ApiError {
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) | ApiError::PolicyRejected(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -83,6 +87,18 @@ impl From<dasher_store::StoreError> for ApiError {
     fn from(e: dasher_store::StoreError) -> Self {
         tracing::error!(error = %e, "store error");
         ApiError::Unavailable(e.to_string())
+    }
+}
+
+impl From<crate::proposals::ReviewError> for ApiError {
+    fn from(e: crate::proposals::ReviewError) -> Self {
+        use crate::proposals::ReviewError;
+        match e {
+            ReviewError::NotFound(_) => ApiError::NotFound(e.to_string()),
+            ReviewError::AlreadyDecided { .. } => ApiError::Conflict(e.to_string()),
+            ReviewError::InvalidRule { ref field, .. } => ApiError::field(field.clone(), e.to_string()),
+            ReviewError::Store(e) => e.into(),
+        }
     }
 }
 

@@ -13,7 +13,8 @@ pub mod plugins;
 
 use async_trait::async_trait;
 use dasher_sdk::domain::{ConfigDecision, GLOBAL_RULE_SET, HostFacts, Rule, RuleSpec, host_rule_set};
-use dasher_store::{AppliedSetting, ChainPart, Decider, EventRecord, ShadowDecision};
+use dasher_sdk::plugin::Verdicts;
+use dasher_store::{AppliedSetting, ChainPart, Decider, EventRecord, PluginRef, ProposalScope, ShadowDecision};
 use std::collections::{BTreeMap, HashSet};
 
 /// Prefix of the per-host rule sets holding plugin-supplied host rules. Reserved: the admin
@@ -42,8 +43,15 @@ pub trait PolicyEngine: Send + Sync + 'static {
     /// Rule sets for the host in precedence order (see [`normalize_selection`]), the host
     /// rules plugins want for it, and who decided them.
     async fn select_rule_sets(&self, host: &HostFacts) -> Result<Selection, PolicyRejected>;
-    /// Looks at events after they were durably stored (labels, noise, rule proposals).
-    async fn triage(&self, _host: &HostFacts, _events: &[EventRecord]) {}
+    /// Judges events after they were durably stored (labels, noise, rule proposals). The
+    /// default has no opinion.
+    async fn triage(&self, _host: &HostFacts, _events: &[EventRecord]) -> Triaged {
+        Triaged::default()
+    }
+    /// Scopes whose rule proposals are applied without review (default: none).
+    fn auto_apply_proposals(&self) -> Vec<ProposalScope> {
+        Vec::new()
+    }
     /// Per shadow plugin: hosts whose last decision by it would have differed from the
     /// applied one (since the server started).
     fn shadow_hosts_differing(&self) -> BTreeMap<String, u64> {
@@ -149,6 +157,15 @@ pub fn validate_host_rules(specs: &[RuleSpec]) -> (Vec<Rule>, Vec<String>) {
         }
     }
     (rules, skipped)
+}
+
+/// A batch's triage: merged verdicts and the plugin generations that judged it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Triaged {
+    /// At most one verdict per event of the batch.
+    pub verdicts: Verdicts,
+    /// Enforcing plugin generations that answered for the batch, in chain order.
+    pub made_by: Vec<PluginRef>,
 }
 
 /// The built-in policy: `[defaults]` and `[tags.*]` of the config file.

@@ -7,14 +7,14 @@
 //! to the plugin generation (or the config file) that made it.
 
 use super::{
-    ConfigPolicy, Configured, HostRules, MAX_PLUGIN_HOST_RULES, PolicyEngine, PolicyRejected, Selection,
+    ConfigPolicy, Configured, HostRules, MAX_PLUGIN_HOST_RULES, PolicyEngine, PolicyRejected, Selection, Triaged,
     applied_settings, normalize_selection, validate_host_rules,
 };
 use async_trait::async_trait;
 use dasher_policy::{Contribution, Decided, KvBackend, KvError, PluginManager, ShadowRecord, Source};
 use dasher_sdk::domain::{HostFacts, Rule};
 use dasher_sdk::plugin::SelectionDecision;
-use dasher_store::{ChainPart, Decider, EventRecord, ShadowDecision, Store};
+use dasher_store::{ChainPart, Decider, EventRecord, PluginRef, ProposalScope, ShadowDecision, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
@@ -175,9 +175,21 @@ impl PolicyEngine for PluginPolicy {
         Ok(Selection { rule_sets, rule_sets_by, host_rules, chain: chain("select-rules", &decided.made_by), shadow })
     }
 
-    async fn triage(&self, host: &HostFacts, events: &[EventRecord]) {
+    async fn triage(&self, host: &HostFacts, events: &[EventRecord]) -> Triaged {
         let decided = self.manager.triage(host, events).await;
         tracing::debug!(machine_id = %host.machine_id, verdicts = decided.value.verdicts.len(), "triage");
+        // A plugin that failed (no opinion) did not judge the batch.
+        let made_by = decided
+            .made_by
+            .iter()
+            .filter(|c| c.source != Source::NoOpinion)
+            .map(|c| PluginRef { plugin: c.plugin.clone(), generation: c.generation.clone() })
+            .collect();
+        Triaged { verdicts: decided.value, made_by }
+    }
+
+    fn auto_apply_proposals(&self) -> Vec<ProposalScope> {
+        self.manager.config().auto_apply_proposals.clone()
     }
 
     fn shadow_hosts_differing(&self) -> BTreeMap<String, u64> {

@@ -34,6 +34,8 @@ pub struct SyncService {
     pub store: Arc<dyn Store>,
     /// Policy decisions.
     pub policy: Arc<dyn PolicyEngine>,
+    /// Triage of stored events, off the request path.
+    pub triage: crate::triage::Triager,
     /// Configuration.
     pub config: Arc<Config>,
 }
@@ -221,17 +223,16 @@ impl SyncService {
         if !events.is_empty() {
             let outcome = self.store.insert_events(machine_id, &events).await?;
             tracing::debug!(machine_id, stored = outcome.stored, duplicates = outcome.duplicates, "events stored");
-            // Triage runs after the durable write, off the client's request path.
-            let policy = self.policy.clone();
-            let store = self.store.clone();
-            let machine = machine_id.to_owned();
-            tokio::spawn(async move {
-                let host = store.get_host(&machine).await.ok().flatten();
-                let facts = host_facts(&machine, host.as_ref(), now_unix());
-                let records: Vec<EventRecord> =
-                    events.into_iter().map(|event| EventRecord { id: 0, machine_id: machine.clone(), event }).collect();
-                policy.triage(&facts, &records).await;
-            });
+            // Triage runs after the durable write, off the client's request path, on the
+            // newly stored events only (with their ids, so verdicts attach to them).
+            let stored: Vec<EventRecord> = events
+                .into_iter()
+                .zip(outcome.ids)
+                .filter_map(|(event, id)| {
+                    id.map(|id| EventRecord { id, machine_id: machine_id.to_owned(), event, triage: None })
+                })
+                .collect();
+            self.triage.submit(machine_id, stored);
         }
         let mut resp = wire::EventUploadResponse::default();
         if !bundles.is_empty() {

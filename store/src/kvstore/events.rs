@@ -3,17 +3,20 @@
 //! Owns: the event id sequence (`m:eseq`), the event counter (`m:ecnt`), the dedupe index
 //! `ed machine dedupe_key` → id, and the secondary indexes `em`/`es`/`eb`/`ex` (machine,
 //! file SHA-256, bundle hash, decision; `value id` → empty) and `er received id` (time).
-//! Queries walk the most selective index newest-first and fetch bodies by id.
+//! Triage lives beside the body: `et id` → [`EventTriage`] JSON and the label index
+//! `el label id`, written by [`put_triage`] after the event is stored. Queries walk the most
+//! selective index newest-first and fetch body and triage by id.
 //!
-//! Must never: store an event body twice, let an index outlive its event, or scan every
-//! event when a machine / hash / decision filter is given.
+//! Must never: store an event body twice, rewrite a body, let an index or a triage record
+//! outlive its event, or scan every event when a machine / hash / label / decision filter is
+//! given.
 
 use super::hosts::decode;
 use super::keys::{self, EVENT, EVENT_BY_BUNDLE, EVENT_BY_DECISION, EVENT_BY_MACHINE, EVENT_BY_RECEIVED};
-use super::keys::{EVENT_BY_SHA256, EVENT_DEDUPE, META_EVENT_COUNT, META_EVENT_SEQ};
+use super::keys::{EVENT_BY_LABEL, EVENT_BY_SHA256, EVENT_DEDUPE, META_EVENT_COUNT, META_EVENT_SEQ};
 use super::writer::Txn;
 use crate::kv::{Direction, KvEngine};
-use crate::{EventFilter, EventRecord, InsertOutcome, NewEvent, Result};
+use crate::{EventFilter, EventRecord, EventTriage, InsertOutcome, NewEvent, Result, StoreError};
 use serde::{Deserialize, Serialize};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -104,6 +107,7 @@ pub(super) fn insert<E: KvEngine>(
         let dk = dedupe_key(machine_id, &e.dedupe_key);
         if txn.get(&dk)?.is_some() {
             outcome.duplicates += 1;
+            outcome.ids.push(None);
             continue;
         }
         seq += 1;
@@ -113,6 +117,7 @@ pub(super) fn insert<E: KvEngine>(
             txn.put(k, Vec::new());
         }
         outcome.stored += 1;
+        outcome.ids.push(Some(seq));
     }
     if outcome.stored > 0 {
         txn.put_u64(META_EVENT_SEQ, seq);
@@ -121,15 +126,51 @@ pub(super) fn insert<E: KvEngine>(
     Ok(outcome)
 }
 
+/// Label index key `el label id`.
+fn label_key(label: &str, id: u64) -> Vec<u8> {
+    let mut k = keys::event_index_prefix(EVENT_BY_LABEL, label);
+    k.extend_from_slice(&id.to_be_bytes());
+    k
+}
+
+/// An event with its triage, read from one view where the engine has one.
 fn load<E: KvEngine>(engine: &E, id: u64) -> Result<Option<EventRecord>> {
-    let k = keys::event_key(id);
-    match engine.get(&k)? {
-        Some(v) => {
-            let s: Stored = decode(&k, &v)?;
-            Ok(Some(EventRecord { id, machine_id: s.machine_id, event: s.event }))
+    let (k, tk) = (keys::event_key(id), keys::event_triage_key(id));
+    let [body, triage]: [Option<Vec<u8>>; 2] = engine
+        .multi_get(&[&k, &tk])?
+        .try_into()
+        .map_err(|_| StoreError::Engine("multi_get returned the wrong number of values".into()))?;
+    let Some(v) = body else { return Ok(None) };
+    let s: Stored = decode(&k, &v)?;
+    let triage = match triage {
+        Some(t) => Some(decode(&tk, &t)?),
+        None => None,
+    };
+    Ok(Some(EventRecord { id, machine_id: s.machine_id, event: s.event, triage }))
+}
+
+/// Records triage for events that are still stored, replacing (and un-indexing) an
+/// earlier triage of the same event.
+pub(super) fn put_triage<E: KvEngine>(txn: &mut Txn<'_, E>, triage: &[(u64, EventTriage)]) -> Result<u64> {
+    let mut recorded = 0;
+    for (id, t) in triage {
+        if txn.get(&keys::event_key(*id))?.is_none() {
+            continue; // pruned meanwhile: nothing to attach to
         }
-        None => Ok(None),
+        let tk = keys::event_triage_key(*id);
+        if let Some(old) = txn.get(&tk)? {
+            let old: EventTriage = decode(&tk, &old)?;
+            for l in &old.labels {
+                txn.delete(label_key(l, *id));
+            }
+        }
+        txn.put(tk, serde_json::to_vec(t).expect("triage serialises to JSON"));
+        for l in &t.labels {
+            txn.put(label_key(l, *id), Vec::new());
+        }
+        recorded += 1;
     }
+    Ok(recorded)
 }
 
 fn matches(f: &EventFilter, r: &EventRecord) -> bool {
@@ -139,6 +180,8 @@ fn matches(f: &EventFilter, r: &EventRecord) -> bool {
         && f.decision.as_ref().is_none_or(|d| *d == r.event.decision)
         && f.since_unix.is_none_or(|s| r.event.received_at_unix >= s)
         && f.before_id.is_none_or(|b| r.id < b)
+        && f.label.as_ref().is_none_or(|l| r.triage.as_ref().is_some_and(|t| t.labels.contains(l)))
+        && f.dropped.is_none_or(|d| r.triage.as_ref().is_some_and(EventTriage::is_dropped) == d)
 }
 
 pub(super) fn query<E: KvEngine>(engine: &E, f: &EventFilter) -> Result<Vec<EventRecord>> {
@@ -150,6 +193,7 @@ pub(super) fn query<E: KvEngine>(engine: &E, f: &EventFilter) -> Result<Vec<Even
     let index = [
         (EVENT_BY_SHA256, &f.file_sha256),
         (EVENT_BY_BUNDLE, &f.file_bundle_hash),
+        (EVENT_BY_LABEL, &f.label),
         (EVENT_BY_MACHINE, &f.machine_id),
         (EVENT_BY_DECISION, &f.decision),
     ]
@@ -224,6 +268,12 @@ fn delete_event<E: KvEngine>(txn: &mut Txn<'_, E>, id: u64) -> Result<bool> {
     for k in index_keys(id, &r.machine_id, &e.file_sha256, &e.file_bundle_hash, &e.decision, e.received_at_unix) {
         txn.delete(k);
     }
+    if let Some(t) = &r.triage {
+        for l in &t.labels {
+            txn.delete(label_key(l, id));
+        }
+    }
+    txn.delete(keys::event_triage_key(id));
     let n = txn.get_u64(META_EVENT_COUNT)?;
     txn.put_u64(META_EVENT_COUNT, n.saturating_sub(1));
     Ok(true)

@@ -14,6 +14,7 @@ pub const META_HEAD: &[u8] = b"m:head";
 pub const META_EVENT_SEQ: &[u8] = b"m:eseq";
 pub const META_EVENT_COUNT: &[u8] = b"m:ecnt";
 pub const META_HOST_COUNT: &[u8] = b"m:hcnt";
+pub const META_PROPOSAL_SEQ: &[u8] = b"m:pseq";
 
 pub const HOST_REGISTRY: &[u8] = b"hr";
 pub const HOST_INVENTORY: &[u8] = b"hi";
@@ -32,6 +33,12 @@ pub const EVENT_BY_SHA256: &[u8] = b"es";
 pub const EVENT_BY_BUNDLE: &[u8] = b"eb";
 pub const EVENT_BY_DECISION: &[u8] = b"ex";
 pub const EVENT_BY_RECEIVED: &[u8] = b"er";
+pub const EVENT_TRIAGE: &[u8] = b"et";
+pub const EVENT_BY_LABEL: &[u8] = b"el";
+
+pub const PROPOSAL: &[u8] = b"pp";
+pub const PROPOSAL_KEY: &[u8] = b"pk";
+pub const PROPOSAL_BY_STATUS: &[u8] = b"pq";
 
 pub const PLUGIN_KV: &[u8] = b"kv";
 
@@ -161,6 +168,16 @@ pub fn log_key(version: u64, seq: u32) -> Vec<u8> {
 /// `ep id`.
 pub fn event_key(id: u64) -> Vec<u8> {
     key(EVENT, &id.to_be_bytes())
+}
+
+/// `et id`.
+pub fn event_triage_key(id: u64) -> Vec<u8> {
+    key(EVENT_TRIAGE, &id.to_be_bytes())
+}
+
+/// `pp id`.
+pub fn proposal_key(id: u64) -> Vec<u8> {
+    key(PROPOSAL, &id.to_be_bytes())
 }
 
 /// `prefix value id` for an event index on a string field.

@@ -4,7 +4,7 @@
 //!
 //! | prefix | key | value |
 //! |---|---|---|
-//! | `m:` | `head`, `floor`, `eseq`, `ecnt`, `hcnt` | u64 big-endian counters |
+//! | `m:` | `head`, `floor`, `eseq`, `ecnt`, `hcnt`, `pseq` | u64 big-endian counters |
 //! | `hr` `hi` `ht` `hc` `hs` | machine id | registry (empty), inventory, tags, clean flag (empty), sync state (JSON) |
 //! | `rh` | set · type · identifier · (MAX − version) | rule JSON; empty = tombstone |
 //! | `rl` | version · seq | set · type · identifier |
@@ -13,6 +13,11 @@
 //! | `ed` | machine · dedupe key | event id |
 //! | `em` `es` `eb` `ex` | value · event id | empty (indexes) |
 //! | `er` | received time · event id | empty (index) |
+//! | `et` | event id | triage JSON (separate from the body: written later, replaceable) |
+//! | `el` | label · event id | empty (index of triage labels) |
+//! | `pp` | proposal id | proposal JSON |
+//! | `pk` | rule set · type · identifier | proposal id (de-duplication) |
+//! | `pq` | status · proposal id | empty (index) |
 //! | `kv` | namespace · key | plugin value |
 //!
 //! Every write goes through the single writer thread (`kvstore/writer.rs`), which group-commits and
@@ -23,6 +28,7 @@
 mod events;
 mod hosts;
 pub(crate) mod keys;
+mod proposals;
 mod rules;
 mod writer;
 
@@ -30,8 +36,9 @@ pub use writer::{MAX_GROUP_BYTES, MAX_GROUP_JOBS, QUEUE_JOBS};
 
 use crate::kv::KvEngine;
 use crate::{
-    ChangeEntry, ChangePos, EventFilter, EventRecord, Host, HostInventory, HostSyncState, InsertOutcome, NewEvent,
-    Result, RuleChange, RuleSetInfo, Store, StoreError,
+    ChangeEntry, ChangePos, DecideOutcome, EventFilter, EventRecord, EventTriage, Host, HostInventory, HostSyncState,
+    InsertOutcome, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalStatus, Result, RuleChange, RuleSetInfo,
+    Store, StoreError,
 };
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};
@@ -185,6 +192,34 @@ impl<E: KvEngine> Store for KvStore<E> {
         events::count(&*self.engine)
     }
 
+    async fn put_event_triage(&self, triage: &[(u64, EventTriage)]) -> Result<u64> {
+        let triage = triage.to_vec();
+        self.writer.submit(false, move |txn| events::put_triage(txn, &triage)).await
+    }
+
+    async fn record_proposal(&self, proposal: &NewProposal) -> Result<(Proposal, bool)> {
+        let p = proposal.clone();
+        self.writer.submit(false, move |txn| proposals::record(txn, &p)).await
+    }
+
+    async fn get_proposal(&self, id: u64) -> Result<Option<Proposal>> {
+        self.read(move |e| proposals::get(e, id)).await
+    }
+
+    async fn list_proposals(
+        &self,
+        status: Option<ProposalStatus>,
+        before_id: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Proposal>> {
+        self.read(move |e| proposals::list(e, status, before_id, limit)).await
+    }
+
+    async fn decide_proposal(&self, id: u64, decision: &ProposalDecision) -> Result<DecideOutcome> {
+        let decision = decision.clone();
+        self.writer.submit(false, move |txn| proposals::decide(txn, id, &decision)).await
+    }
+
     async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {
         let k = kv_key(namespace, key);
         self.read(move |e| e.get(&k)).await
@@ -218,7 +253,7 @@ mod tests {
     use crate::{EventKind, NewEvent};
     use std::ops::Bound;
 
-    /// Pruning must remove an event's index and dedupe keys with its body (stale index
+    /// Pruning must remove an event's index, dedupe and triage keys with its body (stale index
     /// entries are invisible through `Store`, so this looks at the raw keys).
     #[tokio::test]
     async fn prune_leaves_no_event_keys_behind() {
@@ -238,7 +273,11 @@ mod tests {
                 body: serde_json::json!({}),
             })
             .collect();
-        store.insert_events("m", &events).await.unwrap();
+        let ids = store.insert_events("m", &events).await.unwrap().ids;
+        // Triage (with label index entries) on every event, so pruning must remove those too.
+        let triage = crate::EventTriage { labels: vec!["l1".into(), "l2".into()], ..Default::default() };
+        let triage: Vec<(u64, crate::EventTriage)> = ids.iter().map(|id| (id.unwrap(), triage.clone())).collect();
+        assert_eq!(store.put_event_triage(&triage).await.unwrap(), n as u64);
         assert_eq!(store.prune_events(Some(n - 10), Some(7)).await.unwrap(), n as u64 - 7);
         assert_eq!(store.event_count().await.unwrap(), 7);
         let kept = store.query_events(&crate::EventFilter { limit: 100, ..Default::default() }).await.unwrap();

@@ -1,0 +1,234 @@
+//! Rule proposals from triage: intake (resolve the scope to a rule set, validate, store
+//! de-duplicated, auto-apply where the config allows) and review (approve, reject).
+//!
+//! An approval validates the rule with `RuleSpec::validate` and commits it through the
+//! store's rule commit (a new rule version in the change log), so hosts receive it by their
+//! next delta sync like any admin rule. Must never: apply a proposal whose scope is not in
+//! `auto_apply_proposals` without an admin, or decide a proposal twice.
+
+use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleError, host_rule_set};
+use dasher_sdk::plugin::{self, RuleProposal};
+use dasher_store::{
+    DecideOutcome, NewProposal, PluginRef, Proposal, ProposalDecision, ProposalScope, ProposalStatus, RuleChange,
+    Store, StoreError,
+};
+
+/// Who auto-applied proposals are recorded as decided by.
+pub const AUTO_APPLY_BY: &str = "auto-apply";
+
+/// Why a review decision was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReviewError {
+    /// No proposal with that id.
+    #[error("no proposal {0}")]
+    NotFound(u64),
+    /// The proposal was approved or rejected before.
+    #[error("proposal {id} was already {status} by {by}; a decided proposal cannot be {verb}")]
+    AlreadyDecided {
+        /// Proposal id.
+        id: u64,
+        /// Its status (`approved` / `rejected`).
+        status: &'static str,
+        /// Who decided it.
+        by: String,
+        /// What was attempted (`approved` / `rejected`).
+        verb: &'static str,
+    },
+    /// The proposed rule (or its rule set) does not validate.
+    #[error("proposal {id} cannot be applied: {message}")]
+    InvalidRule {
+        /// Proposal id.
+        id: u64,
+        /// The offending field of the rule.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn status_name(s: ProposalStatus) -> &'static str {
+    match s {
+        ProposalStatus::Pending => "pending",
+        ProposalStatus::Approved => "approved",
+        ProposalStatus::Rejected => "rejected",
+    }
+}
+
+/// Checks a rule-set name as the admin API does (same charset and bound).
+pub fn valid_rule_set_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 300
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-:@+~".contains(c))
+        && !name.contains("..")
+}
+
+/// The stored scope and target rule set of a plugin's proposal from `machine_id`'s events.
+pub fn resolve_scope(scope: &plugin::ProposalScope, machine_id: &str) -> (ProposalScope, String) {
+    match scope {
+        plugin::ProposalScope::Host => (ProposalScope::Host, host_rule_set(machine_id)),
+        plugin::ProposalScope::RuleSet { name } => (ProposalScope::RuleSet, name.clone()),
+        plugin::ProposalScope::Global => (ProposalScope::Global, GLOBAL_RULE_SET.to_owned()),
+    }
+}
+
+/// Stores one proposal occurrence; applies it at once if it is pending and its scope is in
+/// `auto_apply`. A proposal with an invalid rule or rule-set name is logged and dropped (it
+/// could never be approved).
+pub async fn intake(
+    store: &dyn Store,
+    machine_id: &str,
+    p: &RuleProposal,
+    made_by: &[PluginRef],
+    auto_apply: &[ProposalScope],
+    now: i64,
+) -> Result<(), StoreError> {
+    let (scope, rule_set) = resolve_scope(&p.scope, machine_id);
+    if !valid_rule_set_name(&rule_set) {
+        tracing::warn!(machine_id, rule_set = %rule_set.chars().take(64).collect::<String>(), "proposal for an invalid rule set name ignored");
+        return Ok(());
+    }
+    let key = match p.rule.validate() {
+        Ok((key, _)) => key,
+        Err(e) => {
+            tracing::warn!(machine_id, error = %e, "proposal with an invalid rule ignored");
+            return Ok(());
+        }
+    };
+    let new = NewProposal {
+        scope,
+        rule_set,
+        key,
+        rule: p.rule.clone(),
+        reason: p.reason.clone(),
+        machine_id: machine_id.to_owned(),
+        proposed_by: made_by.to_vec(),
+        at_unix: now,
+    };
+    let (stored, created) = store.record_proposal(&new).await?;
+    if created {
+        tracing::info!(id = stored.id, rule_set = %stored.rule_set, identifier = %stored.key.identifier, "rule proposed");
+    }
+    if stored.status == ProposalStatus::Pending && auto_apply.contains(&stored.scope) {
+        match approve(store, stored.id, AUTO_APPLY_BY, now).await {
+            Ok(p) => tracing::info!(id = p.id, version = ?p.applied_version, "proposal auto-applied"),
+            Err(ReviewError::Store(e)) => return Err(e),
+            Err(e) => tracing::warn!(id = stored.id, error = %e, "proposal not auto-applied"),
+        }
+    }
+    Ok(())
+}
+
+fn already(p: &Proposal, verb: &'static str) -> ReviewError {
+    ReviewError::AlreadyDecided {
+        id: p.id,
+        status: status_name(p.status),
+        by: p.decided_by.clone().unwrap_or_default(),
+        verb,
+    }
+}
+
+/// Approves a pending proposal: validates its rule and commits it into its rule set in the
+/// same write that marks it approved.
+pub async fn approve(store: &dyn Store, id: u64, by: &str, now: i64) -> Result<Proposal, ReviewError> {
+    let p = store.get_proposal(id).await?.ok_or(ReviewError::NotFound(id))?;
+    if p.status != ProposalStatus::Pending {
+        return Err(already(&p, "approved"));
+    }
+    if !valid_rule_set_name(&p.rule_set) {
+        let message = format!("invalid rule set name {:?}", p.rule_set);
+        return Err(ReviewError::InvalidRule { id, field: "rule_set".into(), message });
+    }
+    let (key, rule) = p.rule.validate().map_err(|e: RuleError| ReviewError::InvalidRule {
+        id,
+        field: format!("rule.{}", e.field()),
+        message: e.to_string(),
+    })?;
+    let change = RuleChange { rule_set: p.rule_set.clone(), key, rule };
+    let decision = ProposalDecision::Approve { by: by.to_owned(), at_unix: now, change: Box::new(change) };
+    match store.decide_proposal(id, &decision).await? {
+        DecideOutcome::Decided(p) => Ok(p),
+        DecideOutcome::NotFound => Err(ReviewError::NotFound(id)),
+        DecideOutcome::AlreadyDecided(p) => Err(already(&p, "approved")),
+    }
+}
+
+/// Rejects a pending proposal; nothing is committed.
+pub async fn reject(store: &dyn Store, id: u64, by: &str, now: i64) -> Result<Proposal, ReviewError> {
+    let decision = ProposalDecision::Reject { by: by.to_owned(), at_unix: now };
+    match store.decide_proposal(id, &decision).await? {
+        DecideOutcome::Decided(p) => Ok(p),
+        DecideOutcome::NotFound => Err(ReviewError::NotFound(id)),
+        DecideOutcome::AlreadyDecided(p) => Err(already(&p, "rejected")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dasher_sdk::domain::RuleSpec;
+    use dasher_sdk::wire::{Policy, RuleType};
+    use std::sync::Arc;
+
+    fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let spec = format!("redb:{}", dir.path().join("db").display()).parse().unwrap();
+        (dir, dasher_store::open(&spec).unwrap())
+    }
+
+    fn proposal(scope: plugin::ProposalScope, identifier: &str) -> RuleProposal {
+        RuleProposal {
+            scope,
+            rule: RuleSpec {
+                identifier: identifier.into(),
+                rule_type: RuleType::SigningId,
+                policy: Policy::Allowlist,
+                custom_msg: None,
+                custom_url: None,
+                cel_expr: None,
+                notification_app_name: None,
+                event_detail_button_label: None,
+            },
+            reason: "test".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn host_scope_resolves_to_the_hosts_set_and_auto_applies_only_when_allowed() {
+        let (_dir, store) = store();
+        let s = store.as_ref();
+        let host = plugin::ProposalScope::Host;
+        intake(s, "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.a"), &[], &[ProposalScope::Host], 10).await.unwrap();
+        intake(s, "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.b"), &[], &[ProposalScope::Global], 10).await.unwrap();
+        let all = s.list_proposals(None, None, 10).await.unwrap();
+        assert_eq!(all.len(), 2);
+        let (b, a) = (&all[0], &all[1]);
+        assert_eq!((a.scope, a.rule_set.as_str()), (ProposalScope::Host, "host:m1"));
+        assert_eq!((a.status, a.decided_by.as_deref()), (ProposalStatus::Approved, Some(AUTO_APPLY_BY)));
+        let head = s.head_version().await.unwrap();
+        assert!(s.get_rule("host:m1", &a.key, head).await.unwrap().is_some(), "auto-applied into the host's set");
+        assert_eq!(b.status, ProposalStatus::Pending, "host scope not allowed by that config");
+        assert!(s.get_rule("host:m1", &b.key, head).await.unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn invalid_proposals_are_ignored_and_review_errors_are_typed() {
+        let (_dir, store) = store();
+        let s = store.as_ref();
+        let bad_set = plugin::ProposalScope::RuleSet { name: "../etc".into() };
+        intake(s, "m1", &proposal(bad_set, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
+        intake(s, "m1", &proposal(plugin::ProposalScope::Global, "not a signing id"), &[], &[], 1).await.unwrap();
+        assert!(s.list_proposals(None, None, 10).await.unwrap().is_empty(), "nothing stored");
+        assert!(matches!(approve(s, 7, "a", 1).await, Err(ReviewError::NotFound(7))));
+        intake(s, "m1", &proposal(plugin::ProposalScope::Global, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
+        let id = s.list_proposals(None, None, 1).await.unwrap()[0].id;
+        reject(s, id, "bob", 2).await.unwrap();
+        let err = approve(s, id, "alice", 3).await.unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("proposal {id} was already rejected by bob; a decided proposal cannot be approved")
+        );
+    }
+}
