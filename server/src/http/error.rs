@@ -22,6 +22,15 @@ pub enum ApiError {
     /// Missing or wrong admin token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// Missing credential other than the admin bearer token (e.g. the sync secret).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Authenticated, but not allowed (role too low, wrong secret, certificate mismatch).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The client took too long to send the request body.
+    #[error("{0}")]
+    Timeout(String),
     /// No such route or resource.
     #[error("{0}")]
     NotFound(String),
@@ -52,7 +61,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -68,7 +79,7 @@ impl ApiError {
             body["field"] = f.clone().into();
         }
         let mut resp = json_response(status, &body);
-        if status == StatusCode::UNAUTHORIZED {
+        if matches!(self, ApiError::Unauthorized) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
         }
         resp
