@@ -331,3 +331,53 @@ async fn connections_beyond_the_limit_are_closed_at_accept() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+fn component(name: &str, dir: &std::path::Path) {
+    use std::path::PathBuf;
+    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
+    let options = dasher_policy::tools::BuildOptions { target_dir: Some(target.join("wasm-plugins")), debug: false };
+    let out = dir.join(format!("{name}.wasm"));
+    dasher_policy::tools::build(&workspace.join("plugins").join(name), Some(&out), &options)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugin_calls_and_faults_are_exported_from_the_plugin_host() {
+    let plugins = tempfile::tempdir().unwrap();
+    component("staged-rollout", plugins.path());
+    component("fault-trap", plugins.path());
+    let dir = plugins.path().to_owned();
+    let s = TestServer::start_with(move |c| {
+        let mut p = dasher_policy::PluginsConfig::for_dir(&dir);
+        p.watch = false;
+        p.limits.deadline_ms = 5_000;
+        p.order = vec!["staged-rollout".into(), "fault-trap".into()];
+        c.plugins = Some(p);
+    })
+    .await;
+    let r = s.admin(Method::PUT, "/api/v1/hosts/lab-1/tags", Some(json!({"tags": ["fault"]}))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    for _ in 0..2 {
+        assert_eq!(s.stage("preflight", "lab-1", &preflight("lab-1")).await.status, StatusCode::OK);
+    }
+    assert_eq!(s.send(Method::GET, "/readyz", &[], vec![]).await.status, StatusCode::OK);
+    let status = s.admin(Method::GET, "/api/v1/plugins", None).await.json();
+    let m = text(&s.send(Method::GET, "/metrics", &[], vec![]).await);
+    // The exported figures are the plugin host's own, series by series.
+    for p in status["plugins"].as_array().unwrap() {
+        let labels =
+            format!(r#"{{plugin="{}",generation="{}"}}"#, p["name"].as_str().unwrap(), p["hash"].as_str().unwrap());
+        let calls =
+            sample(&m, &format!("dasher_plugin_calls_total{labels}")).unwrap_or_else(|| panic!("{labels}: {m}"));
+        assert!(calls >= p["calls"].as_f64().unwrap() && calls >= 2.0, "{labels} {calls}");
+        let errors = sample(&m, &format!("dasher_plugin_errors_total{labels}")).unwrap();
+        assert!(errors >= p["errors"].as_f64().unwrap());
+    }
+    let trap = status["plugins"].as_array().unwrap().iter().find(|p| p["name"] == "fault-trap").unwrap();
+    let labels = format!(r#"{{plugin="fault-trap",generation="{}",kind="trap"}}"#, trap["hash"].as_str().unwrap());
+    assert!(sample(&m, &format!("dasher_plugin_faults_total{labels}")).unwrap() >= 1.0, "{m}");
+    assert!(m.contains(r#"dasher_plugin_hook{plugin="staged-rollout",hook="configure""#), "{m}");
+    assert!(m.contains("dasher_plugin_call_duration_seconds{"), "{m}");
+    assert_eq!(sample(&m, "dasher_plugin_load_errors"), Some(0.0));
+}

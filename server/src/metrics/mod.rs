@@ -264,10 +264,14 @@ fn register_plugins(r: &mut Registry, status: &ManagerStatus) {
                 .get_or_create(&PluginQuantileLabels { plugin: p.name.clone(), generation: p.hash.clone(), quantile })
                 .set(us as f64 / 1e6);
         }
-        let mode = serde_json::to_value(p.mode).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
+        let mode = match p.mode {
+            dasher_policy::Mode::Enforce => "enforce",
+            dasher_policy::Mode::Shadow => "shadow",
+        }
+        .to_owned();
         for hook in &p.hooks {
-            let hook = serde_json::to_value(hook).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
-            hooks.get_or_create(&PluginHookLabels { plugin: p.name.clone(), hook, mode: mode.clone() }).set(1);
+            let labels = PluginHookLabels { plugin: p.name.clone(), hook: hook.name().to_owned(), mode: mode.clone() };
+            hooks.get_or_create(&labels).set(1);
         }
     }
     r.register("plugin_calls", "Calls to a plugin generation (all hooks)", calls);
