@@ -381,3 +381,36 @@ async fn plugin_calls_and_faults_are_exported_from_the_plugin_host() {
     assert!(m.contains("dasher_plugin_call_duration_seconds{"), "{m}");
     assert_eq!(sample(&m, "dasher_plugin_load_errors"), Some(0.0));
 }
+
+#[tokio::test]
+async fn shutdown_drains_a_request_in_flight() {
+    let mut s = TestServer::start().await;
+    let addr = s.handle.as_ref().unwrap().addr();
+    let body = serde_json::to_vec(&preflight("m1")).unwrap();
+    let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /santa/preflight/m1 HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body[..10]).await.unwrap();
+    // Make sure the request reached the server before shutting down: a keep-alive probe on
+    // another connection is answered, and the metrics show two open connections.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let m = text(&s.send(Method::GET, "/metrics", &[], vec![]).await);
+        if sample(&m, "dasher_connections_open").unwrap() >= 2.0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the slow connection was never accepted");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let stopping = tokio::spawn(s.handle.take().unwrap().shutdown());
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(!stopping.is_finished(), "shutdown waits for the request in flight");
+    conn.write_all(&body[10..]).await.unwrap();
+    let reply = read_until_close(&mut conn).await;
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    tokio::time::timeout(Duration::from_secs(60), stopping).await.expect("shutdown finished").unwrap();
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listener is closed");
+}
