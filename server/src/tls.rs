@@ -33,7 +33,7 @@ pub struct TlsSettings {
     #[serde(default)]
     pub require_client_cert: bool,
     /// Sync requests need a client certificate whose CN or a SAN equals the machine id in
-    /// the URL; 403 otherwise (needs `client_ca`).
+    /// the URL; 401 otherwise (needs `client_ca`).
     #[serde(default)]
     pub bind_identity: bool,
 }

@@ -255,11 +255,11 @@ async fn sync_secret_header_is_checked_per_fleet_and_machine() {
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     assert!(r.json()["error"].as_str().unwrap().contains("x-dasher-secret header"), "{}", text(&r));
     let r = post("m1", Some("wrong")).await;
-    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "not 403, which Santa retries via XSRF");
     assert!(r.json()["error"].as_str().unwrap().contains("wrong sync secret"));
     assert_eq!(post("m1", Some("fleet-2025")).await.status, StatusCode::OK, "old secret during rotation");
     assert_eq!(post("m1", Some("fleet-2026")).await.status, StatusCode::OK);
-    assert_eq!(post("vip", Some("fleet-2026")).await.status, StatusCode::FORBIDDEN, "a machine with its own secret");
+    assert_eq!(post("vip", Some("fleet-2026")).await.status, StatusCode::UNAUTHORIZED, "a machine with its own secret");
     assert_eq!(post("vip", Some("vip-secret")).await.status, StatusCode::OK);
     // The admin API and the doctor probe do not need the sync secret.
     assert_eq!(s.admin(Method::GET, "/api/v1/hosts", None).await.status, StatusCode::OK);

@@ -199,7 +199,7 @@ async fn client_certificates_are_required_and_bound_to_the_machine_id() {
     assert_eq!(x.status, StatusCode::OK, "{}", String::from_utf8_lossy(&x.body));
     let x =
         https(addr, &ca, Some((a, a_key)), Method::POST, "/santa/preflight/host-b", preflight("host-b")).await.unwrap();
-    assert_eq!(x.status, StatusCode::FORBIDDEN, "a stolen machine id without its certificate");
+    assert_eq!(x.status, StatusCode::UNAUTHORIZED, "a stolen machine id without its certificate");
     let msg = String::from_utf8_lossy(&x.body).into_owned();
     assert!(msg.contains("not machine host-b") && msg.contains("bind_identity"), "{msg}");
 

@@ -22,10 +22,11 @@ pub enum ApiError {
     /// Missing or wrong admin token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
-    /// Missing credential other than the admin bearer token (e.g. the sync secret).
+    /// Missing or wrong sync credential (secret header, client certificate); Santa stops
+    /// retrying on 401 but retries a 403 through its XSRF path.
     #[error("{0}")]
     Unauthenticated(String),
-    /// Authenticated, but not allowed (role too low, wrong secret, certificate mismatch).
+    /// Authenticated, but not allowed (admin role too low).
     #[error("{0}")]
     Forbidden(String),
     /// The client took too long to send the request body.

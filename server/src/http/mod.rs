@@ -214,7 +214,7 @@ async fn route(
     Ok(bytes_response(StatusCode::OK, format.content_type(), out))
 }
 
-/// With `tls.bind_identity`, the client certificate must name the machine (CN or SAN).
+/// With `tls.bind_identity`, the client certificate must name the machine (CN or SAN); 401 otherwise.
 fn check_client_identity(state: &AppState, conn: &ConnInfo, machine_id: &str) -> Result<(), ApiError> {
     let bind = state.sync.config.tls.as_ref().is_some_and(|t| t.bind_identity);
     if !bind || !conn.tls {
@@ -222,7 +222,8 @@ fn check_client_identity(state: &AppState, conn: &ConnInfo, machine_id: &str) ->
     }
     let refused = |why: String| {
         state.metrics.record_auth_failure("client_cert_mismatch");
-        Err(ApiError::Forbidden(why))
+        // 401, not 403: Santa retries a 403 five times through its XSRF path (reference §2.4).
+        Err(ApiError::Unauthenticated(why))
     };
     match &conn.peer_names {
         None => refused(format!("a client certificate naming machine {machine_id} is required (tls.bind_identity)")),

@@ -5,8 +5,10 @@
 //! machine, replace the fleet secrets for that machine (a leaked fleet secret then does
 //! not let a client speak for it). Must never log a presented secret.
 //!
-//! Missing header → 401, wrong secret → 403. Santa (≥ 2026.4) treats both as "do not
-//! retry now": the host keeps its rules and tries again at its next sync interval.
+//! Missing header and wrong secret both answer 401 (the message says which). Not 403: Santa
+//! answers a 403 by fetching an XSRF token and retrying the request up to five times
+//! (reference §2.4, §2.6), while any other 4xx makes NPS ≥ 2026.4 stop at once; the host
+//! keeps its rules and tries again at its next sync interval.
 
 use crate::admin::auth::{matches_any, parse_sha256_hex};
 use crate::http::error::ApiError;
@@ -46,8 +48,7 @@ pub enum SyncAuthError {
 impl From<SyncAuthError> for ApiError {
     fn from(e: SyncAuthError) -> Self {
         match e {
-            SyncAuthError::Missing(_) => ApiError::Unauthenticated(e.to_string()),
-            SyncAuthError::Wrong { .. } => ApiError::Forbidden(e.to_string()),
+            SyncAuthError::Missing(_) | SyncAuthError::Wrong { .. } => ApiError::Unauthenticated(e.to_string()),
         }
     }
 }
