@@ -33,6 +33,14 @@ pub struct Config {
     pub tags: BTreeMap<String, TagPolicy>,
     /// WebAssembly policy plugins (`[plugins]`); off unless set.
     pub plugins: Option<dasher_policy::PluginsConfig>,
+    /// Admin API role tokens and listener (`[admin]`, `[[admin.tokens]]`).
+    pub admin: crate::admin::auth::AdminSettings,
+    /// Shared-secret header on sync requests (`[sync_auth]`); off unless `header` is set.
+    pub sync_auth: crate::http::sync_auth::SyncAuthSettings,
+    /// HTTPS and client certificates (`[tls]`); plain HTTP unless set.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// `GET /metrics` (`[metrics]`).
+    pub metrics: crate::metrics::MetricsSettings,
 }
 
 /// Settings and rule sets for hosts carrying one tag.
@@ -61,6 +69,10 @@ pub struct Limits {
     pub max_rules_per_request: usize,
     /// Seconds to receive request headers (slow-loris bound).
     pub header_read_timeout_secs: u64,
+    /// Seconds to receive a sync request body once its headers arrived (408 after).
+    pub body_read_timeout_secs: u64,
+    /// Most client connections open at once per listener; more are closed at accept.
+    pub max_connections: usize,
 }
 
 impl Default for Limits {
@@ -72,6 +84,8 @@ impl Default for Limits {
             max_machine_id_bytes: 256,
             max_rules_per_request: 100_000,
             header_read_timeout_secs: 10,
+            body_read_timeout_secs: 60,
+            max_connections: 4096,
         }
     }
 }
@@ -119,6 +133,10 @@ impl Default for Config {
             },
             tags: BTreeMap::new(),
             plugins: None,
+            admin: Default::default(),
+            sync_auth: Default::default(),
+            tls: None,
+            metrics: Default::default(),
         }
     }
 }
@@ -189,6 +207,16 @@ impl Config {
             return Err(ConfigError::Invalid(format!(
                 "sync_prefix {prefix:?} must start with '/' and not end with '/' (or be empty)"
             )));
+        }
+        if self.limits.max_connections == 0 || self.limits.body_read_timeout_secs == 0 {
+            return Err(ConfigError::Invalid(
+                "limits.max_connections and limits.body_read_timeout_secs must be at least 1".into(),
+            ));
+        }
+        self.admin.validate().map_err(ConfigError::Invalid)?;
+        crate::http::sync_auth::SyncAuth::new(&self.sync_auth).map_err(ConfigError::Invalid)?;
+        if let Some(tls) = &self.tls {
+            tls.validate().map_err(ConfigError::Invalid)?;
         }
         if self.sync.page_size_rules == 0 || self.sync.page_size_rules > 100_000 {
             return Err(ConfigError::Invalid("sync.page_size_rules must be between 1 and 100000".into()));

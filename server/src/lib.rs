@@ -1,23 +1,27 @@
 //! Dasher: a sync server for Santa.
 //!
-//! Map: [`config`] (TOML + overrides) → [`start`] opens the [`dasher_store::Store`], builds
-//! the [`policy::PolicyEngine`] and serves [`http`] (sync routes → [`sync`], admin routes →
-//! [`admin`]); stored events go to [`triage`] off the request path, rule proposals to
-//! [`proposals`]. See ARCHITECTURE.md for the path of one sync and the invariants.
+//! Map: [`config`] (TOML + overrides) → [`start`] opens the [`dasher_store::Store`]
+//! (wrapped in [`metrics::store::MeteredStore`]), builds the [`policy::PolicyEngine`] and
+//! serves [`http`] from `serve`'s accept loops, over [`tls`] when configured (sync routes →
+//! [`sync`], admin routes → [`admin`], `/metrics` → [`metrics`]); stored events go to
+//! [`triage`] off the request path, rule proposals to [`proposals`]; [`maintenance`] prunes
+//! events and compacts rule history. See ARCHITECTURE.md for the path of one sync and the
+//! invariants, SECURITY.md for the threat model.
 
 pub mod admin;
 pub mod config;
 pub mod http;
 pub mod maintenance;
+pub mod metrics;
 pub mod policy;
 pub mod proposals;
+mod serve;
 pub mod sync;
+pub mod tls;
 pub mod triage;
 
 use anyhow::Context;
 use config::Config;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,8 +31,10 @@ use tokio::sync::watch;
 /// A running server.
 pub struct ServerHandle {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
+    scheme: &'static str,
     prefix: String,
-    admin_token: String,
+    admin_token: Option<String>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -39,14 +45,24 @@ impl ServerHandle {
         self.addr
     }
 
-    /// The `SyncBaseURL` clients should use, with a trailing slash.
-    pub fn sync_base_url(&self) -> String {
-        format!("http://{}{}/", self.addr, self.prefix)
+    /// The bound address of the separate admin listener (`admin.listen`), if any.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
-    /// The admin bearer token.
-    pub fn admin_token(&self) -> &str {
-        &self.admin_token
+    /// `https` with `[tls]`, `http` otherwise.
+    pub fn scheme(&self) -> &'static str {
+        self.scheme
+    }
+
+    /// The `SyncBaseURL` clients should use, with a trailing slash.
+    pub fn sync_base_url(&self) -> String {
+        format!("{}://{}{}/", self.scheme, self.addr, self.prefix)
+    }
+
+    /// The single `admin`-role token (configured `admin_token` or `data/admin.token`), if any.
+    pub fn admin_token(&self) -> Option<&str> {
+        self.admin_token.as_deref()
     }
 
     /// Stops accepting, lets in-flight requests finish, and closes the store.
@@ -73,16 +89,21 @@ fn random_token() -> String {
     format!("{a:016x}{:016x}", h.finish())
 }
 
-/// The admin token: configured, or read from / generated into `{data_dir}/admin.token`.
-fn admin_token(config: &Config) -> anyhow::Result<String> {
+/// The single admin token: configured, or read from `{data_dir}/admin.token`, or generated
+/// there when no `[[admin.tokens]]` are configured (so a fresh server is never unusable,
+/// and one configured with role tokens gets no extra credential it did not ask for).
+fn admin_token(config: &Config) -> anyhow::Result<Option<String>> {
     if let Some(t) = config.admin_token.as_ref().filter(|t| !t.is_empty()) {
-        return Ok(t.clone());
+        return Ok(Some(t.clone()));
     }
     let path = config.data_dir.join("admin.token");
     if let Ok(existing) = std::fs::read_to_string(&path)
         && !existing.trim().is_empty()
     {
-        return Ok(existing.trim().to_owned());
+        return Ok(Some(existing.trim().to_owned()));
+    }
+    if !config.admin.tokens.is_empty() {
+        return Ok(None);
     }
     let token = random_token();
     std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
@@ -92,7 +113,7 @@ fn admin_token(config: &Config) -> anyhow::Result<String> {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
     }
     tracing::info!(path = %path.display(), "generated an admin token (set DASHER_ADMIN_TOKEN to choose one)");
-    Ok(token)
+    Ok(Some(token))
 }
 
 /// Opens storage, binds the listener and serves until shut down.
@@ -101,11 +122,28 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let spec = config.store_spec();
-    let store = dasher_store::open(&spec).with_context(|| format!("opening store {spec}"))?;
+    let metrics = Arc::new(metrics::Metrics::new());
+    let store: Arc<dyn dasher_store::Store> = Arc::new(metrics::store::MeteredStore::new(
+        dasher_store::open(&spec).with_context(|| format!("opening store {spec}"))?,
+        metrics.clone(),
+    ));
     let admin_token = admin_token(&config)?;
+    let admin_auth = admin::auth::AdminAuth::new(&config.admin, admin_token.as_deref()).map_err(anyhow::Error::msg)?;
+    let sync_auth = http::sync_auth::SyncAuth::new(&config.sync_auth).map_err(anyhow::Error::msg)?;
+    let tls = match &config.tls {
+        None => None,
+        Some(settings) => Some(Arc::new(
+            tls::TlsReloader::new(settings.clone(), metrics.clone()).context("loading the TLS certificate")?,
+        )),
+    };
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
     let addr = listener.local_addr()?;
+    let admin_listener = match config.admin.listen {
+        None => None,
+        Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding admin.listen {a}"))?),
+    };
+    let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
     let config = Arc::new(config);
     let config_policy = policy::ConfigPolicy::new((*config).clone());
     let (policy, plugins): (Arc<dyn policy::PolicyEngine>, _) = match &config.plugins {
@@ -129,47 +167,29 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
             policy,
             config: config.clone(),
         },
-        admin_token: admin_token.clone(),
         plugins,
+        metrics,
+        admin_auth,
+        sync_auth,
     });
-    let (shutdown, mut shutdown_rx) = watch::channel(false);
+    let (shutdown, _) = watch::channel(false);
     let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());
-    let header_timeout = Duration::from_secs(config.limits.header_read_timeout_secs.max(1));
+    let main_surface = if admin_listener.is_some() { http::Surface::Sync } else { http::Surface::All };
+    let mut loops = vec![tokio::spawn(serve::run(
+        serve::Listener { tcp: listener, surface: main_surface, tls: tls.clone() },
+        state.clone(),
+        shutdown.subscribe(),
+    ))];
+    if let Some(tcp) = admin_listener {
+        loops.push(tokio::spawn(serve::run(
+            serve::Listener { tcp, surface: http::Surface::Admin, tls },
+            state.clone(),
+            shutdown.subscribe(),
+        )));
+    }
     let task = tokio::spawn(async move {
-        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
-        loop {
-            tokio::select! {
-                accepted = listener.accept() => {
-                    let (stream, _) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(50)).await;
-                            continue;
-                        }
-                    };
-                    let _ = stream.set_nodelay(true);
-                    let state = state.clone();
-                    let service = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(http::handle(state, req).await) }
-                    });
-                    let mut builder = auto::Builder::new(TokioExecutor::new());
-                    builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-                    let conn = builder.serve_connection(TokioIo::new(stream), service).into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(error = %e, "connection ended with an error");
-                        }
-                    });
-                }
-                _ = shutdown_rx.changed() => break,
-            }
-        }
-        drop(listener);
-        if tokio::time::timeout(Duration::from_secs(30), graceful.shutdown()).await.is_err() {
-            tracing::warn!("in-flight requests did not finish within 30 s");
+        for l in loops {
+            let _ = l.await;
         }
         drop(state);
         if let Some(retention) = retention {
@@ -186,6 +206,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         }
         drop(store);
     });
-    tracing::info!(%addr, prefix = %config.sync_prefix, store = %spec, "dasher listening");
-    Ok(ServerHandle { addr, prefix: config.sync_prefix.clone(), admin_token, shutdown, task })
+    let scheme = if config.tls.is_some() { "https" } else { "http" };
+    tracing::info!(%addr, ?admin_addr, scheme, prefix = %config.sync_prefix, store = %spec, "dasher listening");
+    Ok(ServerHandle { addr, admin_addr, scheme, prefix: config.sync_prefix.clone(), admin_token, shutdown, task })
 }

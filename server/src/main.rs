@@ -26,6 +26,16 @@ enum Command {
     /// Build, inspect, test and install WebAssembly policy plugins.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Admin-token and sync-secret helpers.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Print the SHA-256 (hex) of a token or secret read from stdin (one trailing newline
+    /// dropped), for `[[admin.tokens]] sha256` or `sync_auth.secrets_sha256`.
+    Hash,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +126,16 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<std::process::ExitCode> 
 fn main() -> anyhow::Result<std::process::ExitCode> {
     match Cli::parse().command {
         Command::Plugin(cmd) => plugin_command(cmd),
+        Command::Token(TokenCommand::Hash) => {
+            let mut input = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)?;
+            let token = input.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&input);
+            if token.is_empty() {
+                anyhow::bail!("no token on stdin (e.g. `printf %s \"$TOKEN\" | dasher token hash`)");
+            }
+            println!("{}", dasher_server::admin::auth::sha256_hex(token));
+            Ok(std::process::ExitCode::SUCCESS)
+        }
         Command::Serve(args) => {
             // Store reads run on the blocking pool; they are short, so a small pool serves
             // them with fewer thread wake-ups (and fewer per-thread allocator caches) than

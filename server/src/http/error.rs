@@ -22,6 +22,16 @@ pub enum ApiError {
     /// Missing or wrong admin token.
     #[error("missing or invalid bearer token")]
     Unauthorized,
+    /// Missing or wrong sync credential (secret header, client certificate); Santa stops
+    /// retrying on 401 but retries a 403 through its XSRF path.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// Authenticated, but not allowed (admin role too low).
+    #[error("{0}")]
+    Forbidden(String),
+    /// The client took too long to send the request body.
+    #[error("{0}")]
+    Timeout(String),
     /// No such route or resource.
     #[error("{0}")]
     NotFound(String),
@@ -59,7 +69,9 @@ impl ApiError {
         match self {
             ApiError::BadRequest { .. } => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
-            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized | ApiError::Unauthenticated(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -76,7 +88,7 @@ impl ApiError {
             body["field"] = f.clone().into();
         }
         let mut resp = json_response(status, &body);
-        if status == StatusCode::UNAUTHORIZED {
+        if matches!(self, ApiError::Unauthorized) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
         }
         resp

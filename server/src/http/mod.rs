@@ -5,14 +5,20 @@
 //! - `GET|POST {prefix}/preflight/santactl-doctor-test` (the `santactl doctor` probe)
 //! - `POST {prefix}/xsrf/{machine_id}` → 404 (Dasher does not require XSRF tokens, §2.4)
 //! - `/api/v1/...` and `/healthz` → [`crate::admin`]
+//! - `/metrics`, `/readyz` → [`ops`]
 //!
-//! No redirects, no trailing-slash rewriting.
+//! Every response carries `X-Request-Id` ([`request_id`]), also recorded in the request's
+//! tracing span, and is counted in [`crate::metrics`]. No redirects, no trailing-slash rewriting.
 
 pub mod body;
 pub mod error;
 pub mod machine_id;
+pub mod ops;
+pub mod request_id;
+pub mod sync_auth;
 
 use crate::admin;
+use crate::metrics::Metrics;
 use crate::sync::{DOCTOR_MACHINE_ID, SyncService};
 use bytes::Bytes;
 use dasher_sdk::wire::{Format, Stage, WireMessage};
@@ -20,39 +26,128 @@ use error::{ApiError, bytes_response, json_response};
 use http::{Method, Request, Response, StatusCode, header};
 use http_body_util::{BodyExt, Full, Limited};
 use std::sync::Arc;
+use std::time::Instant;
+use tracing::Instrument;
 
 /// Shared state of every request.
 pub struct AppState {
     /// The sync stages.
     pub sync: SyncService,
-    /// Admin bearer token.
-    pub admin_token: String,
     /// The plugin host, when plugins are configured.
     pub plugins: Option<std::sync::Arc<dasher_policy::PluginManager>>,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<Metrics>,
+    /// Admin tokens and roles.
+    pub admin_auth: admin::auth::AdminAuth,
+    /// Sync shared-secret check, when configured.
+    pub sync_auth: Option<sync_auth::SyncAuth>,
+}
+
+/// Which routes a listener serves.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Surface {
+    /// Everything (one listener).
+    All,
+    /// Sync routes and health only (the main listener when `admin.listen` is set).
+    Sync,
+    /// Admin API, `/metrics` and health only (the `admin.listen` listener).
+    Admin,
+}
+
+/// What the connection a request arrived on may reach, and who it is.
+#[derive(Clone, Debug)]
+pub struct ConnInfo {
+    /// Routes this listener serves.
+    pub surface: Surface,
+    /// True over TLS.
+    pub tls: bool,
+    /// Names in the verified client certificate (CN and SANs), if one was presented.
+    pub peer_names: Option<Vec<String>>,
 }
 
 /// Answers one request; never fails (errors become responses).
-pub async fn handle(state: Arc<AppState>, req: Request<hyper::body::Incoming>) -> Response<Full<Bytes>> {
+pub async fn handle(
+    state: Arc<AppState>,
+    req: Request<hyper::body::Incoming>,
+    conn: Arc<ConnInfo>,
+) -> Response<Full<Bytes>> {
+    let started = Instant::now();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
-    let resp = match route(&state, req).await {
-        Ok(resp) => resp,
-        Err(e) => {
-            if e.status().is_server_error() {
-                tracing::warn!(%method, %path, error = %e, "request failed");
-            } else {
-                tracing::debug!(%method, %path, error = %e, "request refused");
+    let request_id = request_id::from_header(req.headers().get(request_id::HEADER));
+    let stage = stage_label(&state.sync.config.sync_prefix, &path);
+    let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
+    let mut resp = async {
+        let resp = match route(&state, req, &conn).await {
+            Ok(resp) => resp,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    tracing::warn!(error = %e, "request failed");
+                } else {
+                    tracing::debug!(error = %e, "request refused");
+                }
+                e.into_response()
             }
-            e.into_response()
-        }
-    };
-    tracing::trace!(%method, %path, status = resp.status().as_u16(), "request");
+        };
+        tracing::trace!(status = resp.status().as_u16(), "request");
+        resp
+    }
+    .instrument(span)
+    .await;
+    if let Ok(v) = http::HeaderValue::from_str(&request_id) {
+        resp.headers_mut().insert(request_id::HEADER, v);
+    }
+    state.metrics.record_request(stage, resp.status().as_u16(), started.elapsed());
     resp
 }
 
-async fn route(state: &AppState, req: Request<hyper::body::Incoming>) -> Result<Response<Full<Bytes>>, ApiError> {
+/// The `stage` label of a path (a fixed set, so label cardinality stays bounded).
+fn stage_label(prefix: &str, path: &str) -> &'static str {
+    match path {
+        "/healthz" | "/readyz" => return "health",
+        "/metrics" => return "metrics",
+        p if p.starts_with("/api/") => return "admin",
+        _ => {}
+    }
+    let stage = path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')).and_then(|r| r.split('/').next());
+    match stage.and_then(Stage::from_path) {
+        Some(Stage::Preflight) => "preflight",
+        Some(Stage::EventUpload) => "eventupload",
+        Some(Stage::RuleDownload) => "ruledownload",
+        Some(Stage::Postflight) => "postflight",
+        None => "other",
+    }
+}
+
+async fn route(
+    state: &AppState,
+    req: Request<hyper::body::Incoming>,
+    conn: &ConnInfo,
+) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = req.uri().path().to_owned();
+    let admin_route = path == "/metrics" || path.starts_with("/api/");
+    match (conn.surface, admin_route) {
+        (Surface::Sync, true) => return Err(ApiError::NotFound(format!("{path} is served on admin.listen only"))),
+        (Surface::Admin, false) if path != "/healthz" && path != "/readyz" => {
+            return Err(ApiError::NotFound(format!("sync routes are not served on admin.listen: {path}")));
+        }
+        _ => {}
+    }
+    match path.as_str() {
+        "/metrics" => return ops::metrics(state, &req).await,
+        "/readyz" => return ops::readyz(state).await,
+        _ => {}
+    }
     if path == "/healthz" || path.starts_with("/api/") {
+        if path != "/healthz" {
+            match state.admin_auth.authorize(req.method(), &path, req.headers()) {
+                Ok(who) => tracing::debug!(token = %who.name, role = %who.role, "admin request"),
+                Err(e) => {
+                    state.metrics.record_auth_failure(e.metric_reason());
+                    return Err(e.into());
+                }
+            }
+        }
         return admin::handle(state, req).await;
     }
     let prefix = &state.sync.config.sync_prefix;
@@ -80,15 +175,63 @@ async fn route(state: &AppState, req: Request<hyper::body::Incoming>) -> Result<
     let limits = &state.sync.config.limits;
     let machine_id = machine_id::parse_machine_id(raw_id, limits.max_machine_id_bytes)
         .map_err(|e| ApiError::field("machine_id", e.to_string()))?;
-    let (format, body) = read_sync_body(req, limits.max_body_bytes, limits.max_inflated_bytes).await?;
+    // Credentials before the body: an unauthenticated client never gets us to read megabytes.
+    check_client_identity(state, conn, &machine_id)?;
+    if let Some(auth) = &state.sync_auth
+        && let Err(e) = auth.check(&machine_id, req.headers())
+    {
+        state.metrics.record_auth_failure(match e {
+            sync_auth::SyncAuthError::Missing(_) => "sync_secret_missing",
+            sync_auth::SyncAuthError::Wrong { .. } => "sync_secret_wrong",
+        });
+        return Err(e.into());
+    }
+    let body_timeout = std::time::Duration::from_secs(limits.body_read_timeout_secs);
+    let (format, body) =
+        tokio::time::timeout(body_timeout, read_sync_body(req, limits.max_body_bytes, limits.max_inflated_bytes))
+            .await
+            .map_err(|_| {
+                ApiError::Timeout(format!(
+                    "request body not received within {} s (limits.body_read_timeout_secs)",
+                    limits.body_read_timeout_secs
+                ))
+            })??;
     let sync = &state.sync;
     let out = match stage {
-        Stage::Preflight => sync.preflight(&machine_id, decode(&body, format)?).await?.encode_to(format),
+        Stage::Preflight => {
+            let resp = sync.preflight(&machine_id, decode(&body, format)?).await?;
+            state.metrics.record_preflight(&resp);
+            resp.encode_to(format)
+        }
         Stage::EventUpload => sync.event_upload(&machine_id, decode(&body, format)?).await?.encode_to(format),
-        Stage::RuleDownload => sync.rule_download(&machine_id, decode(&body, format)?).await?.encode_to(format),
+        Stage::RuleDownload => {
+            let resp = sync.rule_download(&machine_id, decode(&body, format)?).await?;
+            state.metrics.record_rules_sent(resp.rules.len());
+            resp.encode_to(format)
+        }
         Stage::Postflight => sync.postflight(&machine_id, decode(&body, format)?).await?.encode_to(format),
     };
     Ok(bytes_response(StatusCode::OK, format.content_type(), out))
+}
+
+/// With `tls.bind_identity`, the client certificate must name the machine (CN or SAN); 401 otherwise.
+fn check_client_identity(state: &AppState, conn: &ConnInfo, machine_id: &str) -> Result<(), ApiError> {
+    let bind = state.sync.config.tls.as_ref().is_some_and(|t| t.bind_identity);
+    if !bind || !conn.tls {
+        return Ok(());
+    }
+    let refused = |why: String| {
+        state.metrics.record_auth_failure("client_cert_mismatch");
+        // 401, not 403: Santa retries a 403 five times through its XSRF path (reference §2.4).
+        Err(ApiError::Unauthenticated(why))
+    };
+    match &conn.peer_names {
+        None => refused(format!("a client certificate naming machine {machine_id} is required (tls.bind_identity)")),
+        Some(names) if crate::tls::identity_matches(names, machine_id) => Ok(()),
+        Some(names) => {
+            refused(format!("the client certificate names {names:?}, not machine {machine_id} (tls.bind_identity)"))
+        }
+    }
 }
 
 fn decode<T: WireMessage>(body: &[u8], format: Format) -> Result<T, ApiError> {
