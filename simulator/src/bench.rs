@@ -50,6 +50,12 @@ pub enum BenchCmd {
         #[arg(long)]
         port: u16,
     },
+    /// Merge the reports in DIR (`RUN.json` + optional `RUN.meta.json`) into `results.json`
+    /// and a markdown table `results.md`.
+    Summarize {
+        /// Directory of reports.
+        dir: PathBuf,
+    },
 }
 
 /// Options shared by the scenarios (each uses the ones that apply).
@@ -124,6 +130,11 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
             let addr = serve_baseline(([127, 0, 0, 1], port).into()).await?;
             println!("baseline endpoint on http://{addr}/santa/");
             tokio::signal::ctrl_c().await?;
+            return Ok(());
+        }
+        BenchCmd::Summarize { dir } => {
+            let table = summarize(&dir)?;
+            print!("{table}");
             return Ok(());
         }
         BenchCmd::Steady(s) => ("steady", s),
@@ -351,6 +362,9 @@ async fn steady(s: &Scenario, push: bool) -> anyhow::Result<Value> {
     let mut report = metrics.report(fleet.clients.len(), elapsed, &Convergence::default());
     report["warmup_syncs_failed"] = warm_failed.into();
     report["rules"] = s.rules.into();
+    if push {
+        report["push_rules"] = s.push_rules.into();
+    }
     report["server"] = server;
     if let Some(o) = extra.as_object() {
         for (k, v) in o {
@@ -381,7 +395,13 @@ async fn storm(s: &Scenario) -> anyhow::Result<Value> {
     runner::sync_all(&fleet, s.concurrency).await;
     let elapsed = started.elapsed().as_secs_f64();
     let server = server_section(s.server_pid, before, elapsed);
-    let convergence = runner::check_convergence(&fleet, &admin, token, s.concurrency).await;
+    // Checking means one effective-rules GET per host; above a few million host-rules that
+    // costs more than the storm itself, so big runs skip it.
+    let convergence = if s.hosts as u64 * s.rules.max(1) <= 2_000_000 {
+        runner::check_convergence(&fleet, &admin, token, s.concurrency).await
+    } else {
+        Convergence::default()
+    };
     let mut report = metrics.report(fleet.clients.len(), elapsed, &convergence);
     report["rules"] = s.rules.into();
     report["rule_load_s"] = load_s.into();
@@ -454,6 +474,106 @@ async fn event_flood(s: &Scenario) -> anyhow::Result<Value> {
     report["batch"] = batch.into();
     report["server"] = server;
     Ok(report)
+}
+
+// ---- results -------------------------------------------------------------------------------
+
+fn ms_pair(r: &Value, stage: &str) -> String {
+    let s = &r["stages"][stage];
+    if s["count"].as_u64().unwrap_or(0) == 0 {
+        return "–".into();
+    }
+    format!("{:.1} / {:.1}", s["p50_ms"].as_f64().unwrap_or(0.0), s["p99_ms"].as_f64().unwrap_or(0.0))
+}
+
+fn mib(v: &Value) -> String {
+    v.as_f64().map_or("–".into(), |k| format!("{:.0}", k / 1024.0))
+}
+
+/// Merges every `RUN.json` report in `dir` with its `RUN.meta.json` (fields the script adds:
+/// engine, store size, reopen time…), writes `results.json` and `results.md`, returns the table.
+pub fn summarize(dir: &std::path::Path) -> anyhow::Result<String> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            n.ends_with(".json") && !n.ends_with(".meta.json") && n != "results.json"
+        })
+        .collect();
+    names.sort();
+    let mut runs = Vec::new();
+    for path in names {
+        let mut r: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        let run = path.file_stem().and_then(|n| n.to_str()).unwrap_or("").to_owned();
+        if let Ok(meta) = std::fs::read(path.with_extension("meta.json")) {
+            let meta: Value = serde_json::from_slice(&meta)?;
+            for (k, v) in meta.as_object().into_iter().flatten() {
+                r[k] = v.clone();
+            }
+        }
+        r["run"] = run.into();
+        runs.push(r);
+    }
+    let baseline = runs.iter().find(|r| r["scenario"] == "steady" && r["engine"] == "baseline").cloned();
+    for r in &mut runs {
+        if let Some(b) = &baseline
+            && r["scenario"] == "steady"
+            && r["engine"] != "baseline"
+        {
+            let base = b["syncs_per_sec"].as_f64().unwrap_or(0.0);
+            if base > 0.0 {
+                r["syncs_per_sec_vs_baseline"] = (r["syncs_per_sec"].as_f64().unwrap_or(0.0) / base).into();
+            }
+        }
+    }
+    let mut md = String::from(
+        "| run | engine | hosts | rules | measured s | syncs/s | events/s | vs trivial endpoint | preflight p50/p99 ms \
+         | ruledownload p50/p99 ms | eventupload p50/p99 ms | full sync p50/p99 ms | errors | server CPU s (util) \
+         | peak RSS MiB | RSS growth MiB | store MiB | reopen s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in &runs {
+        let f = |k: &str, d: usize| r[k].as_f64().map_or("–".into(), |v| format!("{v:.d$}"));
+        let server = &r["server"];
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r["run"].as_str().unwrap_or(""),
+            r["engine"].as_str().unwrap_or("–"),
+            r["hosts"],
+            r["rules"].as_u64().map_or("–".into(), |v| v.to_string()),
+            f("elapsed_s", 1),
+            f("syncs_per_sec", 1),
+            f("events_per_sec", 0),
+            r["syncs_per_sec_vs_baseline"].as_f64().map_or("–".into(), |v| format!("{v:.2}×")),
+            ms_pair(r, "preflight"),
+            ms_pair(r, "ruledownload"),
+            ms_pair(r, "eventupload"),
+            ms_pair(r, "full_sync"),
+            r["errors"],
+            server["cpu_s"]
+                .as_f64()
+                .map_or("–".into(), |c| format!("{c:.1} ({:.0} %)", server["cpu_util"].as_f64().unwrap_or(0.0) * 100.0)),
+            mib(&server["peak_rss_kib"]),
+            mib(&server["rss_growth_kib"]),
+            r["store_bytes"].as_f64().map_or("–".into(), |b| format!("{:.1}", b / 1048576.0)),
+            f("reopen_s", 2),
+        ));
+    }
+    for r in runs.iter().filter(|r| r["scenario"] == "rule-push") {
+        md.push_str(&format!(
+            "\n{} ({}): push of {} rules committed in {} s, on every host after {} s ({} of {} hosts at the end).\n",
+            r["run"].as_str().unwrap_or(""),
+            r["engine"].as_str().unwrap_or(""),
+            r["push_rules"],
+            r["push_commit_s"].as_f64().map_or("–".into(), |v| format!("{v:.2}")),
+            r["push_propagation_s"].as_f64().map_or("–".into(), |v| format!("{v:.2}")),
+            r["hosts_with_push"],
+            r["hosts"],
+        ));
+    }
+    std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&runs)?)?;
+    std::fs::write(dir.join("results.md"), &md)?;
+    Ok(md)
 }
 
 // ---- the trivial endpoint -------------------------------------------------------------------
