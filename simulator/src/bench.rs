@@ -529,20 +529,21 @@ pub fn summarize(dir: &std::path::Path) -> anyhow::Result<String> {
     }
     let mut md = String::from(
         "| run | engine | hosts | rules | measured s | syncs/s | events/s | vs trivial endpoint | preflight p50/p99 ms \
-         | ruledownload p50/p99 ms | eventupload p50/p99 ms | full sync p50/p99 ms | errors | server CPU s (util) \
-         | peak RSS MiB | RSS growth MiB | store MiB | reopen s |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+         | ruledownload p50/p99 ms | eventupload p50/p99 ms | full sync p50/p99 ms | errors | converged | server CPU s \
+         (util) | peak RSS MiB | RSS growth MiB | store MiB | reopen s |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
     );
     for r in &runs {
         let f = |k: &str, d: usize| r[k].as_f64().map_or("–".into(), |v| format!("{v:.d$}"));
         let server = &r["server"];
         md.push_str(&format!(
-            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
             r["run"].as_str().unwrap_or(""),
             r["engine"].as_str().unwrap_or("–"),
             r["hosts"],
             r["rules"].as_u64().map_or("–".into(), |v| v.to_string()),
             f("elapsed_s", 1),
-            f("syncs_per_sec", 1),
+            if r["syncs"].as_u64().unwrap_or(0) > 0 { f("syncs_per_sec", 1) } else { "–".into() },
             f("events_per_sec", 0),
             r["syncs_per_sec_vs_baseline"].as_f64().map_or("–".into(), |v| format!("{v:.2}×")),
             ms_pair(r, "preflight"),
@@ -550,6 +551,11 @@ pub fn summarize(dir: &std::path::Path) -> anyhow::Result<String> {
             ms_pair(r, "eventupload"),
             ms_pair(r, "full_sync"),
             r["errors"],
+            if r["convergence_checked"] == true {
+                format!("{}/{}", r["converged_hosts"], r["hosts"])
+            } else {
+                "–".into()
+            },
             server["cpu_s"]
                 .as_f64()
                 .map_or("–".into(), |c| format!("{c:.1} ({:.0} %)", server["cpu_util"].as_f64().unwrap_or(0.0) * 100.0)),
