@@ -4,8 +4,8 @@
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use dasher_sdk::domain::Rule;
 use dasher_sdk::wire::{
-    EventUploadRequest, EventUploadResponse, Format, PostflightRequest, PostflightResponse,
-    PreflightResponse, RuleDownloadRequest, RuleDownloadResponse, SyncType, WireMessage,
+    EventUploadRequest, EventUploadResponse, Format, PostflightRequest, PostflightResponse, PreflightResponse,
+    RuleDownloadRequest, RuleDownloadResponse, SyncType, WireMessage,
 };
 use dasher_sim::events::Catalog;
 use dasher_sim::fixtures;
@@ -28,7 +28,9 @@ fn parse<M: WireMessage>(c: &mut Criterion, group: &str, msg: &M) {
 fn emit<M: WireMessage>(c: &mut Criterion, group: &str, msg: &M) {
     let mut g = c.benchmark_group(group);
     for (format, name) in FORMATS {
-        g.throughput(Throughput::Bytes(msg.encode_to(format).len() as u64));
+        // An empty message (protobuf `{}`) has no bytes to rate; count messages instead.
+        let len = msg.encode_to(format).len() as u64;
+        g.throughput(if len > 0 { Throughput::Bytes(len) } else { Throughput::Elements(1) });
         g.bench_function(name, |b| b.iter(|| black_box(msg).encode_to(format)));
     }
     g.finish();

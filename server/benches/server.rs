@@ -39,7 +39,10 @@ fn cursors(c: &mut Criterion) {
         sets: vec!["host:5B0A2C1E-6F0D-4B8E-9C3A-0F1E2D3C4B5A".into(), "tag:engineering".into(), "global".into()],
         pos: Position::Full {
             set: 2,
-            after: Some(RuleKey { rule_type: RuleType::SigningId, identifier: "EQHXZ8M8AV:com.example.app9999".into() }),
+            after: Some(RuleKey {
+                rule_type: RuleType::SigningId,
+                identifier: "EQHXZ8M8AV:com.example.app9999".into(),
+            }),
         },
         sent: 10_000,
     };

@@ -197,9 +197,8 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kib = |key: &str| {
-        status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-    };
+    let kib =
+        |key: &str| status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
     // USER_HZ is 100 on every mainstream Linux ABI.
     Some(ProcSample { cpu_s: ticks as f64 / 100.0, rss_kib: kib("VmRSS:")?, hwm_kib: kib("VmHWM:")? })
 }
@@ -556,9 +555,10 @@ pub fn summarize(dir: &std::path::Path) -> anyhow::Result<String> {
             } else {
                 "–".into()
             },
-            server["cpu_s"]
-                .as_f64()
-                .map_or("–".into(), |c| format!("{c:.1} ({:.0} %)", server["cpu_util"].as_f64().unwrap_or(0.0) * 100.0)),
+            server["cpu_s"].as_f64().map_or("–".into(), |c| format!(
+                "{c:.1} ({:.0} %)",
+                server["cpu_util"].as_f64().unwrap_or(0.0) * 100.0
+            )),
             mib(&server["peak_rss_kib"]),
             mib(&server["rss_growth_kib"]),
             r["store_bytes"].as_f64().map_or("–".into(), |b| format!("{:.1}", b / 1048576.0)),
