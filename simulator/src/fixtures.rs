@@ -74,7 +74,7 @@ pub fn rule_spec(i: u64, salt: u64) -> RuleSpec {
         8 => (RuleType::TeamId, format!("{:010X}", ((salt & 0xfff) << 28 | (i & 0xfff_ffff)))),
         _ => (RuleType::Certificate, hash(0xC2B2_AE3D_27D4_EB4F_1656_67B1_9E37_79F9)),
     };
-    let block = i % 7 == 0;
+    let block = i.is_multiple_of(7);
     RuleSpec {
         identifier,
         rule_type,
