@@ -86,7 +86,7 @@ pub struct Scenario {
     #[arg(long, default_value_t = 64)]
     pub concurrency: usize,
     /// Simulated executions per host before each sync (0–N events uploaded per sync).
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub executions: u32,
     /// `steady`: seconds between rule edits (0 = none).
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
