@@ -13,14 +13,18 @@
 //! - [`transport`] — HTTP (hyper), retries/back-off, XSRF, timeouts, fault injection.
 //! - [`client`] — the full-sync state machine and standalone uploads of one host.
 //! - [`stub`] — a fixed-rule-set sync server for smoke tests and measuring the simulator.
+//! - [`fixtures`] — realistic requests and rule specs for benchmarks; [`bench`] — the
+//!   `dasher-sim bench` scenarios of `scripts/bench.sh`.
 //! - [`runner`] — open/closed-loop load, convergence check; [`metrics`] — counters and report.
 //!
 //! Invariant checked by the runner: after a completed, fault-free sync a host's rule DB equals
 //! the server's effective rule set for it.
 
+pub mod bench;
 pub mod client;
 pub mod encode;
 pub mod events;
+pub mod fixtures;
 pub mod fleet;
 pub mod generation;
 pub mod metrics;

@@ -52,6 +52,11 @@ enum Cmd {
         page_size: usize,
     },
     /// Write each generated host's SystemVersion.plist and ioreg dump to DIR/<n>/.
+    /// Benchmark scenarios against a running server (see `scripts/bench.sh`).
+    Bench {
+        #[command(subcommand)]
+        cmd: dasher_sim::bench::BenchCmd,
+    },
     GenHosts {
         /// Output directory.
         #[arg(long)]
@@ -215,6 +220,7 @@ async fn main() -> anyhow::Result<()> {
             println!("stub sync server on http://{addr}/santa/ ({rules} rules, {page_size} per page)");
             tokio::signal::ctrl_c().await?;
         }
+        Cmd::Bench { cmd } => dasher_sim::bench::run(cmd).await?,
         Cmd::GenHosts { out, hosts, seed } => {
             let mix: Vec<_> = Generation::ALL.iter().map(|g| (*g, 1)).collect();
             for i in 0..hosts {

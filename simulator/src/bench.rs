@@ -1,0 +1,690 @@
+//! `dasher-sim bench …`: the macro scenarios `scripts/bench.sh` runs against a real server.
+//!
+//! Each scenario separates an untimed set-up (loading rules through the admin API, a warm-up
+//! sync of every host) from the measured phase, and samples the server process
+//! (`--server-pid`, from `/proc`) at both ends of the measured phase, so the report carries
+//! server CPU seconds and memory for exactly what was measured. Reports are JSON (`--report`).
+//!
+//! - `steady`: warmed-up hosts sync NORMAL (with uploads), rule edits land every few seconds;
+//!   pointed at `baseline-server` (no admin token) it measures the client and HTTP stack alone.
+//! - `rule-push`: like `steady`, and a batch of new rules lands once; reports how long until
+//!   every host holds it.
+//! - `storm`: every (registered) host asks for a clean sync at once against a loaded rule set;
+//!   with `--hosts 1` it is the single-host large clean sync.
+//! - `event-flood`: event uploads only, in fixed-size batches, as fast as the server stores them.
+//! - `baseline-server`: a trivial hyper endpoint with fixed minimal answers per stage.
+
+use crate::client::Ctx;
+use crate::encode::{self, Kind, WireOptions};
+use crate::events::Catalog;
+use crate::fixtures;
+use crate::generation::Generation;
+use crate::metrics::{Convergence, Metrics};
+use crate::runner::{self, Fleet, RunConfig, origin};
+use crate::transport::{Caller, Faults, Transport};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use dasher_sdk::wire::SyncType;
+use http_body_util::{BodyExt, Full};
+use serde_json::{Value, json};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::{Duration, Instant};
+
+/// The bench sub-commands.
+#[derive(Subcommand, Clone, Debug)]
+pub enum BenchCmd {
+    /// Steady state: warmed-up hosts sync NORMAL back to back while rules are edited.
+    Steady(Scenario),
+    /// Rule push: like `steady`, and `--push-rules` new rules land once during the run.
+    RulePush(Scenario),
+    /// Clean-sync storm: every host asks for a clean sync at once (`--hosts 1`: one large one).
+    Storm(Scenario),
+    /// Event flood: `--events` events in batches of `--batch`, no syncs.
+    EventFlood(Scenario),
+    /// Serve a trivial endpoint (fixed minimal answers per stage) on 127.0.0.1:PORT.
+    BaselineServer {
+        /// Port.
+        #[arg(long)]
+        port: u16,
+    },
+    /// Merge the reports in DIR (`RUN.json` + optional `RUN.meta.json`) into `results.json`
+    /// and a markdown table `results.md`.
+    Summarize {
+        /// Directory of reports.
+        dir: PathBuf,
+    },
+}
+
+/// Options shared by the scenarios (each uses the ones that apply).
+#[derive(Args, Clone, Debug)]
+pub struct Scenario {
+    /// SyncBaseURL, e.g. http://127.0.0.1:8080/santa/.
+    #[arg(long)]
+    pub server: String,
+    /// Admin API token (rule loading, edits and pushes need it).
+    #[arg(long, env = "DASHER_ADMIN_TOKEN")]
+    pub admin_token: Option<String>,
+    /// PID of the server process, sampled from /proc at the ends of the measured phase.
+    #[arg(long)]
+    pub server_pid: Option<u32>,
+    /// Write the JSON report here.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Hosts.
+    #[arg(long, default_value_t = 100)]
+    pub hosts: usize,
+    /// Global rules loaded through the admin API before the measured phase.
+    #[arg(long, default_value_t = 0)]
+    pub rules: u64,
+    /// Measured duration of `steady` and `rule-push` (`30s`, `2m`).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Max concurrent syncs (or uploads).
+    #[arg(long, default_value_t = 64)]
+    pub concurrency: usize,
+    /// Simulated executions per host before each sync (0–N events uploaded per sync).
+    #[arg(long, default_value_t = 5)]
+    pub executions: u32,
+    /// `steady`: seconds between rule edits (0 = none).
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub edit_every: Duration,
+    /// `steady`: rules changed per edit.
+    #[arg(long, default_value_t = 10)]
+    pub edit_rules: u64,
+    /// `rule-push`: new rules in the push.
+    #[arg(long, default_value_t = 5000)]
+    pub push_rules: u64,
+    /// `event-flood`: total events.
+    #[arg(long, default_value_t = 1_000_000)]
+    pub events: u64,
+    /// `event-flood`: events per upload.
+    #[arg(long, default_value_t = 50)]
+    pub batch: usize,
+    /// Fleet seed.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.trim().parse().map_err(|_| format!("bad duration {s:?}"))?;
+    Ok(Duration::from_secs_f64(v * mult))
+}
+
+/// Runs one bench sub-command; scenarios return their report (also written to `--report`).
+pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
+    let (name, s) = match cmd {
+        BenchCmd::BaselineServer { port } => {
+            let addr = serve_baseline(([127, 0, 0, 1], port).into()).await?;
+            println!("baseline endpoint on http://{addr}/santa/");
+            tokio::signal::ctrl_c().await?;
+            return Ok(());
+        }
+        BenchCmd::Summarize { dir } => {
+            let table = summarize(&dir)?;
+            print!("{table}");
+            return Ok(());
+        }
+        BenchCmd::Steady(s) => ("steady", s),
+        BenchCmd::RulePush(s) => ("rule-push", s),
+        BenchCmd::Storm(s) => ("storm", s),
+        BenchCmd::EventFlood(s) => ("event-flood", s),
+    };
+    let mut report = match name {
+        "steady" => steady(&s, false).await?,
+        "rule-push" => steady(&s, true).await?,
+        "storm" => storm(&s).await?,
+        _ => event_flood(&s).await?,
+    };
+    report["scenario"] = name.into();
+    println!("{}", summary(&report));
+    if let Some(path) = &s.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(())
+}
+
+/// One line per report for the terminal.
+pub fn summary(r: &Value) -> String {
+    let st = |n: &str| {
+        let s = &r["stages"][n];
+        format!("{n} p50/p99 {:.1}/{:.1} ms", s["p50_ms"].as_f64().unwrap_or(0.0), s["p99_ms"].as_f64().unwrap_or(0.0))
+    };
+    format!(
+        "{}: {:.1} s measured, {:.1} syncs/s, {:.1} req/s, {} errors; {}; {}; server cpu {:.2} s, peak RSS {} KiB",
+        r["scenario"].as_str().unwrap_or("?"),
+        r["elapsed_s"].as_f64().unwrap_or(0.0),
+        r["syncs_per_sec"].as_f64().unwrap_or(0.0),
+        r["requests_per_sec"].as_f64().unwrap_or(0.0),
+        r["errors"],
+        st("full_sync"),
+        st("eventupload"),
+        r["server"]["cpu_s"].as_f64().unwrap_or(0.0),
+        r["server"]["peak_rss_kib"]
+    )
+}
+
+// ---- server process sampling ---------------------------------------------------------------
+
+/// CPU and memory of a process at one instant, from `/proc/PID/{stat,status}` (Linux).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct ProcSample {
+    /// User + system CPU seconds so far.
+    pub cpu_s: f64,
+    /// Resident set (KiB).
+    pub rss_kib: u64,
+    /// Peak resident set since start (`VmHWM`, KiB).
+    pub hwm_kib: u64,
+}
+
+/// Samples `pid`; `None` if it is not readable (not Linux, or gone).
+pub fn sample(pid: u32) -> Option<ProcSample> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kib =
+        |key: &str| status.lines().find(|l| l.starts_with(key)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok());
+    // USER_HZ is 100 on every mainstream Linux ABI.
+    Some(ProcSample { cpu_s: ticks as f64 / 100.0, rss_kib: kib("VmRSS:")?, hwm_kib: kib("VmHWM:")? })
+}
+
+fn server_section(pid: Option<u32>, before: Option<ProcSample>, elapsed: f64) -> Value {
+    let (Some(pid), Some(b)) = (pid, before) else { return json!({"sampled": false}) };
+    let Some(a) = sample(pid) else { return json!({"sampled": false}) };
+    let cpu = a.cpu_s - b.cpu_s;
+    json!({
+        "sampled": true,
+        "cpu_s": cpu,
+        "cpu_util": cpu / elapsed.max(1e-9),
+        "rss_before_kib": b.rss_kib,
+        "rss_after_kib": a.rss_kib,
+        "rss_growth_kib": a.rss_kib as i64 - b.rss_kib as i64,
+        "peak_rss_kib": a.hwm_kib,
+    })
+}
+
+// ---- admin helpers --------------------------------------------------------------------------
+
+/// Commits global rules `from..from+n` of the fixture set `salt` through `POST /api/v1/rules`,
+/// 10,000 per request. Returns the last version.
+pub async fn load_rules(t: &Transport, admin: &str, token: &str, from: u64, n: u64, salt: u64) -> anyhow::Result<u64> {
+    let url = format!("{}/api/v1/rules", admin.trim_end_matches('/'));
+    let mut version = 0;
+    let mut at = from;
+    while at < from + n {
+        let k = (from + n - at).min(10_000);
+        let rules: Vec<Value> = fixtures::rule_specs(at, k, salt)
+            .into_iter()
+            .map(|s| serde_json::to_value(s).expect("rule specs serialize"))
+            .collect();
+        let (status, body) = t
+            .send_json(http::Method::POST, &url, token, &json!({ "rules": rules }))
+            .await
+            .map_err(|e| anyhow::anyhow!("POST {url}: {e}"))?;
+        anyhow::ensure!(status == 200, "POST {url}: HTTP {status}: {}", String::from_utf8_lossy(&body));
+        version = serde_json::from_slice::<Value>(&body)?["version"].as_u64().unwrap_or(0);
+        at += k;
+    }
+    Ok(version)
+}
+
+fn run_config(s: &Scenario) -> RunConfig {
+    RunConfig {
+        server: s.server.clone(),
+        admin_token: s.admin_token.clone(),
+        hosts: s.hosts,
+        duration: s.duration,
+        concurrency: s.concurrency,
+        closed_loop: true,
+        seed: s.seed,
+        backoff_scale: 0.01,
+        executions_per_sync: s.executions,
+        ..RunConfig::default()
+    }
+}
+
+/// The same clients with fresh metrics (set-up traffic is not measured).
+fn remeasured(fleet: &Fleet) -> Fleet {
+    let metrics = Arc::new(Metrics::default());
+    let ctx = Arc::new(Ctx {
+        transport: Transport::new(metrics, 0.01, Faults::default()),
+        catalog: fleet.ctx.catalog.clone(),
+    });
+    Fleet { clients: fleet.clients.clone(), ctx }
+}
+
+fn admin_of(s: &Scenario) -> String {
+    origin(&s.server)
+}
+
+// ---- scenarios ------------------------------------------------------------------------------
+
+/// `steady` and `rule-push`.
+async fn steady(s: &Scenario, push: bool) -> anyhow::Result<Value> {
+    let cfg = run_config(s);
+    let setup = runner::build_fleet(&cfg)?;
+    let admin = admin_of(s);
+    if let (Some(token), true) = (&s.admin_token, s.rules > 0) {
+        load_rules(&setup.ctx.transport, &admin, token, 0, s.rules, 1).await?;
+    }
+    // Warm-up: every host's first (clean) sync, so the measured phase is NORMAL syncs.
+    runner::sync_all(&setup, s.concurrency).await;
+    let warm_failed = setup.ctx.transport.metrics.syncs_failed.load(Relaxed);
+    let fleet = remeasured(&setup);
+    let metrics = fleet.ctx.transport.metrics.clone();
+
+    let before = s.server_pid.and_then(sample);
+    let started = Instant::now();
+    let stop = Arc::new(tokio::sync::Notify::new());
+    // Rule edits (steady) or one push (rule-push), through a transport of their own.
+    let editor = s.admin_token.clone().map(|token| {
+        let (admin, stop) = (admin.clone(), stop.clone());
+        let (every, n, push_rules, duration) = (s.edit_every, s.edit_rules, s.push_rules, s.duration);
+        let clients = fleet.clients.clone();
+        tokio::spawn(async move {
+            let t = Transport::new(Arc::new(Metrics::default()), 0.01, Faults::default());
+            let mut out = json!({});
+            if push {
+                tokio::time::sleep(duration / 4).await;
+                let last = fixtures::rule_spec(push_rules.saturating_sub(1), 2).validate().ok().map(|(k, _)| k);
+                let t0 = Instant::now();
+                let version = load_rules(&t, &admin, &token, 0, push_rules, 2).await;
+                out["push_commit_s"] = t0.elapsed().as_secs_f64().into();
+                out["push_version"] = version.as_ref().ok().copied().into();
+                if let Err(e) = version {
+                    out["push_error"] = e.to_string().into();
+                    return out;
+                }
+                // Propagation: until every host holds the push's last rule (or the run ends).
+                let Some(key) = last else { return out };
+                loop {
+                    let have = clients
+                        .iter()
+                        .filter(|c| c.state.lock().map(|st| st.db.get(&key).is_some()).unwrap_or(false))
+                        .count();
+                    out["hosts_with_push"] = have.into();
+                    if have == clients.len() {
+                        out["push_propagation_s"] = t0.elapsed().as_secs_f64().into();
+                        return out;
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => {}
+                        _ = stop.notified() => return out,
+                    }
+                }
+            }
+            let mut edits = 0u64;
+            let mut failed = 0u64;
+            if every.is_zero() {
+                return out;
+            }
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.notified() => break,
+                }
+                // Each edit upserts `n` new rules of their own fixture set.
+                match load_rules(&t, &admin, &token, edits * n, n, 3).await {
+                    Ok(_) => edits += 1,
+                    Err(_) => failed += 1,
+                }
+            }
+            out["rule_edits"] = edits.into();
+            out["rule_edits_failed"] = failed.into();
+            out
+        })
+    });
+    runner::drive(&fleet, &cfg).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let server = server_section(s.server_pid, before, elapsed);
+    stop.notify_waiters();
+    stop.notify_one();
+    let extra = match editor {
+        Some(h) => h.await.unwrap_or_default(),
+        None => json!({}),
+    };
+    let mut report = metrics.report(fleet.clients.len(), elapsed, &Convergence::default());
+    report["warmup_syncs_failed"] = warm_failed.into();
+    report["rules"] = s.rules.into();
+    if push {
+        report["push_rules"] = s.push_rules.into();
+    }
+    report["server"] = server;
+    if let Some(o) = extra.as_object() {
+        for (k, v) in o {
+            report[k] = v.clone();
+        }
+    }
+    Ok(report)
+}
+
+/// `storm`: register every host (a sync with no rules loaded), load the rules, then every host
+/// asks for a clean sync at the same moment.
+async fn storm(s: &Scenario) -> anyhow::Result<Value> {
+    let cfg = run_config(s);
+    let setup = runner::build_fleet(&cfg)?;
+    runner::sync_all(&setup, s.concurrency).await;
+    let token = s.admin_token.as_deref().ok_or_else(|| anyhow::anyhow!("storm needs --admin-token"))?;
+    let admin = admin_of(s);
+    let t0 = Instant::now();
+    load_rules(&setup.ctx.transport, &admin, token, 0, s.rules, 1).await?;
+    let load_s = t0.elapsed().as_secs_f64();
+    for c in &setup.clients {
+        c.state.lock().expect("client state lock").sync_type_required = SyncType::Clean;
+    }
+    let fleet = remeasured(&setup);
+    let metrics = fleet.ctx.transport.metrics.clone();
+    let before = s.server_pid.and_then(sample);
+    let started = Instant::now();
+    runner::sync_all(&fleet, s.concurrency).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let server = server_section(s.server_pid, before, elapsed);
+    // Checking means one effective-rules GET per host; above a few million host-rules that
+    // costs more than the storm itself, so big runs skip it.
+    let convergence = if s.hosts as u64 * s.rules.max(1) <= 2_000_000 {
+        runner::check_convergence(&fleet, &admin, token, s.concurrency).await
+    } else {
+        Convergence::default()
+    };
+    let mut report = metrics.report(fleet.clients.len(), elapsed, &convergence);
+    report["rules"] = s.rules.into();
+    report["rule_load_s"] = load_s.into();
+    report["server"] = server;
+    Ok(report)
+}
+
+/// `event-flood`: uploads only, `--concurrency` in flight, hosts taking turns.
+async fn event_flood(s: &Scenario) -> anyhow::Result<Value> {
+    let base = if s.server.ends_with('/') { s.server.clone() } else { format!("{}/", s.server) };
+    crate::transport::check_base_url(&base).map_err(anyhow::Error::msg)?;
+    let metrics = Arc::new(Metrics::default());
+    let transport = Arc::new(Transport::new(metrics.clone(), 0.01, Faults::default()));
+    let catalog = Catalog::new(s.seed);
+    let hosts: Arc<Vec<_>> = Arc::new((0..s.hosts.max(1) as u64).map(|i| fixtures::host(s.seed, i)).collect());
+    let batch = s.batch.max(1);
+    let uploads = s.events.div_ceil(batch as u64);
+    let next = Arc::new(AtomicU64::new(0));
+    let stored = Arc::new(AtomicU64::new(0));
+    let failed = Arc::new(AtomicU64::new(0));
+    let before = s.server_pid.and_then(sample);
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for w in 0..s.concurrency.max(1) {
+        let (transport, catalog, hosts, base) = (transport.clone(), catalog.clone(), hosts.clone(), base.clone());
+        let (next, stored, failed, seed, total) = (next.clone(), stored.clone(), failed.clone(), s.seed, s.events);
+        tasks.push(tokio::spawn(async move {
+            let mut rng = crate::fleet::rng_for(seed ^ 0xf10d, w as u64);
+            let headers = BTreeMap::new();
+            loop {
+                let i = next.fetch_add(1, Relaxed);
+                if i >= uploads {
+                    return;
+                }
+                let n = (total - i * batch as u64).min(batch as u64) as usize;
+                let host = &hosts[(i % hosts.len() as u64) as usize];
+                let msg = fixtures::event_upload(&catalog, seed, i, n, &host.machine_id);
+                let enc = encode::encode(&msg, Kind::EventUpload, Generation::Nps2026_7, WireOptions::default());
+                let caller = Caller {
+                    santa_version: &host.santa_version,
+                    generation: Generation::Nps2026_7,
+                    extra_headers: &headers,
+                    base_url: &base,
+                    machine_id: &host.machine_id,
+                };
+                let mut xsrf = Default::default();
+                match transport.post_stage("eventupload", &enc, &caller, &mut xsrf, &mut rng).await {
+                    (Ok(_), _) => {
+                        Metrics::add(&stored, n as u64);
+                        Metrics::add(&transport.metrics.events_uploaded, n as u64);
+                    }
+                    (Err(e), _) => {
+                        transport.metrics.error("eventupload", &e.kind(), false);
+                        Metrics::add(&failed, 1);
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let server = server_section(s.server_pid, before, elapsed);
+    let mut report = metrics.report(hosts.len(), elapsed, &Convergence::default());
+    report["events_sent"] = stored.load(Relaxed).into();
+    report["events_per_sec"] = (stored.load(Relaxed) as f64 / elapsed.max(1e-9)).into();
+    report["uploads"] = uploads.into();
+    report["uploads_failed"] = failed.load(Relaxed).into();
+    report["batch"] = batch.into();
+    report["server"] = server;
+    Ok(report)
+}
+
+// ---- results -------------------------------------------------------------------------------
+
+fn ms_pair(r: &Value, stage: &str) -> String {
+    let s = &r["stages"][stage];
+    if s["count"].as_u64().unwrap_or(0) == 0 {
+        return "–".into();
+    }
+    format!("{:.1} / {:.1}", s["p50_ms"].as_f64().unwrap_or(0.0), s["p99_ms"].as_f64().unwrap_or(0.0))
+}
+
+fn mib(v: &Value) -> String {
+    v.as_f64().map_or("–".into(), |k| format!("{:.0}", k / 1024.0))
+}
+
+/// Merges every `RUN.json` report in `dir` with its `RUN.meta.json` (fields the script adds:
+/// engine, store size, reopen time…), writes `results.json` and `results.md`, returns the table.
+pub fn summarize(dir: &std::path::Path) -> anyhow::Result<String> {
+    let mut names: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| {
+            let n = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            n.ends_with(".json") && !n.ends_with(".meta.json") && n != "results.json"
+        })
+        .collect();
+    names.sort();
+    let mut runs = Vec::new();
+    for path in names {
+        let mut r: Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        let run = path.file_stem().and_then(|n| n.to_str()).unwrap_or("").to_owned();
+        if let Ok(meta) = std::fs::read(path.with_extension("meta.json")) {
+            let meta: Value = serde_json::from_slice(&meta)?;
+            for (k, v) in meta.as_object().into_iter().flatten() {
+                r[k] = v.clone();
+            }
+        }
+        r["run"] = run.into();
+        runs.push(r);
+    }
+    let baseline = runs.iter().find(|r| r["scenario"] == "steady" && r["engine"] == "baseline").cloned();
+    for r in &mut runs {
+        if let Some(b) = &baseline
+            && r["scenario"] == "steady"
+            && r["engine"] != "baseline"
+        {
+            let base = b["syncs_per_sec"].as_f64().unwrap_or(0.0);
+            if base > 0.0 {
+                r["syncs_per_sec_vs_baseline"] = (r["syncs_per_sec"].as_f64().unwrap_or(0.0) / base).into();
+            }
+        }
+    }
+    let mut md = String::from(
+        "| run | engine | hosts | rules | measured s | syncs/s | events/s | vs trivial endpoint | preflight p50/p99 ms \
+         | ruledownload p50/p99 ms | eventupload p50/p99 ms | full sync p50/p99 ms | errors | converged | server CPU s \
+         (util) | peak RSS MiB | RSS growth MiB | store MiB | reopen s |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in &runs {
+        let f = |k: &str, d: usize| r[k].as_f64().map_or("–".into(), |v| format!("{v:.d$}"));
+        let server = &r["server"];
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            r["run"].as_str().unwrap_or(""),
+            r["engine"].as_str().unwrap_or("–"),
+            r["hosts"],
+            r["rules"].as_u64().map_or("–".into(), |v| v.to_string()),
+            f("elapsed_s", 1),
+            if r["syncs"].as_u64().unwrap_or(0) > 0 { f("syncs_per_sec", 1) } else { "–".into() },
+            f("events_per_sec", 0),
+            r["syncs_per_sec_vs_baseline"].as_f64().map_or("–".into(), |v| format!("{v:.2}×")),
+            ms_pair(r, "preflight"),
+            ms_pair(r, "ruledownload"),
+            ms_pair(r, "eventupload"),
+            ms_pair(r, "full_sync"),
+            r["errors"],
+            if r["convergence_checked"] == true {
+                format!("{}/{}", r["converged_hosts"], r["hosts"])
+            } else {
+                "–".into()
+            },
+            server["cpu_s"].as_f64().map_or("–".into(), |c| format!(
+                "{c:.1} ({:.0} %)",
+                server["cpu_util"].as_f64().unwrap_or(0.0) * 100.0
+            )),
+            mib(&server["peak_rss_kib"]),
+            mib(&server["rss_growth_kib"]),
+            r["store_bytes"].as_f64().map_or("–".into(), |b| format!("{:.1}", b / 1048576.0)),
+            f("reopen_s", 2),
+        ));
+    }
+    for r in runs.iter().filter(|r| r["scenario"] == "rule-push") {
+        md.push_str(&format!(
+            "\n{} ({}): push of {} rules committed in {} s, on every host after {} s ({} of {} hosts at the end).\n",
+            r["run"].as_str().unwrap_or(""),
+            r["engine"].as_str().unwrap_or(""),
+            r["push_rules"],
+            r["push_commit_s"].as_f64().map_or("–".into(), |v| format!("{v:.2}")),
+            r["push_propagation_s"].as_f64().map_or("–".into(), |v| format!("{v:.2}")),
+            r["hosts_with_push"],
+            r["hosts"],
+        ));
+    }
+    std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&runs)?)?;
+    std::fs::write(dir.join("results.md"), &md)?;
+    Ok(md)
+}
+
+// ---- the trivial endpoint -------------------------------------------------------------------
+
+/// The fixed answer per stage: the smallest bodies a strict client accepts.
+fn baseline_answer(path: &str) -> (u16, &'static str) {
+    match path.rsplit('/').nth(1).unwrap_or("") {
+        "preflight" => (200, r#"{"sync_type":"NORMAL","batch_size":50,"full_sync_interval":600}"#),
+        "ruledownload" => (200, r#"{"rules":[]}"#),
+        "eventupload" | "postflight" => (200, "{}"),
+        _ => (404, ""),
+    }
+}
+
+/// Serves the trivial endpoint (reads and discards the body, answers a constant) until the
+/// process ends; returns the bound address.
+pub async fn serve_baseline(addr: std::net::SocketAddr) -> std::io::Result<std::net::SocketAddr> {
+    use hyper::server::conn::http1;
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    let local = listener.local_addr()?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else { return };
+            let _ = stream.set_nodelay(true);
+            tokio::spawn(async move {
+                let svc = service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
+                    let (status, body) = baseline_answer(req.uri().path());
+                    let _ = req.into_body().collect().await;
+                    Ok::<_, std::convert::Infallible>(
+                        hyper::Response::builder()
+                            .status(status)
+                            .header("content-type", "application/json")
+                            .body(Full::new(Bytes::from_static(body.as_bytes())))
+                            .expect("valid response"),
+                    )
+                });
+                let _ = http1::Builder::new().serve_connection(TokioIo::new(stream), svc).await;
+            });
+        }
+    });
+    Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_this_process() {
+        if let Some(p) = sample(std::process::id()) {
+            assert!(p.rss_kib > 0 && p.hwm_kib >= p.rss_kib);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fleet_syncs_against_the_baseline_endpoint() {
+        let addr = serve_baseline(([127, 0, 0, 1], 0).into()).await.unwrap();
+        let s = Scenario {
+            server: format!("http://{addr}/santa/"),
+            admin_token: None,
+            server_pid: None,
+            report: None,
+            hosts: 5,
+            rules: 0,
+            duration: Duration::from_millis(500),
+            concurrency: 4,
+            executions: 2,
+            edit_every: Duration::ZERO,
+            edit_rules: 0,
+            push_rules: 0,
+            events: 0,
+            batch: 50,
+            seed: 1,
+        };
+        let r = steady(&s, false).await.unwrap();
+        assert!(r["syncs"].as_u64().unwrap() > 0, "{r}");
+        assert_eq!(r["errors"], 0, "{r}");
+        assert_eq!(r["warmup_syncs_failed"], 0, "{r}");
+    }
+
+    #[tokio::test]
+    async fn event_flood_sends_every_event_in_batches() {
+        let addr = serve_baseline(([127, 0, 0, 1], 0).into()).await.unwrap();
+        let s = Scenario {
+            server: format!("http://{addr}/santa/"),
+            admin_token: None,
+            server_pid: Some(std::process::id()),
+            report: None,
+            hosts: 3,
+            rules: 0,
+            duration: Duration::ZERO,
+            concurrency: 4,
+            executions: 0,
+            edit_every: Duration::ZERO,
+            edit_rules: 0,
+            push_rules: 0,
+            events: 1234,
+            batch: 50,
+            seed: 1,
+        };
+        let r = event_flood(&s).await.unwrap();
+        assert_eq!(r["events_sent"], 1234, "{r}");
+        assert_eq!(r["uploads"], 25);
+        assert_eq!(r["stages"]["eventupload"]["count"], 25);
+    }
+}
