@@ -3,6 +3,7 @@
 # by dasher-sim. See "How to run" in BENCHMARKS.md.
 #
 #   scripts/bench.sh [--smoke] [--only NAME] [--engines "redb sled"] [--out DIR]
+#   (full size: HOSTS=10000 and DURATION=120s of the load phases can be overridden from the environment)
 #
 # Scenarios (NAME): baseline, steady, rule-push, storm, big-clean, event-flood. Every scenario
 # gets a fresh data directory and a fresh server per engine, so peak RSS (VmHWM) and store size
@@ -34,7 +35,7 @@ if [ "$SMOKE" = 1 ]; then
     HOSTS=50; RULES=500; DURATION=3s; CONC=16; EDIT_EVERY=1s; EDIT_RULES=10
     PUSH=200; STORM_RULES=500; STORM_CONC=50; BIG_RULES=2000; EVENTS=10000; FLOOD_CONC=8
 else
-    HOSTS=10000; RULES=1000; DURATION=120s; CONC=64; EDIT_EVERY=10s; EDIT_RULES=10
+    HOSTS=${HOSTS:-10000}; RULES=1000; DURATION=${DURATION:-120s}; CONC=64; EDIT_EVERY=10s; EDIT_RULES=10
     PUSH=5000; STORM_RULES=20000; STORM_CONC=512; BIG_RULES=100000; EVENTS=1000000; FLOOD_CONC=32
 fi
 # Bound on every server process this script starts (seconds).
