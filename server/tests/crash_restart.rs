@@ -153,12 +153,7 @@ impl RuleModel {
 }
 
 async fn admin_get(fleet: &Fleet, base: &str, path: &str) -> Value {
-    fleet
-        .ctx
-        .transport
-        .get_json(&format!("{base}{path}"), TOKEN)
-        .await
-        .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    fleet.ctx.transport.get_json(&format!("{base}{path}"), TOKEN).await.unwrap_or_else(|e| panic!("GET {path}: {e}"))
 }
 
 async fn global_rules(fleet: &Fleet, base: &str) -> (BTreeMap<String, String>, u64) {
@@ -237,7 +232,10 @@ async fn one_life(
                         let version = serde_json::from_slice::<Value>(&body).unwrap()["version"].as_u64().unwrap();
                         let mut m = model.lock().await;
                         if let Some((&prev_edit, &prev)) = m.acked.iter().next_back() {
-                            assert!(version > prev, "edit {edit} got version {version}, not after edit {prev_edit}'s {prev}");
+                            assert!(
+                                version > prev,
+                                "edit {edit} got version {version}, not after edit {prev_edit}'s {prev}"
+                            );
                         }
                         m.unacked.remove(&edit);
                         m.acked.insert(edit, version);
@@ -292,10 +290,9 @@ async fn verify(fleet: &Fleet, base: &str, model: &Mutex<RuleModel>, events: &Mu
 }
 
 async fn crash_and_restart(engine: &str) {
-    let seed: u64 = std::env::var("DASHER_CRASH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64);
+    let seed: u64 = std::env::var("DASHER_CRASH_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(|| {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+    });
     eprintln!("{engine}: DASHER_CRASH_SEED={seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let tmp = tempfile::tempdir().unwrap();

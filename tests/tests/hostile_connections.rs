@@ -48,7 +48,7 @@ async fn stalled(addr: SocketAddr, prefix: &[u8]) -> TcpStream {
 /// (each takes two descriptors here: client and server live in this process).
 fn idle_connection_budget() -> u64 {
     let limit = rlimit::increase_nofile_limit(u64::MAX).expect("reading RLIMIT_NOFILE");
-    let budget = (limit.saturating_sub(1024) / 2).min(IDLE_CONNECTIONS_WANTED);
+    let budget = (limit.saturating_sub(4096) / 2).min(IDLE_CONNECTIONS_WANTED);
     assert!(
         budget >= IDLE_CONNECTIONS_MIN,
         "open-files limit {limit} is too low for {IDLE_CONNECTIONS_MIN} idle connections; raise `ulimit -n`"
@@ -76,7 +76,9 @@ async fn half_open_requests_and_endless_headers_and_bodies_do_not_block_others()
         // Half a request line / half the headers.
         held.push(stalled(addr, b"POST /santa/preflight/half-open HTTP/1.1\r\nHost: dasher\r\nContent-Le").await);
         // Headers that never end: a valid start and one more header now and then (slowloris).
-        held.push(stalled(addr, format!("POST /santa/preflight/slow{i} HTTP/1.1\r\nHost: d\r\nX-1: a\r\n").as_bytes()).await);
+        held.push(
+            stalled(addr, format!("POST /santa/preflight/slow{i} HTTP/1.1\r\nHost: d\r\nX-1: a\r\n").as_bytes()).await,
+        );
         // A body that never finishes: 1 MB announced, 10 bytes sent.
         held.push(
             stalled(
