@@ -145,12 +145,20 @@ struct RuleInput {
 }
 
 async fn post_rules(sync: &SyncService, req: Request<hyper::body::Incoming>) -> Resp {
-    let body: RulesRequest = json_body(req).await?;
-    if body.rules.len() > sync.config.limits.max_rules_per_request {
-        return Err(ApiError::field(
-            "rules",
-            format!("at most {} rules per request", sync.config.limits.max_rules_per_request),
-        ));
+    let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
+    let changes = parse_rule_changes(&bytes, sync.config.limits.max_rules_per_request)?;
+    let version = sync.store.commit_rules(&changes).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"version": version, "applied": changes.len()})))
+}
+
+/// Parses and validates a `POST /api/v1/rules` body into the changes to commit: at most
+/// `max_rules` rules, each a valid [`RuleSpec`] in a valid rule set; a later rule for the same
+/// set and key replaces an earlier one. Errors name the offending field (`rules[3].identifier`).
+pub fn parse_rule_changes(body: &[u8], max_rules: usize) -> Result<Vec<RuleChange>, ApiError> {
+    let body: RulesRequest =
+        serde_json::from_slice(body).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?;
+    if body.rules.len() > max_rules {
+        return Err(ApiError::field("rules", format!("at most {max_rules} rules per request")));
     }
     let mut changes: Vec<RuleChange> = Vec::with_capacity(body.rules.len());
     let mut index: HashMap<(String, RuleKey), usize> = HashMap::new();
@@ -171,8 +179,7 @@ async fn post_rules(sync: &SyncService, req: Request<hyper::body::Incoming>) -> 
             }
         }
     }
-    let version = sync.store.commit_rules(&changes).await?;
-    Ok(json_response(StatusCode::OK, &serde_json::json!({"version": version, "applied": changes.len()})))
+    Ok(changes)
 }
 
 async fn get_rules(sync: &SyncService, q: &HashMap<String, String>) -> Resp {

@@ -199,7 +199,7 @@ impl SyncService {
                 decision: decision.to_string(),
                 file_sha256: e.file_sha256.to_ascii_lowercase(),
                 file_bundle_hash: e.file_bundle_hash.to_ascii_lowercase(),
-                occurred_at_unix: e.execution_time,
+                occurred_at_unix: finite_or_zero(e.execution_time),
                 received_at_unix: now,
                 body: serde_json::to_value(e).map_err(|e| ApiError::bad(e.to_string()))?,
             });
@@ -215,7 +215,7 @@ impl SyncService {
                     .unwrap_or_else(|_| e.decision.to_string()),
                 file_sha256: sha,
                 file_bundle_hash: String::new(),
-                occurred_at_unix: e.access_time,
+                occurred_at_unix: finite_or_zero(e.access_time),
                 received_at_unix: now,
                 body: serde_json::to_value(e).map_err(|e| ApiError::bad(e.to_string()))?,
             });
@@ -383,6 +383,13 @@ fn provenance(now: i64, c: &Configured, s: &Selection, host_rules: Option<u32>) 
         chain: c.chain.iter().chain(&s.chain).cloned().collect(),
         shadow: c.shadow.iter().chain(&s.shadow).cloned().collect(),
     }
+}
+
+/// A client-reported time, or 0 ("unknown") when it is NaN or infinite. JSON cannot carry
+/// those (the tolerant parser refuses them), binary protobuf can; stored as is they would
+/// serialise as `null` and make the event record unreadable (found by `fuzz/`).
+fn finite_or_zero(t: f64) -> f64 {
+    if t.is_finite() { t } else { 0.0 }
 }
 
 /// The rule counts a preflight reports.
