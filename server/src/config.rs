@@ -17,7 +17,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory for the embedded database and the generated admin token.
     pub data_dir: PathBuf,
-    /// Storage engine and location (`redb:PATH` or `sled:PATH`); default `redb:{data_dir}/dasher.redb`.
+    /// Storage engine and location (`redb:PATH`, `sled:PATH` or `postgres://USER@HOST:PORT/DB`);
+    /// default `redb:{data_dir}/dasher.redb`.
     pub store: Option<StoreSpec>,
     /// Path prefix of the sync routes, e.g. `/santa` → `/santa/preflight/{machine_id}`.
     pub sync_prefix: String,

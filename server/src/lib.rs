@@ -97,7 +97,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
     let spec = config.store_spec();
-    let store = dasher_store::open(&spec).with_context(|| format!("opening store {spec}"))?;
+    let store = dasher_store::connect(&spec).await.with_context(|| format!("opening store {spec}"))?;
     let admin_token = admin_token(&config)?;
     let listener =
         tokio::net::TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;

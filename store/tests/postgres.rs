@@ -3,11 +3,11 @@
 //! Needs a server: `DASHER_TEST_POSTGRES_URL` (`.ci/postgres.sh` starts one). Without it these
 //! tests skip with a message, except under CI, where they fail. Each test gets a fresh database.
 
+use dasher_sdk::domain::Rule;
+use dasher_sdk::wire::{Policy, RuleType};
 use dasher_store::postgres::testing::{TestDatabase, server_url};
 use dasher_store::postgres::{PgStore, SCHEMA_VERSION};
 use dasher_store::{ChangePos, RuleChange, Store, StoreSpec, conformance};
-use dasher_sdk::domain::Rule;
-use dasher_sdk::wire::{Policy, RuleType};
 use std::sync::Arc;
 
 /// A fresh database and a store on it, or `None` when the test is skipped.
@@ -120,9 +120,10 @@ async fn migrations_run_once_under_concurrent_starts() {
     drop(store);
 
     client
-        .execute("INSERT INTO dasher_schema_migrations (version, description) VALUES ($1, 'future')", &[
-            &(SCHEMA_VERSION + 1),
-        ])
+        .execute(
+            "INSERT INTO dasher_schema_migrations (version, description) VALUES ($1, 'future')",
+            &[&(SCHEMA_VERSION + 1)],
+        )
         .await
         .unwrap();
     let err = PgStore::connect(&db.url).await.err().expect("newer schema refused").to_string();
@@ -186,7 +187,10 @@ async fn concurrent_writers_across_replicas() {
                 assert_eq!(versions, (seen + 1..=head).collect::<Vec<_>>(), "reader at head {head} saw a gap");
                 for e in &entries {
                     let v = e.pos.version;
-                    assert!(store.get_rule("global", &e.key, v).await.unwrap().is_some(), "rule of v{v} visible at v{v}");
+                    assert!(
+                        store.get_rule("global", &e.key, v).await.unwrap().is_some(),
+                        "rule of v{v} visible at v{v}"
+                    );
                     assert!(store.get_rule("global", &e.key, v - 1).await.unwrap().is_none(), "not before v{v}");
                 }
                 seen = head;

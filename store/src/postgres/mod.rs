@@ -159,7 +159,9 @@ impl PgStore {
 /// A PostgreSQL error as a [`StoreError`], with the server's message when there is one.
 pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
     match e.as_db_error() {
-        Some(db) => StoreError::Engine(format!("PostgreSQL: {} ({}): {}", db.severity(), db.code().code(), db.message())),
+        Some(db) => {
+            StoreError::Engine(format!("PostgreSQL: {} ({}): {}", db.severity(), db.code().code(), db.message()))
+        }
         None => StoreError::Engine(format!("PostgreSQL: {e}")),
     }
 }

@@ -65,10 +65,8 @@ pub(super) async fn commit(client: &mut Client, changes: &[RuleChange]) -> Resul
     }
     let tx = client.transaction().await.map_err(pg_err)?;
     // The lock every commit takes first: commits run one at a time across all replicas.
-    let lock = tx
-        .prepare_cached("SELECT value FROM dasher_meta WHERE name = 'head' FOR UPDATE")
-        .await
-        .map_err(pg_err)?;
+    let lock =
+        tx.prepare_cached("SELECT value FROM dasher_meta WHERE name = 'head' FOR UPDATE").await.map_err(pg_err)?;
     let head: i64 = tx.query_one(&lock, &[]).await.map_err(pg_err)?.get(0);
     let version = head + 1;
 
@@ -209,8 +207,7 @@ pub(super) async fn scan(
     let (set, at_bound, n) = (rule_set.as_bytes(), bound(at), super::limit(limit));
     let rows = match after {
         Some(k) => {
-            let stmt =
-                client.prepare_cached(&sql("AND (rule_type, identifier) > ($4, $5)")).await.map_err(pg_err)?;
+            let stmt = client.prepare_cached(&sql("AND (rule_type, identifier) > ($4, $5)")).await.map_err(pg_err)?;
             client.query(&stmt, &[&set, &at_bound, &n, &k.rule_type.number(), &k.identifier.as_bytes()]).await
         }
         None => {
@@ -256,7 +253,10 @@ pub(super) async fn changes(client: &Client, after: ChangePos, upto: u64, limit:
         out.push(ChangeEntry {
             pos: ChangePos { version: to_u64("dasher_rule_log.version", version)?, seq },
             rule_set: utf8("dasher_rule_log.rule_set", row.get(3))?,
-            key: RuleKey { rule_type: rule_type(row.get(4))?, identifier: utf8("dasher_rule_log.identifier", row.get(5))? },
+            key: RuleKey {
+                rule_type: rule_type(row.get(4))?,
+                identifier: utf8("dasher_rule_log.identifier", row.get(5))?,
+            },
         });
     }
     Ok(out)
@@ -269,7 +269,9 @@ pub(super) async fn sets(client: &Client) -> Result<Vec<RuleSetInfo>> {
         .await
         .map_err(pg_err)?
         .into_iter()
-        .map(|row| Ok(RuleSetInfo { name: utf8("dasher_rule_sets.name", row.get(0))?, rules: to_u64("rules", row.get(1))? }))
+        .map(|row| {
+            Ok(RuleSetInfo { name: utf8("dasher_rule_sets.name", row.get(0))?, rules: to_u64("rules", row.get(1))? })
+        })
         .collect()
 }
 
@@ -278,11 +280,8 @@ pub(super) async fn sets(client: &Client) -> Result<Vec<RuleSetInfo>> {
 /// tombstone). Commits are not blocked (they lock `head`, this locks `floor`).
 pub(super) async fn compact(client: &mut Client, keep_from: u64) -> Result<u64> {
     let tx = client.transaction().await.map_err(pg_err)?;
-    let head: i64 = tx
-        .query_one("SELECT value FROM dasher_meta WHERE name = 'head'", &[])
-        .await
-        .map_err(pg_err)?
-        .get(0);
+    let head: i64 =
+        tx.query_one("SELECT value FROM dasher_meta WHERE name = 'head'", &[]).await.map_err(pg_err)?.get(0);
     let head = to_u64("head", head)?;
     if keep_from > head {
         return Err(StoreError::VersionInFuture { requested: keep_from, head });

@@ -110,9 +110,9 @@ pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> Result<us
     let mut applied = 0;
     for (i, (description, sql)) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let version = i as i32 + 1;
-        tx.batch_execute(sql)
-            .await
-            .map_err(|e| StoreError::Engine(format!("schema migration {version} ({description}) failed: {}", pg_err(e))))?;
+        tx.batch_execute(sql).await.map_err(|e| {
+            StoreError::Engine(format!("schema migration {version} ({description}) failed: {}", pg_err(e)))
+        })?;
         tx.execute(
             "INSERT INTO dasher_schema_migrations (version, description) VALUES ($1, $2)",
             &[&version, description],

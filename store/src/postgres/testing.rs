@@ -48,8 +48,11 @@ impl TestDatabase {
     /// If the server cannot be reached or refuses (a test setup failure).
     pub async fn create(server_url: &str, test: &str) -> TestDatabase {
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let clean: String =
-            test.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).take(30).collect();
+        let clean: String = test
+            .chars()
+            .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' })
+            .take(30)
+            .collect();
         let name = format!("dasher_t_{clean}_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed));
         let client = admin(server_url).await;
         client.batch_execute(&format!("DROP DATABASE IF EXISTS {name}")).await.map_err(pg_err).unwrap();
