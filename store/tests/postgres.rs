@@ -174,7 +174,7 @@ async fn concurrent_writers_across_replicas() {
         }
     }
     let mut readers = Vec::new();
-    for store in replicas.iter().cloned() {
+    for store in replicas.clone() {
         readers.push(tokio::spawn(async move {
             let mut seen = 0u64;
             let mut rounds = 0u32;
@@ -237,7 +237,7 @@ async fn compaction_while_another_replica_commits() {
         notification_app_name: None,
         event_detail_button_label: None,
     };
-    let flip = |i: u64| if i % 2 == 0 { Policy::Allowlist } else { Policy::Blocklist };
+    let flip = |i: u64| if i.is_multiple_of(2) { Policy::Allowlist } else { Policy::Blocklist };
     const N: u64 = 60;
     let committer = {
         let b = b.clone();
