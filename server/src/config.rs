@@ -244,4 +244,13 @@ mod tests {
         assert!(Config::from_toml("sync_prefix = \"santa/\"").is_err());
         assert!(Config::from_toml("[defaults]\nclient_mode = \"PARANOID\"").is_err());
     }
+
+    #[test]
+    fn store_may_be_a_postgres_url() {
+        let c = Config::from_toml("store = \"postgres://dasher:pw@db.internal:5432/dasher\"").unwrap();
+        assert!(matches!(c.store_spec(), StoreSpec::Postgres(_)));
+        assert_eq!(c.store_spec().to_string(), "postgres://dasher:***@db.internal:5432/dasher");
+        let err = Config::from_toml("store = \"postgres://db.internal/dasher\"").unwrap_err().to_string();
+        assert!(err.contains("no user"), "names what is missing: {err}");
+    }
 }
