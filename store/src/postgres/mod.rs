@@ -143,7 +143,10 @@ impl PgStore {
             .build()
             .map_err(|e| StoreError::Engine(format!("cannot build the PostgreSQL pool for {url}: {e}")))?;
         let store = PgStore { pool };
-        let mut client = store.client().await.map_err(|e| StoreError::Engine(format!("connecting to {url}: {e}")))?;
+        let mut client = store.client().await.map_err(|e| match e {
+            StoreError::Engine(msg) => StoreError::Engine(format!("connecting to {url}: {msg}")),
+            other => other,
+        })?;
         schema::migrate(&mut client).await?;
         Ok(store)
     }
@@ -162,7 +165,16 @@ pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
         Some(db) => {
             StoreError::Engine(format!("PostgreSQL: {} ({}): {}", db.severity(), db.code().code(), db.message()))
         }
-        None => StoreError::Engine(format!("PostgreSQL: {e}")),
+        None => {
+            // Connection errors say only "error connecting to server"; the cause is the source.
+            let mut msg = format!("PostgreSQL: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                msg.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            StoreError::Engine(msg)
+        }
     }
 }
 
