@@ -3,11 +3,14 @@
 //! Needs a server: `DASHER_TEST_POSTGRES_URL` (`.ci/postgres.sh` starts one). Without it these
 //! tests skip with a message, except under CI, where they fail. Each test gets a fresh database.
 
-use dasher_sdk::domain::Rule;
+use dasher_sdk::domain::{Rule, RuleSpec};
 use dasher_sdk::wire::{Policy, RuleType};
 use dasher_store::postgres::testing::{TestDatabase, server_url};
 use dasher_store::postgres::{PgStore, SCHEMA_VERSION};
-use dasher_store::{ChangePos, RuleChange, Store, StoreSpec, conformance};
+use dasher_store::{
+    AppliedSetting, ChangePos, DecideOutcome, Decider, DecisionProvenance, HostSyncState, NewProposal,
+    ProposalDecision, ProposalScope, ProposalStatus, RuleChange, Store, StoreSpec, conformance,
+};
 use std::sync::Arc;
 
 /// A fresh database and a store on it, or `None` when the test is skipped.
@@ -38,6 +41,8 @@ check!(rule_sets);
 check!(events_insert);
 check!(events_query);
 check!(events_prune);
+check!(event_triage);
+check!(proposals);
 check!(plugin_kv);
 check!(compaction);
 
@@ -270,5 +275,116 @@ async fn compaction_while_another_replica_commits() {
     committer.await.unwrap();
     assert!(compactions > 0);
     drop((a, b));
+    db.drop_database().await;
+}
+
+/// Two replicas decide the same pending proposal at once (one approves, one rejects, many
+/// times over): exactly one decision wins per proposal, the other sees it, and a rule
+/// version exists exactly for each approval that won.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_decisions_across_replicas() {
+    const PROPOSALS: usize = 20;
+    let Some(server) = server_url("concurrent_decisions_across_replicas") else { return };
+    let db = TestDatabase::create(&server, "decisions").await;
+    let a: Arc<dyn Store> = Arc::new(PgStore::connect(&db.url).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(PgStore::connect(&db.url).await.unwrap());
+    let mut proposals = Vec::new();
+    for i in 0..PROPOSALS {
+        let spec = RuleSpec {
+            identifier: format!("EQHXZ8M8AV:com.vendor.app{i}"),
+            rule_type: RuleType::SigningId,
+            policy: Policy::Allowlist,
+            custom_msg: None,
+            custom_url: None,
+            cel_expr: None,
+            notification_app_name: None,
+            event_detail_button_label: None,
+        };
+        let (key, _) = spec.validate().unwrap();
+        let new = NewProposal {
+            scope: ProposalScope::Global,
+            rule_set: "global".into(),
+            key,
+            rule: spec,
+            reason: "seen".into(),
+            machine_id: format!("m{i}"),
+            proposed_by: vec![],
+            at_unix: 1,
+        };
+        // Both replicas record it at once: one proposal, counted twice.
+        let (ra, rb) = tokio::join!(a.record_proposal(&new), b.record_proposal(&new));
+        let ((pa, ca), (pb, cb)) = (ra.unwrap(), rb.unwrap());
+        assert_eq!(pa.id, pb.id, "one proposal per (rule set, key)");
+        assert!(ca ^ cb, "exactly one replica created it");
+        proposals.push(pa);
+    }
+    let mut tasks = Vec::new();
+    for p in &proposals {
+        let (key, rule) = p.rule.validate().unwrap();
+        let change = RuleChange { rule_set: "global".into(), key, rule };
+        let approve = ProposalDecision::Approve { by: "alice".into(), at_unix: 5, change: Box::new(change) };
+        let reject = ProposalDecision::Reject { by: "bob".into(), at_unix: 5 };
+        for (store, decision) in [(a.clone(), approve), (b.clone(), reject)] {
+            let id = p.id;
+            tasks.push(tokio::spawn(async move { (id, store.decide_proposal(id, &decision).await.unwrap()) }));
+        }
+    }
+    let mut approved = 0u64;
+    let mut winners = std::collections::HashMap::new();
+    for t in tasks {
+        let (id, outcome) = t.await.unwrap();
+        match outcome {
+            DecideOutcome::Decided(p) => {
+                assert!(winners.insert(id, p.clone()).is_none(), "proposal {id} decided twice");
+                if p.status == ProposalStatus::Approved {
+                    approved += 1;
+                }
+            }
+            DecideOutcome::AlreadyDecided(p) => assert_ne!(p.status, ProposalStatus::Pending),
+            DecideOutcome::NotFound => panic!("proposal {id} not found"),
+        }
+    }
+    assert_eq!(winners.len(), PROPOSALS, "every proposal decided exactly once");
+    assert_eq!(a.head_version().await.unwrap(), approved, "one rule version per approval, none per rejection");
+    for (id, won) in &winners {
+        let stored = b.get_proposal(*id).await.unwrap().unwrap();
+        assert_eq!(&stored, won, "the stored decision is the one that won");
+        let rule = a.get_rule("global", &stored.key, approved).await.unwrap();
+        assert_eq!(rule.is_some(), stored.status == ProposalStatus::Approved, "rule in place iff approved");
+        if let Some(v) = stored.applied_version {
+            assert!(a.get_rule("global", &stored.key, v).await.unwrap().is_some());
+            assert!(a.get_rule("global", &stored.key, v - 1).await.unwrap().is_none(), "committed at v{v}");
+        }
+    }
+    drop((a, b));
+    db.drop_database().await;
+}
+
+/// A host's sync state with decision provenance (fields newer than the first schema) is
+/// stored and read back whole, and a record written without them still reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sync_state_provenance_round_trips() {
+    let Some((db, store)) = fresh("sync_state_provenance_round_trips").await else { return };
+    let mut decided = DecisionProvenance { decided_unix: 7, host_rules: Some(2), ..Default::default() };
+    let by = Decider { by: "staged-rollout".into(), generation: "ab12".into(), source: "live".into() };
+    decided.settings.insert("client_mode".into(), AppliedSetting { value: "LOCKDOWN".into(), by: by.clone() });
+    decided.rule_sets_by.push(by);
+    let state = HostSyncState { last_outcome: "ok".into(), decided: Some(decided), ..Default::default() };
+    store.put_sync_state("m1", &state).await.unwrap();
+    assert_eq!(store.get_host("m1").await.unwrap().unwrap().sync, state);
+
+    // A row written by a build that knew no provenance.
+    let (client, conn) = tokio_postgres::connect(db.url.as_str(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+        .execute(
+            "UPDATE dasher_hosts SET sync = '{\"last_outcome\":\"old\",\"plan\":null}'::json WHERE machine_id = $1",
+            &[&b"m1".as_slice()],
+        )
+        .await
+        .unwrap();
+    let old = store.get_host("m1").await.unwrap().unwrap().sync;
+    assert_eq!((old.last_outcome.as_str(), old.decided), ("old", None));
+    drop((client, store));
     db.drop_database().await;
 }

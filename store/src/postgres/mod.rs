@@ -21,6 +21,7 @@
 //! the history read it guards, or log a password (see [`PgUrl`]'s `Display`).
 
 mod events;
+mod proposals;
 mod rules;
 mod schema;
 pub mod testing;
@@ -28,8 +29,9 @@ pub mod testing;
 pub use schema::SCHEMA_VERSION;
 
 use crate::{
-    ChangeEntry, ChangePos, EventFilter, EventRecord, Host, HostInventory, HostSyncState, InsertOutcome, NewEvent,
-    Result, RuleChange, RuleSetInfo, Store, StoreError,
+    ChangeEntry, ChangePos, DecideOutcome, EventFilter, EventRecord, EventTriage, Host, HostInventory, HostSyncState,
+    InsertOutcome, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalStatus, Result, RuleChange, RuleSetInfo,
+    Store, StoreError,
 };
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};
@@ -392,6 +394,39 @@ impl Store for PgStore {
         let client = self.client().await?;
         let stmt = client.prepare_cached("SELECT count(*) FROM dasher_events").await.map_err(pg_err)?;
         to_u64("event count", client.query_one(&stmt, &[]).await.map_err(pg_err)?.get(0))
+    }
+
+    async fn put_event_triage(&self, triage: &[(u64, EventTriage)]) -> Result<u64> {
+        if triage.is_empty() {
+            return Ok(0);
+        }
+        let mut client = self.client().await?;
+        events::put_triage(&mut client, triage).await
+    }
+
+    async fn record_proposal(&self, proposal: &NewProposal) -> Result<(Proposal, bool)> {
+        let mut client = self.client().await?;
+        proposals::record(&mut client, proposal).await
+    }
+
+    async fn get_proposal(&self, id: u64) -> Result<Option<Proposal>> {
+        let client = self.client().await?;
+        proposals::get(&client, id).await
+    }
+
+    async fn list_proposals(
+        &self,
+        status: Option<ProposalStatus>,
+        before_id: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Proposal>> {
+        let client = self.client().await?;
+        proposals::list(&client, status, before_id, limit).await
+    }
+
+    async fn decide_proposal(&self, id: u64, decision: &ProposalDecision) -> Result<DecideOutcome> {
+        let mut client = self.client().await?;
+        proposals::decide(&mut client, id, decision).await
     }
 
     async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {

@@ -14,6 +14,7 @@ use super::{Client, limit, pg_err, to_i64, to_u64, utf8};
 use crate::{ChangeEntry, ChangePos, Result, RuleChange, RuleSetInfo, StoreError};
 use dasher_sdk::domain::{Rule, RuleKey};
 use dasher_sdk::wire::{RuleType, WireEnum};
+use deadpool_postgres::Transaction;
 use std::collections::HashMap;
 use tokio_postgres::types::Json;
 
@@ -49,6 +50,18 @@ fn rule_type(n: i32) -> Result<RuleType> {
 }
 
 pub(super) async fn commit(client: &mut Client, changes: &[RuleChange]) -> Result<u64> {
+    check_changes(changes)?;
+    if changes.is_empty() {
+        return meta(client, "head").await;
+    }
+    let tx = client.transaction().await.map_err(pg_err)?;
+    let version = commit_in(&tx, changes).await?;
+    tx.commit().await.map_err(pg_err)?;
+    Ok(version)
+}
+
+/// Every change carries a rule for its own key (or none).
+fn check_changes(changes: &[RuleChange]) -> Result<()> {
     for change in changes {
         if let Some(rule) = &change.rule
             && rule.key() != change.key
@@ -60,10 +73,14 @@ pub(super) async fn commit(client: &mut Client, changes: &[RuleChange]) -> Resul
             )));
         }
     }
-    if changes.is_empty() {
-        return meta(client, "head").await;
-    }
-    let tx = client.transaction().await.map_err(pg_err)?;
+    Ok(())
+}
+
+/// Applies `changes` as one new version inside `tx` (which the caller commits) and returns
+/// it, or the head if nothing changes. Takes the `head` row lock first: every path that
+/// creates a rule version goes through here.
+pub(super) async fn commit_in(tx: &Transaction<'_>, changes: &[RuleChange]) -> Result<u64> {
+    check_changes(changes)?;
     // The lock every commit takes first: commits run one at a time across all replicas.
     let lock =
         tx.prepare_cached("SELECT value FROM dasher_meta WHERE name = 'head' FOR UPDATE").await.map_err(pg_err)?;
@@ -156,7 +173,6 @@ pub(super) async fn commit(client: &mut Client, changes: &[RuleChange]) -> Resul
 
     let set_head = tx.prepare_cached("UPDATE dasher_meta SET value = $1 WHERE name = 'head'").await.map_err(pg_err)?;
     tx.execute(&set_head, &[&version]).await.map_err(pg_err)?;
-    tx.commit().await.map_err(pg_err)?;
     to_u64("head", version)
 }
 

@@ -15,9 +15,10 @@ const MIGRATION_LOCK: i64 = 0x6461_7368_6572_0001;
 pub const SCHEMA_VERSION: i32 = MIGRATIONS.len() as i32;
 
 /// `(description, SQL)`; migration `n` is `MIGRATIONS[n - 1]`.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "hosts, versioned rules with a change log, events, plugin state",
-    r#"
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "hosts, versioned rules with a change log, events, plugin state",
+        r#"
 CREATE TABLE dasher_meta (
     name text PRIMARY KEY,
     value bigint NOT NULL
@@ -81,7 +82,49 @@ CREATE TABLE dasher_plugin_kv (
     PRIMARY KEY (namespace, key)
 );
 "#,
-)];
+    ),
+    (
+        "event triage with a label index, rule proposals",
+        r#"
+-- Triage of a stored event: written after the event, replaceable, deleted with it.
+CREATE TABLE dasher_event_triage (
+    event_id bigint PRIMARY KEY REFERENCES dasher_events (id) ON DELETE CASCADE,
+    dropped boolean NOT NULL,
+    triage json NOT NULL
+);
+CREATE INDEX dasher_event_triage_dropped ON dasher_event_triage (dropped, event_id);
+
+CREATE TABLE dasher_event_labels (
+    label bytea NOT NULL,
+    event_id bigint NOT NULL REFERENCES dasher_event_triage (event_id) ON DELETE CASCADE,
+    PRIMARY KEY (label, event_id)
+);
+CREATE INDEX dasher_event_labels_event ON dasher_event_labels (event_id);
+
+-- One proposal per (rule set, rule key); the rule is the first proposed.
+CREATE TABLE dasher_proposals (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    rule_set bytea NOT NULL,
+    rule_type integer NOT NULL,
+    identifier bytea NOT NULL,
+    scope text NOT NULL,
+    rule json NOT NULL,
+    reason bytea NOT NULL,
+    status text NOT NULL CHECK (status IN ('pending', 'approved', 'rejected')),
+    count bigint NOT NULL,
+    hosts bytea[] NOT NULL,
+    proposed_by json NOT NULL,
+    first_seen_unix bigint NOT NULL,
+    last_seen_unix bigint NOT NULL,
+    decided_by bytea,
+    decided_at_unix bigint,
+    applied_version bigint,
+    UNIQUE (rule_set, rule_type, identifier)
+);
+CREATE INDEX dasher_proposals_status ON dasher_proposals (status, id);
+"#,
+    ),
+];
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; returns how many migrations it applied.
 pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> Result<usize> {
