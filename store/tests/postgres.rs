@@ -8,8 +8,9 @@ use dasher_sdk::wire::{Policy, RuleType};
 use dasher_store::postgres::testing::{TestDatabase, server_url};
 use dasher_store::postgres::{PgStore, SCHEMA_VERSION};
 use dasher_store::{
-    AppliedSetting, ChangePos, DecideOutcome, Decider, DecisionProvenance, HostSyncState, NewProposal,
-    ProposalDecision, ProposalScope, ProposalStatus, RuleChange, Store, StoreSpec, conformance,
+    AppliedSetting, ChangePos, DecideOutcome, Decider, DecisionProvenance, EventFilter, EventKind, EventTriage,
+    HostSyncState, NewEvent, NewProposal, ProposalDecision, ProposalScope, ProposalStatus, RuleChange, Store,
+    StoreSpec, conformance,
 };
 use std::sync::Arc;
 
@@ -385,6 +386,57 @@ async fn sync_state_provenance_round_trips() {
         .unwrap();
     let old = store.get_host("m1").await.unwrap().unwrap().sync;
     assert_eq!((old.last_outcome.as_str(), old.decided), ("old", None));
+    drop((client, store));
+    db.drop_database().await;
+}
+
+/// A database at schema 1 with events in it (as a build before triage left it) upgrades to
+/// the current schema at connect; its events can then be triaged, queried by label and pruned.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_schema_1_keeps_events() {
+    let Some((db, store)) = fresh("upgrade_from_schema_1_keeps_events").await else { return };
+    let ev = |n: u32| NewEvent {
+        kind: EventKind::Execution,
+        dedupe_key: format!("d{n}"),
+        decision: "BLOCK_BINARY".into(),
+        file_sha256: "sha".into(),
+        file_bundle_hash: String::new(),
+        occurred_at_unix: 0.0,
+        received_at_unix: 100 + i64::from(n),
+        body: serde_json::json!({ "n": n }),
+    };
+    store.insert_events("m1", &[ev(1), ev(2)]).await.unwrap();
+    drop(store);
+    // Back to schema 1: what migration 2 added is gone.
+    let (client, conn) = tokio_postgres::connect(db.url.as_str(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(
+            "DROP TABLE dasher_event_labels, dasher_event_triage, dasher_proposals;
+             DELETE FROM dasher_schema_migrations WHERE version > 1;",
+        )
+        .await
+        .unwrap();
+    let store = PgStore::connect(&db.url).await.unwrap();
+    let versions: Vec<i32> = client
+        .query("SELECT version FROM dasher_schema_migrations ORDER BY version", &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get(0))
+        .collect();
+    assert_eq!(versions, (1..=SCHEMA_VERSION).collect::<Vec<_>>());
+    let all = store.query_events(&EventFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.len(), 2, "events survive the upgrade");
+    assert!(all.iter().all(|r| r.triage.is_none()));
+    let triage = EventTriage { labels: vec!["l".into()], triaged_at_unix: 5, ..Default::default() };
+    assert_eq!(store.put_event_triage(&[(all[0].id, triage.clone())]).await.unwrap(), 1);
+    let labelled =
+        store.query_events(&EventFilter { label: Some("l".into()), limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!((labelled.len(), labelled[0].triage.as_ref()), (1, Some(&triage)));
+    assert_eq!(store.prune_events(None, Some(0)).await.unwrap(), 2);
+    let left: i64 = client.query_one("SELECT count(*) FROM dasher_event_labels", &[]).await.unwrap().get(0);
+    assert_eq!(left, 0, "labels go with their events");
     drop((client, store));
     db.drop_database().await;
 }

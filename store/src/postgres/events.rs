@@ -1,9 +1,12 @@
 //! Events on PostgreSQL: one row per event with the filterable fields as indexed columns and
 //! the event itself as JSON; `(machine_id, dedupe_key)` is unique, so concurrent uploads from
-//! any replica store each event once.
+//! any replica store each event once. Triage is a row of `dasher_event_triage` keyed by event
+//! id (with a `dropped` column), its labels rows of `dasher_event_labels`; both go with the
+//! event through `ON DELETE CASCADE`. Queries left-join the triage in the same statement.
 //!
 //! Must never: delete in one unbounded statement (pruning works in steps of
-//! [`PRUNE_STEP_EVENTS`]), or report an event stored that a conflict skipped.
+//! [`PRUNE_STEP_EVENTS`]), report an event stored that a conflict skipped, or leave a triage
+//! or label row for an event that is gone.
 
 use super::{Client, is_retryable, limit, pg_err, to_u64, utf8};
 use crate::{EventFilter, EventRecord, EventTriage, InsertOutcome, NewEvent, Result, StoreError};

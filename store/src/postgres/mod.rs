@@ -10,7 +10,9 @@
 //!   become visible in order, and a reader that saw head `v` sees every commit `≤ v`;
 //! - every read that checks the head/floor and reads history does it in one statement (one
 //!   snapshot), so compaction running at the same time can never be observed half-done;
-//! - events are de-duplicated by a unique `(machine_id, dedupe_key)` (`ON CONFLICT DO NOTHING`).
+//! - events are de-duplicated by a unique `(machine_id, dedupe_key)` (`ON CONFLICT DO NOTHING`);
+//! - proposal repeats and decisions lock the proposal row; an approval's rule commit takes the
+//!   same head-row lock inside the decision's transaction.
 //!
 //! Strings that are identities (machine ids, rule sets, identifiers, plugin namespaces and keys,
 //! event filter fields) are stored as `bytea`: PostgreSQL `text` cannot hold NUL, and `bytea`
