@@ -17,7 +17,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// Directory for the embedded database and the generated admin token.
     pub data_dir: PathBuf,
-    /// Storage engine and location (`redb:PATH` or `sled:PATH`); default `redb:{data_dir}/dasher.redb`.
+    /// Storage engine and location (`redb:PATH`, `sled:PATH` or `postgres://USER@HOST:PORT/DB`);
+    /// default `redb:{data_dir}/dasher.redb`.
     pub store: Option<StoreSpec>,
     /// Path prefix of the sync routes, e.g. `/santa` → `/santa/preflight/{machine_id}`.
     pub sync_prefix: String,
@@ -273,5 +274,14 @@ mod tests {
         assert!(Config::from_toml("[defaults]\nallowed_path_regex = \"\"").is_err());
         assert!(Config::from_toml("sync_prefix = \"santa/\"").is_err());
         assert!(Config::from_toml("[defaults]\nclient_mode = \"PARANOID\"").is_err());
+    }
+
+    #[test]
+    fn store_may_be_a_postgres_url() {
+        let c = Config::from_toml("store = \"postgres://dasher:pw@db.internal:5432/dasher\"").unwrap();
+        assert!(matches!(c.store_spec(), StoreSpec::Postgres(_)));
+        assert_eq!(c.store_spec().to_string(), "postgres://dasher:***@db.internal:5432/dasher");
+        let err = Config::from_toml("store = \"postgres://db.internal/dasher\"").unwrap_err().to_string();
+        assert!(err.contains("no user"), "names what is missing: {err}");
     }
 }

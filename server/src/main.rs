@@ -80,7 +80,7 @@ struct ServeArgs {
     /// Data directory for the embedded database [default: ./data].
     #[arg(long, env = "DASHER_DATA_DIR")]
     data_dir: Option<PathBuf>,
-    /// Storage: `redb:PATH` (default) or `sled:PATH`.
+    /// Storage: `redb:PATH` (default), `sled:PATH` or `postgres://USER@HOST:PORT/DB` (shared by replicas).
     #[arg(long, env = "DASHER_STORE")]
     store: Option<String>,
     /// Admin API bearer token (generated into DATA_DIR/admin.token if unset).

@@ -3,10 +3,11 @@
 //! [`Store`] is the domain interface the server uses: hosts, versioned rule sets with a
 //! change log, events, and per-plugin key/value state. Everything above it is
 //! engine-agnostic. Embedded engines (redb by default, sled as an alternative) share one
-//! ordered key/value adapter; the same conformance suite ([`conformance`]) runs against every
-//! engine.
+//! ordered key/value adapter; [`postgres`] lets several server replicas share one PostgreSQL
+//! database. The same conformance suite ([`conformance`]) runs against every engine.
 //!
-//! Code map: [`open`] and [`StoreSpec`] (`redb:PATH` / `sled:PATH`) pick an engine;
+//! Code map: [`open`], [`connect`] and [`StoreSpec`] (`redb:PATH` / `sled:PATH` /
+//! `postgres://…`) pick an engine; [`postgres::PgStore`] is the PostgreSQL engine;
 //! [`kv`] is the ordered key/value adapter ([`kv::KvEngine`]) with the redb and sled
 //! implementations; [`KvStore`] maps the domain onto it (key layout in [`kvstore`]) and
 //! writes through one group-committing writer thread; [`conformance`] holds the contract
@@ -25,11 +26,12 @@ pub mod conformance;
 pub mod kv;
 pub mod kvstore;
 pub mod model;
+pub mod postgres;
 mod spec;
 
 pub use kvstore::KvStore;
 pub use model::*;
-pub use spec::{BadStoreSpec, StoreSpec, open};
+pub use spec::{BadStoreSpec, StoreSpec, connect, open};
 
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};

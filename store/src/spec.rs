@@ -1,9 +1,11 @@
-//! [`StoreSpec`]: which engine and where, as one config string (`redb:PATH`, `sled:PATH`),
-//! and [`open`]. Owns parsing and engine selection; must never create directories (the
-//! caller decides where data lives).
+//! [`StoreSpec`]: which engine and where, as one config string (`redb:PATH`, `sled:PATH`,
+//! `postgres://USER@HOST:PORT/DB`), and [`open`] / [`connect`]. Owns parsing and engine
+//! selection; must never create directories (the caller decides where data lives) nor print a
+//! database password (`Display` redacts it).
 
 use crate::kv::{RedbEngine, SledEngine};
 use crate::kvstore::KvStore;
+use crate::postgres::{PgStore, PgUrl};
 use crate::{Result, Store, StoreError};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -11,28 +13,35 @@ use std::path::PathBuf;
 use std::str::FromStr;
 use std::sync::Arc;
 
-/// An embedded engine and its path.
+/// A storage engine and where its data lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreSpec {
     /// redb single-file database (the default).
     Redb(PathBuf),
     /// sled database directory.
     Sled(PathBuf),
+    /// A PostgreSQL database, which several Dasher replicas can share.
+    Postgres(PgUrl),
 }
 
 /// A store spec string that does not parse.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid store {spec:?}: expected redb:PATH or sled:PATH")]
+#[error("invalid store {spec:?}: {reason}")]
 pub struct BadStoreSpec {
-    /// The given string (truncated).
+    /// The given string (truncated, password redacted).
     pub spec: String,
+    /// What is wrong with it.
+    pub reason: String,
 }
 
+const EXPECTED: &str = "expected redb:PATH, sled:PATH or postgres://USER@HOST:PORT/DB";
+
 impl StoreSpec {
-    /// The path.
-    pub fn path(&self) -> &std::path::Path {
+    /// The path of an embedded engine (`None` for a database server).
+    pub fn path(&self) -> Option<&std::path::Path> {
         match self {
-            StoreSpec::Redb(p) | StoreSpec::Sled(p) => p,
+            StoreSpec::Redb(p) | StoreSpec::Sled(p) => Some(p),
+            StoreSpec::Postgres(_) => None,
         }
     }
 }
@@ -41,7 +50,13 @@ impl FromStr for StoreSpec {
     type Err = BadStoreSpec;
 
     fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
-        let bad = || BadStoreSpec { spec: s.chars().take(200).collect() };
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") {
+            return s.parse::<PgUrl>().map(StoreSpec::Postgres).map_err(|reason| BadStoreSpec {
+                spec: crate::postgres::redact(s).chars().take(200).collect(),
+                reason,
+            });
+        }
+        let bad = || BadStoreSpec { spec: s.chars().take(200).collect(), reason: EXPECTED.to_owned() };
         let (engine, path) = s.split_once(':').ok_or_else(bad)?;
         if path.is_empty() {
             return Err(bad());
@@ -59,13 +74,18 @@ impl fmt::Display for StoreSpec {
         match self {
             StoreSpec::Redb(p) => write!(f, "redb:{}", p.display()),
             StoreSpec::Sled(p) => write!(f, "sled:{}", p.display()),
+            StoreSpec::Postgres(url) => url.fmt(f),
         }
     }
 }
 
 impl Serialize for StoreSpec {
+    /// The spec as written, password included (so a serialised config opens the same store).
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        s.collect_str(self)
+        match self {
+            StoreSpec::Postgres(url) => s.serialize_str(url.as_str()),
+            _ => s.collect_str(self),
+        }
     }
 }
 
@@ -76,9 +96,12 @@ impl<'de> Deserialize<'de> for StoreSpec {
     }
 }
 
-/// Opens (creating if needed) the store `spec` names. The parent directory must exist.
+/// Opens (creating if needed) the embedded store `spec` names. The parent directory must
+/// exist. A PostgreSQL spec needs [`connect`] (it is asynchronous) and is an error here.
 pub fn open(spec: &StoreSpec) -> Result<Arc<dyn Store>> {
-    let path = spec.path();
+    let Some(path) = spec.path() else {
+        return Err(StoreError::Engine(format!("store {spec} is a database server: open it with connect()")));
+    };
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
         && !parent.is_dir()
     {
@@ -90,7 +113,17 @@ pub fn open(spec: &StoreSpec) -> Result<Arc<dyn Store>> {
     Ok(match spec {
         StoreSpec::Redb(p) => Arc::new(KvStore::new(RedbEngine::open(p)?)?),
         StoreSpec::Sled(p) => Arc::new(KvStore::new(SledEngine::open(p)?)?),
+        StoreSpec::Postgres(_) => unreachable!("handled above"),
     })
+}
+
+/// Opens any store: embedded engines as [`open`] does; for PostgreSQL, connects and brings
+/// the schema up to date (safe while other replicas start at the same time).
+pub async fn connect(spec: &StoreSpec) -> Result<Arc<dyn Store>> {
+    match spec {
+        StoreSpec::Postgres(url) => Ok(Arc::new(PgStore::connect(url).await?)),
+        _ => open(spec),
+    }
 }
 
 #[cfg(test)]
@@ -108,6 +141,26 @@ mod tests {
         assert_eq!("redb:x".parse::<StoreSpec>().unwrap(), StoreSpec::Redb("x".into()));
         for bad in ["", "redb", "redb:", "rocks:/x", "/x"] {
             assert!(bad.parse::<StoreSpec>().is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn parses_postgres_urls_and_hides_passwords() {
+        for s in ["postgres://dasher@db.internal:5432/dasher", "postgresql://u@127.0.0.1/d?connect_timeout=5"] {
+            let spec: StoreSpec = s.parse().unwrap();
+            assert!(matches!(spec, StoreSpec::Postgres(_)), "{s}");
+            assert_eq!(spec.to_string(), s);
+            assert_eq!(spec.path(), None);
+            let json = serde_json::to_string(&spec).unwrap();
+            assert_eq!(serde_json::from_str::<StoreSpec>(&json).unwrap(), spec);
+        }
+        let secret: StoreSpec = "postgres://u:hunter2@h:5432/d".parse().unwrap();
+        assert_eq!(secret.to_string(), "postgres://u:***@h:5432/d", "Display redacts the password");
+        assert!(serde_json::to_string(&secret).unwrap().contains("hunter2"), "serialising keeps it");
+        for bad in ["postgres://", "postgres://h:5432/", "postgres://u@h:notaport/d", "postgres://u:pw@h/d?bogus=1"] {
+            let err = bad.parse::<StoreSpec>().unwrap_err();
+            assert!(!err.to_string().contains("pw@"), "error hides the password: {err}");
+            assert!(err.to_string().contains("postgres"), "{err}");
         }
     }
 }

@@ -124,7 +124,21 @@ impl ClientRules {
     /// Runs preflight → ruledownload pages → postflight as a current client, applies the
     /// rules, and returns (sync_type, rules received, pages).
     pub async fn sync(&mut self, s: &TestServer, id: &str, preflight: Value) -> (String, usize, usize) {
-        let pre = s.stage("preflight", id, &preflight).await;
+        self.sync_across(&[s], id, preflight).await
+    }
+
+    /// Like [`ClientRules::sync`], but each request goes to the next of `servers` in turn
+    /// (replicas sharing one database): the preflight to the first, the first page to the
+    /// second, and so on, so every cursor is redeemed at a different replica than issued it.
+    pub async fn sync_across(&mut self, servers: &[&TestServer], id: &str, preflight: Value) -> (String, usize, usize) {
+        assert!(!servers.is_empty(), "sync_across needs a server");
+        let mut turn = 0usize;
+        let mut next = || {
+            let s = servers[turn % servers.len()];
+            turn += 1;
+            s
+        };
+        let pre = next().stage("preflight", id, &preflight).await;
         assert_eq!(pre.status, StatusCode::OK, "{}", String::from_utf8_lossy(&pre.body));
         let sync_type = pre.json()["sync_type"].as_str().unwrap_or("NORMAL").to_owned();
         let mut received = Vec::new();
@@ -135,7 +149,7 @@ impl ClientRules {
             if let Some(c) = &cursor {
                 body["cursor"] = c.clone().into();
             }
-            let page = s.stage("ruledownload", id, &body).await;
+            let page = next().stage("ruledownload", id, &body).await;
             assert_eq!(page.status, StatusCode::OK, "{}", String::from_utf8_lossy(&page.body));
             let v = page.json();
             pages += 1;
@@ -157,7 +171,7 @@ impl ClientRules {
             }
         }
         let n = received.len();
-        let post = s
+        let post = next()
             .stage(
                 "postflight",
                 id,
@@ -182,4 +196,18 @@ impl ClientRules {
             self.0.iter().map(|(k, v)| (k.clone(), v["policy"].clone())).collect();
         assert_eq!(mine, expected, "client rules differ from the server's effective rules for {id}");
     }
+}
+
+/// A simulated fleet (dasher-sim) for `cfg`, its hosts spread over `servers` (sync base URLs of
+/// replicas sharing one database): host `i` syncs with `servers[i % servers.len()]`. Hosts,
+/// seeds and the shared context are those `runner::build_fleet(cfg)` would make.
+pub fn fleet_across(cfg: &dasher_sim::runner::RunConfig, servers: &[String]) -> dasher_sim::runner::Fleet {
+    use dasher_sim::runner::{Fleet, RunConfig, build_fleet};
+    assert!(!servers.is_empty(), "fleet_across needs a server");
+    let fleets: Vec<Fleet> = servers
+        .iter()
+        .map(|s| build_fleet(&RunConfig { server: s.clone(), ..cfg.clone() }).expect("fleet builds"))
+        .collect();
+    let clients = (0..fleets[0].clients.len()).map(|i| fleets[i % fleets.len()].clients[i].clone()).collect();
+    Fleet { clients, ctx: fleets[0].ctx.clone() }
 }

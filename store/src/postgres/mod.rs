@@ -1,0 +1,479 @@
+//! [`PgStore`]: the [`Store`] on PostgreSQL, so several stateless Dasher replicas can share one
+//! database.
+//!
+//! Owns the SQL mapping of the domain (schema in `postgres/schema.rs`, applied and versioned at
+//! connect), a connection pool (deadpool-postgres, prepared statements cached per connection),
+//! and multi-writer correctness:
+//!
+//! - rule commits serialise on the `head` row of `dasher_meta` (`SELECT … FOR UPDATE`): the
+//!   version is allocated inside the transaction that writes it, so versions are gap-free and
+//!   become visible in order, and a reader that saw head `v` sees every commit `≤ v`;
+//! - every read that checks the head/floor and reads history does it in one statement (one
+//!   snapshot), so compaction running at the same time can never be observed half-done;
+//! - events are de-duplicated by a unique `(machine_id, dedupe_key)` (`ON CONFLICT DO NOTHING`);
+//! - proposal repeats and decisions lock the proposal row; an approval's rule commit takes the
+//!   same head-row lock inside the decision's transaction.
+//!
+//! Strings that are identities (machine ids, rule sets, identifiers, plugin namespaces and keys,
+//! event filter fields) are stored as `bytea`: PostgreSQL `text` cannot hold NUL, and `bytea`
+//! compares bytewise, like Rust's `str` ordering the trait promises. Records are stored as
+//! `json` (not `jsonb`, which rejects `\u0000` and reorders keys).
+//!
+//! Must never: allocate a rule version outside the head-row lock, split a version check from
+//! the history read it guards, or log a password (see [`PgUrl`]'s `Display`).
+
+mod events;
+mod proposals;
+mod rules;
+mod schema;
+pub mod testing;
+
+pub use schema::SCHEMA_VERSION;
+
+use crate::{
+    ChangeEntry, ChangePos, DecideOutcome, EventFilter, EventRecord, EventTriage, Host, HostInventory, HostSyncState,
+    InsertOutcome, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalStatus, Result, RuleChange, RuleSetInfo,
+    Store, StoreError,
+};
+use async_trait::async_trait;
+use dasher_sdk::domain::{Rule, RuleKey};
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::Json;
+
+/// A pooled connection.
+pub(crate) type Client = deadpool_postgres::Client;
+
+/// Connections each replica keeps open at most.
+pub const POOL_MAX_SIZE: usize = 16;
+/// How long a request waits for a free pooled connection before failing.
+pub const POOL_WAIT: Duration = Duration::from_secs(30);
+/// Connect timeout used when the URL sets none.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A validated `postgres://USER[:PASSWORD]@HOST[:PORT]/DB[?PARAMS]` URL (libpq URL syntax as
+/// tokio-postgres reads it). `Display` redacts the password; [`PgUrl::as_str`] does not.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PgUrl {
+    url: String,
+}
+
+impl PgUrl {
+    /// The URL as given, password included.
+    pub fn as_str(&self) -> &str {
+        &self.url
+    }
+
+    /// The connection settings.
+    pub fn config(&self) -> tokio_postgres::Config {
+        self.url.parse().expect("PgUrl was validated when parsed")
+    }
+}
+
+impl FromStr for PgUrl {
+    type Err = String;
+
+    /// Parses and checks the URL; the error explains what is missing (never the password).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        if !(s.starts_with("postgres://") || s.starts_with("postgresql://")) {
+            return Err("a PostgreSQL store is postgres://USER@HOST:PORT/DB".into());
+        }
+        let config: tokio_postgres::Config =
+            s.parse().map_err(|e| format!("not a PostgreSQL URL ({e}); expected postgres://USER@HOST:PORT/DB"))?;
+        if config.get_hosts().is_empty() {
+            return Err("the PostgreSQL URL names no host; expected postgres://USER@HOST:PORT/DB".into());
+        }
+        if config.get_user().is_none_or(str::is_empty) {
+            return Err("the PostgreSQL URL names no user; expected postgres://USER@HOST:PORT/DB".into());
+        }
+        if config.get_dbname().is_none_or(str::is_empty) {
+            return Err("the PostgreSQL URL names no database; expected postgres://USER@HOST:PORT/DB".into());
+        }
+        Ok(PgUrl { url: s.to_owned() })
+    }
+}
+
+impl fmt::Display for PgUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&redact(&self.url))
+    }
+}
+
+impl fmt::Debug for PgUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "PgUrl({self})")
+    }
+}
+
+/// `url` with the password of its user-info part (if any) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((userinfo, hosts)) => match userinfo.split_once(':') {
+            Some((user, _password)) => format!("{scheme}://{user}:***@{hosts}{tail}"),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+/// The [`Store`] on a PostgreSQL database.
+pub struct PgStore {
+    pool: Pool,
+}
+
+impl PgStore {
+    /// Connects to `url` and applies pending schema migrations (under an advisory lock, so
+    /// replicas starting together migrate once). Fails if the database cannot be reached or
+    /// its schema is newer than this build knows.
+    pub async fn connect(url: &PgUrl) -> Result<PgStore> {
+        let mut config = url.config();
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(CONNECT_TIMEOUT);
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("dasher");
+        }
+        let manager = Manager::from_config(config, NoTls, ManagerConfig { recycling_method: RecyclingMethod::Fast });
+        let pool = Pool::builder(manager)
+            .max_size(POOL_MAX_SIZE)
+            .wait_timeout(Some(POOL_WAIT))
+            .runtime(Runtime::Tokio1)
+            .build()
+            .map_err(|e| StoreError::Engine(format!("cannot build the PostgreSQL pool for {url}: {e}")))?;
+        let store = PgStore { pool };
+        let mut client = store.client().await.map_err(|e| match e {
+            StoreError::Engine(msg) => StoreError::Engine(format!("connecting to {url}: {msg}")),
+            other => other,
+        })?;
+        schema::migrate(&mut client).await?;
+        Ok(store)
+    }
+
+    async fn client(&self) -> Result<deadpool_postgres::Client> {
+        self.pool.get().await.map_err(|e| match e {
+            deadpool_postgres::PoolError::Backend(e) => pg_err(e),
+            other => StoreError::Engine(format!("PostgreSQL connection pool: {other}")),
+        })
+    }
+}
+
+/// A PostgreSQL error as a [`StoreError`], with the server's message when there is one.
+pub(crate) fn pg_err(e: tokio_postgres::Error) -> StoreError {
+    match e.as_db_error() {
+        Some(db) => {
+            StoreError::Engine(format!("PostgreSQL: {} ({}): {}", db.severity(), db.code().code(), db.message()))
+        }
+        None => {
+            // Connection errors say only "error connecting to server"; the cause is the source.
+            let mut msg = format!("PostgreSQL: {e}");
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                msg.push_str(&format!(": {s}"));
+                source = s.source();
+            }
+            StoreError::Engine(msg)
+        }
+    }
+}
+
+/// Whether `e` is a transient conflict worth retrying the transaction for (deadlock,
+/// serialisation failure).
+pub(crate) fn is_retryable(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    e.code().is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE)
+}
+
+/// A `u64` the domain uses as a PostgreSQL `bigint`.
+pub(crate) fn to_i64(what: &str, v: u64) -> Result<i64> {
+    i64::try_from(v).map_err(|_| StoreError::Engine(format!("{what} {v} is beyond PostgreSQL's bigint")))
+}
+
+/// A stored `bigint` as the domain's `u64`.
+pub(crate) fn to_u64(what: &str, v: i64) -> Result<u64> {
+    u64::try_from(v).map_err(|_| StoreError::Corrupt { key: what.to_owned(), detail: format!("negative value {v}") })
+}
+
+/// A page size as a SQL `LIMIT`.
+pub(crate) fn limit(n: usize) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+/// A stored `bytea` string.
+pub(crate) fn utf8(what: &str, b: Vec<u8>) -> Result<String> {
+    String::from_utf8(b).map_err(|e| StoreError::Corrupt { key: what.to_owned(), detail: e.to_string() })
+}
+
+fn host_from_row(row: &tokio_postgres::Row) -> Result<Host> {
+    let machine_id = utf8("dasher_hosts.machine_id", row.get("machine_id"))?;
+    let inventory = row.get::<_, Option<Json<HostInventory>>>("inventory").map(|Json(mut inv)| {
+        inv.first_seen_unix = row.get("first_seen_unix");
+        inv
+    });
+    let Json(tags) = row.get::<_, Json<Vec<String>>>("tags");
+    let sync = row.get::<_, Option<Json<HostSyncState>>>("sync").map(|Json(s)| s).unwrap_or_default();
+    Ok(Host { machine_id, inventory, tags, clean_requested: row.get("clean_requested"), sync })
+}
+
+const HOST_COLUMNS: &str = "machine_id, inventory, first_seen_unix, tags, clean_requested, sync";
+
+#[async_trait]
+impl Store for PgStore {
+    async fn put_host_inventory(&self, inventory: &HostInventory) -> Result<()> {
+        // An existing non-zero first_seen wins; otherwise the report's, or its last_seen.
+        let first_seen =
+            if inventory.first_seen_unix != 0 { inventory.first_seen_unix } else { inventory.last_seen_unix };
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO dasher_hosts (machine_id, inventory, first_seen_unix) VALUES ($1, $2, $3)
+                 ON CONFLICT (machine_id) DO UPDATE SET inventory = excluded.inventory,
+                   first_seen_unix = CASE WHEN dasher_hosts.inventory IS NOT NULL AND dasher_hosts.first_seen_unix <> 0
+                                          THEN dasher_hosts.first_seen_unix ELSE excluded.first_seen_unix END",
+            )
+            .await
+            .map_err(pg_err)?;
+        client
+            .execute(&stmt, &[&inventory.machine_id.as_bytes(), &Json(inventory), &first_seen])
+            .await
+            .map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn get_host(&self, machine_id: &str) -> Result<Option<Host>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(&format!("SELECT {HOST_COLUMNS} FROM dasher_hosts WHERE machine_id = $1"))
+            .await
+            .map_err(pg_err)?;
+        let row = client.query_opt(&stmt, &[&machine_id.as_bytes()]).await.map_err(pg_err)?;
+        row.as_ref().map(host_from_row).transpose()
+    }
+
+    async fn list_hosts(&self, after: Option<&str>, limit: usize) -> Result<Vec<Host>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        let rows = match after {
+            Some(after) => {
+                let stmt = client
+                    .prepare_cached(&format!(
+                        "SELECT {HOST_COLUMNS} FROM dasher_hosts WHERE machine_id > $1 ORDER BY machine_id LIMIT $2"
+                    ))
+                    .await
+                    .map_err(pg_err)?;
+                client.query(&stmt, &[&after.as_bytes(), &self::limit(limit)]).await
+            }
+            None => {
+                let stmt = client
+                    .prepare_cached(&format!("SELECT {HOST_COLUMNS} FROM dasher_hosts ORDER BY machine_id LIMIT $1"))
+                    .await
+                    .map_err(pg_err)?;
+                client.query(&stmt, &[&self::limit(limit)]).await
+            }
+        }
+        .map_err(pg_err)?;
+        rows.iter().map(host_from_row).collect()
+    }
+
+    async fn host_count(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT count(*) FROM dasher_hosts WHERE inventory IS NOT NULL")
+            .await
+            .map_err(pg_err)?;
+        to_u64("host count", client.query_one(&stmt, &[]).await.map_err(pg_err)?.get(0))
+    }
+
+    async fn set_host_tags(&self, machine_id: &str, tags: &[String]) -> Result<()> {
+        let client = self.client().await?;
+        // Clearing tags does not make a host known; setting them does.
+        let sql = if tags.is_empty() {
+            "UPDATE dasher_hosts SET tags = $2 WHERE machine_id = $1"
+        } else {
+            "INSERT INTO dasher_hosts (machine_id, tags) VALUES ($1, $2)
+             ON CONFLICT (machine_id) DO UPDATE SET tags = excluded.tags"
+        };
+        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+        client.execute(&stmt, &[&machine_id.as_bytes(), &Json(tags)]).await.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn set_clean_requested(&self, machine_id: &str, requested: bool) -> Result<()> {
+        let client = self.client().await?;
+        let sql = if requested {
+            "INSERT INTO dasher_hosts (machine_id, clean_requested) VALUES ($1, true)
+             ON CONFLICT (machine_id) DO UPDATE SET clean_requested = true"
+        } else {
+            "UPDATE dasher_hosts SET clean_requested = false WHERE machine_id = $1"
+        };
+        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
+        client.execute(&stmt, &[&machine_id.as_bytes()]).await.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn put_sync_state(&self, machine_id: &str, state: &HostSyncState) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO dasher_hosts (machine_id, sync) VALUES ($1, $2)
+                 ON CONFLICT (machine_id) DO UPDATE SET sync = excluded.sync",
+            )
+            .await
+            .map_err(pg_err)?;
+        client.execute(&stmt, &[&machine_id.as_bytes(), &Json(state)]).await.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn commit_rules(&self, changes: &[RuleChange]) -> Result<u64> {
+        let mut client = self.client().await?;
+        rules::commit(&mut client, changes).await
+    }
+
+    async fn head_version(&self) -> Result<u64> {
+        let client = self.client().await?;
+        rules::meta(&client, "head").await
+    }
+
+    async fn history_floor(&self) -> Result<u64> {
+        let client = self.client().await?;
+        rules::meta(&client, "floor").await
+    }
+
+    async fn get_rule(&self, rule_set: &str, key: &RuleKey, at: u64) -> Result<Option<Rule>> {
+        let client = self.client().await?;
+        rules::get(&client, rule_set, key, at).await
+    }
+
+    async fn scan_rules(&self, rule_set: &str, at: u64, after: Option<&RuleKey>, limit: usize) -> Result<Vec<Rule>> {
+        let client = self.client().await?;
+        rules::scan(&client, rule_set, at, after, limit).await
+    }
+
+    async fn scan_changes(&self, after: ChangePos, upto: u64, limit: usize) -> Result<Vec<ChangeEntry>> {
+        let client = self.client().await?;
+        rules::changes(&client, after, upto, limit).await
+    }
+
+    async fn rule_sets(&self) -> Result<Vec<RuleSetInfo>> {
+        let client = self.client().await?;
+        rules::sets(&client).await
+    }
+
+    async fn compact_history(&self, keep_from: u64) -> Result<u64> {
+        let mut client = self.client().await?;
+        rules::compact(&mut client, keep_from).await
+    }
+
+    async fn insert_events(&self, machine_id: &str, events: &[NewEvent]) -> Result<InsertOutcome> {
+        if events.is_empty() {
+            return Ok(InsertOutcome::default());
+        }
+        let mut client = self.client().await?;
+        events::insert(&mut client, machine_id, events).await
+    }
+
+    async fn query_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
+        if filter.limit == 0 {
+            return Ok(Vec::new());
+        }
+        let client = self.client().await?;
+        events::query(&client, filter).await
+    }
+
+    async fn prune_events(&self, received_before_unix: Option<i64>, keep_max: Option<u64>) -> Result<u64> {
+        let client = self.client().await?;
+        events::prune(&client, received_before_unix, keep_max).await
+    }
+
+    async fn event_count(&self) -> Result<u64> {
+        let client = self.client().await?;
+        let stmt = client.prepare_cached("SELECT count(*) FROM dasher_events").await.map_err(pg_err)?;
+        to_u64("event count", client.query_one(&stmt, &[]).await.map_err(pg_err)?.get(0))
+    }
+
+    async fn put_event_triage(&self, triage: &[(u64, EventTriage)]) -> Result<u64> {
+        if triage.is_empty() {
+            return Ok(0);
+        }
+        let mut client = self.client().await?;
+        events::put_triage(&mut client, triage).await
+    }
+
+    async fn record_proposal(&self, proposal: &NewProposal) -> Result<(Proposal, bool)> {
+        let mut client = self.client().await?;
+        proposals::record(&mut client, proposal).await
+    }
+
+    async fn get_proposal(&self, id: u64) -> Result<Option<Proposal>> {
+        let client = self.client().await?;
+        proposals::get(&client, id).await
+    }
+
+    async fn list_proposals(
+        &self,
+        status: Option<ProposalStatus>,
+        before_id: Option<u64>,
+        limit: usize,
+    ) -> Result<Vec<Proposal>> {
+        let client = self.client().await?;
+        proposals::list(&client, status, before_id, limit).await
+    }
+
+    async fn decide_proposal(&self, id: u64, decision: &ProposalDecision) -> Result<DecideOutcome> {
+        let mut client = self.client().await?;
+        proposals::decide(&mut client, id, decision).await
+    }
+
+    async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("SELECT value FROM dasher_plugin_kv WHERE namespace = $1 AND key = $2")
+            .await
+            .map_err(pg_err)?;
+        let row = client.query_opt(&stmt, &[&namespace.as_bytes(), &key.as_bytes()]).await.map_err(pg_err)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn kv_put(&self, namespace: &str, key: &str, value: &[u8]) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(
+                "INSERT INTO dasher_plugin_kv (namespace, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (namespace, key) DO UPDATE SET value = excluded.value",
+            )
+            .await
+            .map_err(pg_err)?;
+        client.execute(&stmt, &[&namespace.as_bytes(), &key.as_bytes(), &value]).await.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn kv_delete(&self, namespace: &str, key: &str) -> Result<()> {
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached("DELETE FROM dasher_plugin_kv WHERE namespace = $1 AND key = $2")
+            .await
+            .map_err(pg_err)?;
+        client.execute(&stmt, &[&namespace.as_bytes(), &key.as_bytes()]).await.map_err(pg_err)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_only_the_password() {
+        assert_eq!(redact("postgres://u:pw@h:1/d"), "postgres://u:***@h:1/d");
+        assert_eq!(redact("postgres://u:p%40w@h/d?x=1"), "postgres://u:***@h/d?x=1");
+        assert_eq!(redact("postgres://u@h/d"), "postgres://u@h/d");
+        assert_eq!(redact("postgres://h/d"), "postgres://h/d");
+    }
+}
