@@ -74,6 +74,9 @@ pub struct Limits {
     pub body_read_timeout_secs: u64,
     /// Most client connections open at once per listener; more are closed at accept.
     pub max_connections: usize,
+    /// Sync requests per machine id per minute, with a burst of the same size; more get 429
+    /// with `Retry-After` (0 = unlimited).
+    pub requests_per_machine_per_minute: u32,
 }
 
 impl Default for Limits {
@@ -87,6 +90,7 @@ impl Default for Limits {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 60,
             max_connections: 4096,
+            requests_per_machine_per_minute: 1200,
         }
     }
 }
@@ -192,6 +196,9 @@ impl Config {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             data_dir: data_dir.to_owned(),
             admin_token: Some("test-token".into()),
+            // Closed-loop test fleets sync far faster than real clients; tests of the limit
+            // turn it on themselves.
+            limits: Limits { requests_per_machine_per_minute: 0, ..Limits::default() },
             ..Config::default()
         }
     }

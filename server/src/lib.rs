@@ -171,6 +171,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         metrics,
         admin_auth,
         sync_auth,
+        rate_limit: http::rate_limit::MachineRateLimit::new(config.limits.requests_per_machine_per_minute),
     });
     let (shutdown, _) = watch::channel(false);
     let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());

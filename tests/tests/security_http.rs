@@ -414,3 +414,22 @@ async fn shutdown_drains_a_request_in_flight() {
     tokio::time::timeout(Duration::from_secs(60), stopping).await.expect("shutdown finished").unwrap();
     assert!(tokio::net::TcpStream::connect(addr).await.is_err(), "the listener is closed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_machine_over_its_request_budget_gets_429_and_others_are_served() {
+    let s = TestServer::start_with(|c| c.limits.requests_per_machine_per_minute = 5).await;
+    for i in 0..5 {
+        let r = s.stage("preflight", "greedy", &preflight("greedy")).await;
+        assert_eq!(r.status, StatusCode::OK, "request {i}: {}", text(&r));
+    }
+    let r = s.stage("preflight", "greedy", &preflight("greedy")).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS, "{}", text(&r));
+    let retry: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=13).contains(&retry), "Retry-After {retry}");
+    assert!(text(&r).contains("requests_per_machine_per_minute"), "{}", text(&r));
+    // The budget is per machine.
+    let r = s.stage("preflight", "patient", &preflight("patient")).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
+    let m = s.send(Method::GET, "/metrics", &[], vec![]).await;
+    assert_eq!(sample(&text(&m), "dasher_auth_failures_total{reason=\"rate_limited\"}"), Some(1.0));
+}

@@ -44,6 +44,14 @@ pub enum ApiError {
     /// Unsupported media type.
     #[error("{0}")]
     Unsupported(String),
+    /// The machine exceeded its request budget; retry after this many seconds (429).
+    #[error("{message}")]
+    TooManyRequests {
+        /// Human message.
+        message: String,
+        /// Seconds until a request will be accepted (`Retry-After`).
+        retry_after_secs: u64,
+    },
     /// Storage failed; the client should retry later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -75,6 +83,7 @@ impl ApiError {
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unavailable(_) | ApiError::PolicyRejected(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -90,6 +99,9 @@ impl ApiError {
         let mut resp = json_response(status, &body);
         if matches!(self, ApiError::Unauthorized) {
             resp.headers_mut().insert(header::WWW_AUTHENTICATE, http::HeaderValue::from_static("Bearer"));
+        }
+        if let ApiError::TooManyRequests { retry_after_secs, .. } = self {
+            resp.headers_mut().insert(header::RETRY_AFTER, http::HeaderValue::from(retry_after_secs));
         }
         resp
     }

@@ -14,6 +14,7 @@ pub mod body;
 pub mod error;
 pub mod machine_id;
 pub mod ops;
+pub mod rate_limit;
 pub mod request_id;
 pub mod sync_auth;
 
@@ -41,6 +42,8 @@ pub struct AppState {
     pub admin_auth: admin::auth::AdminAuth,
     /// Sync shared-secret check, when configured.
     pub sync_auth: Option<sync_auth::SyncAuth>,
+    /// Per-machine request budget (`limits.requests_per_machine_per_minute`), unless 0.
+    pub rate_limit: Option<rate_limit::MachineRateLimit>,
 }
 
 /// Which routes a listener serves.
@@ -185,6 +188,19 @@ async fn route(
             sync_auth::SyncAuthError::Wrong { .. } => "sync_secret_wrong",
         });
         return Err(e.into());
+    }
+    if let Some(limit) = &state.rate_limit
+        && let Err(wait) = limit.check(&machine_id)
+    {
+        state.metrics.record_auth_failure("rate_limited");
+        let retry_after_secs = wait.as_secs() + 1;
+        return Err(ApiError::TooManyRequests {
+            message: format!(
+                "machine {machine_id} exceeded {} requests per minute (limits.requests_per_machine_per_minute); retry in {retry_after_secs} s",
+                limits.requests_per_machine_per_minute
+            ),
+            retry_after_secs,
+        });
     }
     let body_timeout = std::time::Duration::from_secs(limits.body_read_timeout_secs);
     let (format, body) =

@@ -196,7 +196,8 @@ impl Metrics {
     }
 
     /// Counts refused credentials (`admin_missing`, `admin_unknown`, `admin_role`,
-    /// `sync_secret_missing`, `sync_secret_wrong`, `client_cert_mismatch`).
+    /// `sync_secret_missing`, `sync_secret_wrong`, `client_cert_mismatch`) and sync requests over
+    /// the per-machine budget (`rate_limited`).
     pub fn record_auth_failure(&self, reason: &'static str) {
         self.auth_failures.get_or_create(&ReasonLabel { reason }).inc();
     }
