@@ -10,6 +10,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod examples;
 pub mod http;
 pub mod maintenance;
 pub mod metrics;

@@ -95,6 +95,10 @@ struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// Build this checkout's example plugins (staged-rollout, ruleset-targeting, event-triage)
+    /// into the plugin directory [default: DATA_DIR/plugins] and load them.
+    #[arg(long)]
+    examples: bool,
 }
 
 fn plugin_command(cmd: PluginCommand) -> anyhow::Result<std::process::ExitCode> {
@@ -175,6 +179,18 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(token) = args.admin_token {
         config.admin_token = Some(token);
+    }
+    if args.examples {
+        let data_dir = config.data_dir.clone();
+        let plugins = config.plugins.get_or_insert_with(|| dasher_policy::PluginsConfig {
+            dir: data_dir.join("plugins"),
+            ..Default::default()
+        });
+        let dir = plugins.dir.clone();
+        let build_dir =
+            std::env::var_os("DASHER_PLUGIN_BUILD_DIR").map_or_else(|| data_dir.join("plugin-build"), PathBuf::from);
+        tracing::info!(dir = %dir.display(), "building the example plugins (the first build takes a minute)");
+        tokio::task::spawn_blocking(move || dasher_server::examples::build_into(&dir, &build_dir)).await??;
     }
     let server = dasher_server::start(config).await?;
     let stop = server.shutdown_sender();

@@ -1,0 +1,52 @@
+//! `dasher serve --examples`: builds the example policy plugins of this checkout
+//! (`plugins/staged-rollout`, `ruleset-targeting`, `event-triage`) into the server's plugin
+//! directory before it starts, so a fresh checkout runs with real plugins loaded and
+//! hot-reloaded. With their default settings the examples decide what the built-in defaults
+//! would (MONITOR, no extra rule sets; triage labels events, hides allowed platform binaries
+//! as noise and proposes nothing); configure them under
+//! `[plugins.plugin.NAME.settings]`.
+
+use dasher_policy::tools::{self, BuildOptions};
+use std::path::{Path, PathBuf};
+
+/// The example plugins, in chain order.
+pub const EXAMPLES: [&str; 3] = ["staged-rollout", "ruleset-targeting", "event-triage"];
+
+/// Where this build's example sources are (the checkout it was compiled from).
+pub fn sources() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join("plugins")
+}
+
+/// Builds every example into `dir` (created), compiling in `build_dir`. Returns the component
+/// paths. Installs the `wasm32-unknown-unknown` target with rustup first when rustup is there.
+pub fn build_into(dir: &Path, build_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    let src = sources();
+    anyhow::ensure!(
+        src.join(EXAMPLES[0]).join("Cargo.toml").is_file(),
+        "the example plugin sources are not at {} (--examples needs the checkout dasher was built from)",
+        src.display()
+    );
+    std::fs::create_dir_all(dir)?;
+    if let Ok(status) = std::process::Command::new("rustup")
+        .args(["target", "add", "wasm32-unknown-unknown"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        && !status.success()
+    {
+        tracing::warn!("`rustup target add wasm32-unknown-unknown` failed; building the examples anyway");
+    }
+    let options = BuildOptions { target_dir: Some(build_dir.to_owned()), debug: false };
+    let mut built = Vec::new();
+    for name in EXAMPLES {
+        // Build beside the directory, then rename in: the watcher only ever sees whole files.
+        let tmp = dir.join(format!(".{name}.wasm.tmp"));
+        let report = tools::build(&src.join(name), Some(&tmp), &options)
+            .map_err(|e| anyhow::anyhow!("building example plugin {name}: {e}"))?;
+        let out = dir.join(format!("{name}.wasm"));
+        std::fs::rename(&report.component, &out)?;
+        tracing::info!(plugin = name, hash = %report.hash, "example plugin built");
+        built.push(out);
+    }
+    Ok(built)
+}
