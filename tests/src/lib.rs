@@ -211,3 +211,14 @@ pub fn fleet_across(cfg: &dasher_sim::runner::RunConfig, servers: &[String]) -> 
     let clients = (0..fleets[0].clients.len()).map(|i| fleets[i % fleets.len()].clients[i].clone()).collect();
     Fleet { clients, ctx: fleets[0].ctx.clone() }
 }
+
+/// Compiles the example or fixture plugin `plugins/{name}` into `{dir}/{name}.wasm`, building in
+/// a `wasm-plugins` directory beside the test build (reused across tests and runs).
+pub fn component(name: &str, dir: &Path) {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
+    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
+    let options = dasher_policy::tools::BuildOptions { target_dir: Some(target.join("wasm-plugins")), debug: false };
+    let out = dir.join(format!("{name}.wasm"));
+    dasher_policy::tools::build(&workspace.join("plugins").join(name), Some(&out), &options)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+}

@@ -4,22 +4,13 @@
 //! and removed again by a normal sync; a reject-on-failure plugin that fails turns the
 //! preflight into a 503 and leaves the host's rules alone, as does fail-static.
 
-use dasher_policy::tools::{BuildOptions, build};
 use dasher_policy::{Mode, OnFailure, PluginsConfig};
+use dasher_tests::component;
 use dasher_tests::{ClientRules, TestServer};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
 
 const TEAM: &str = "EQHXZ8M8AV";
-
-fn component(name: &str, dir: &Path) {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
-    let options = BuildOptions { target_dir: Some(target.join("wasm-plugins")), debug: false };
-    let out = dir.join(format!("{name}.wasm"));
-    build(&workspace.join("plugins").join(name), Some(&out), &options).unwrap_or_else(|e| panic!("{name}: {e}"));
-}
 
 /// A server with the named plugins compiled into a fresh directory, in that chain order.
 async fn server(

@@ -2,19 +2,10 @@
 //! over HTTP: staged rollout sets the client mode, rule-set targeting picks rule sets, and
 //! a faulting plugin never breaks a sync.
 
-use dasher_policy::tools::{BuildOptions, build};
+use dasher_tests::component;
 use dasher_tests::{ClientRules, TestServer};
 use http::StatusCode;
 use serde_json::json;
-use std::path::{Path, PathBuf};
-
-fn component(name: &str, dir: &Path) {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
-    let options = BuildOptions { target_dir: Some(target.join("wasm-plugins")), debug: false };
-    let out = dir.join(format!("{name}.wasm"));
-    build(&workspace.join("plugins").join(name), Some(&out), &options).unwrap_or_else(|e| panic!("{name}: {e}"));
-}
 
 fn preflight(id: &str, hostname: &str) -> serde_json::Value {
     json!({"hostname": hostname, "santa_version": "2026.7.1", "machine_id": id, "client_mode": "MONITOR",

@@ -4,6 +4,7 @@
 
 use bytes::Bytes;
 use dasher_server::admin::auth::{Role, TokenConfig, sha256_hex};
+use dasher_tests::component;
 use dasher_tests::{ClientRules, TOKEN, TestServer};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -330,16 +331,6 @@ async fn connections_beyond_the_limit_are_closed_at_accept() {
         assert!(tokio::time::Instant::now() < deadline, "the server never freed the slot");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-}
-
-fn component(name: &str, dir: &std::path::Path) {
-    use std::path::PathBuf;
-    let workspace = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
-    let options = dasher_policy::tools::BuildOptions { target_dir: Some(target.join("wasm-plugins")), debug: false };
-    let out = dir.join(format!("{name}.wasm"));
-    dasher_policy::tools::build(&workspace.join("plugins").join(name), Some(&out), &options)
-        .unwrap_or_else(|e| panic!("{name}: {e}"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

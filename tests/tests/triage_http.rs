@@ -5,26 +5,18 @@
 //! and auto-applying go through the same path. Triage runs off the request path, so every
 //! check polls the admin API with a generous deadline.
 
-use dasher_policy::tools::{BuildOptions, build};
 use dasher_store::ProposalScope;
+use dasher_tests::component;
 use dasher_tests::{ClientRules, TestServer};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 const TEAM: &str = "EQHXZ8M8AV";
 const APP: &str = "EQHXZ8M8AV:com.vendor.app";
 const OTHER: &str = "EQHXZ8M8AV:com.vendor.helper";
 const HOSTS: [&str; 3] = ["h1", "h2", "h3"];
-
-fn component(name: &str, dir: &Path) {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
-    let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
-    let options = BuildOptions { target_dir: Some(target.join("wasm-plugins")), debug: false };
-    let out = dir.join(format!("{name}.wasm"));
-    build(&workspace.join("plugins").join(name), Some(&out), &options).unwrap_or_else(|e| panic!("{name}: {e}"));
-}
 
 /// A server running `event-triage` (K = 3 hosts) with `settings` merged in.
 async fn server(plugins: &Path, extra_settings: Value, auto_apply: Vec<ProposalScope>) -> TestServer {
