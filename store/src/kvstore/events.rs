@@ -1,4 +1,5 @@
-//! Events: the body once under `ep id`, small index keys pointing at the id.
+//! Events: the body once under `ep id` (compressed, see [`EventCodec`]), small index keys
+//! pointing at the id.
 //!
 //! Owns: the event id sequence (`m:eseq`), the event counter (`m:ecnt`), the dedupe index
 //! `ed machine dedupe_key` → id, and the secondary indexes `em`/`es`/`eb`/`ex` (machine,
@@ -11,6 +12,7 @@
 //! outlive its event, or scan every event when a machine / hash / label / decision filter is
 //! given.
 
+use super::event_codec::{EventCodec, Trained};
 use super::hosts::decode;
 use super::keys::{self, EVENT, EVENT_BY_BUNDLE, EVENT_BY_DECISION, EVENT_BY_MACHINE, EVENT_BY_RECEIVED};
 use super::keys::{EVENT_BY_LABEL, EVENT_BY_SHA256, EVENT_DEDUPE, META_EVENT_COUNT, META_EVENT_SEQ};
@@ -82,17 +84,29 @@ pub(super) struct Prepared {
     body: Vec<u8>,
 }
 
-impl Prepared {
-    pub(super) fn new(machine_id: &str, e: &NewEvent) -> Self {
-        Prepared {
+/// Encodes a batch for [`insert`] (compressed with `trained` if given, see [`EventCodec`]).
+pub(super) fn prepare(
+    codec: &EventCodec,
+    machine_id: &str,
+    events: &[NewEvent],
+    trained: Option<&Trained>,
+) -> Vec<Prepared> {
+    let json = events
+        .iter()
+        .map(|event| serde_json::to_vec(&StoredRef { machine_id, event }).expect("events serialise to JSON"));
+    codec
+        .encode_all(json, trained)
+        .into_iter()
+        .zip(events)
+        .map(|(body, e)| Prepared {
             dedupe_key: e.dedupe_key.clone(),
             decision: e.decision.clone(),
             file_sha256: e.file_sha256.clone(),
             file_bundle_hash: e.file_bundle_hash.clone(),
             received_at_unix: e.received_at_unix,
-            body: serde_json::to_vec(&StoredRef { machine_id, event: e }).expect("events serialise to JSON"),
-        }
-    }
+            body,
+        })
+        .collect()
 }
 
 pub(super) fn insert<E: KvEngine>(
@@ -134,14 +148,14 @@ fn label_key(label: &str, id: u64) -> Vec<u8> {
 }
 
 /// An event with its triage, read from one view where the engine has one.
-fn load<E: KvEngine>(engine: &E, id: u64) -> Result<Option<EventRecord>> {
+fn load<E: KvEngine>(engine: &E, codec: &EventCodec, id: u64) -> Result<Option<EventRecord>> {
     let (k, tk) = (keys::event_key(id), keys::event_triage_key(id));
     let [body, triage]: [Option<Vec<u8>>; 2] = engine
         .multi_get(&[&k, &tk])?
         .try_into()
         .map_err(|_| StoreError::Engine("multi_get returned the wrong number of values".into()))?;
     let Some(v) = body else { return Ok(None) };
-    let s: Stored = decode(&k, &v)?;
+    let s: Stored = decode(&k, &codec.decode(&k, &v)?)?;
     let triage = match triage {
         Some(t) => Some(decode(&tk, &t)?),
         None => None,
@@ -184,7 +198,7 @@ fn matches(f: &EventFilter, r: &EventRecord) -> bool {
         && f.dropped.is_none_or(|d| r.triage.as_ref().is_some_and(EventTriage::is_dropped) == d)
 }
 
-pub(super) fn query<E: KvEngine>(engine: &E, f: &EventFilter) -> Result<Vec<EventRecord>> {
+pub(super) fn query<E: KvEngine>(engine: &E, codec: &EventCodec, f: &EventFilter) -> Result<Vec<EventRecord>> {
     let mut out = Vec::new();
     if f.limit == 0 || f.before_id == Some(0) {
         return Ok(out);
@@ -201,7 +215,7 @@ pub(super) fn query<E: KvEngine>(engine: &E, f: &EventFilter) -> Result<Vec<Even
     .find_map(|(p, v)| v.as_ref().map(|v| keys::event_index_prefix(p, v)));
     let mut error = None;
     let mut visit_id = |id: u64, out: &mut Vec<EventRecord>| -> bool {
-        match load(engine, id) {
+        match load(engine, codec, id) {
             Ok(Some(r)) if matches(f, &r) => out.push(r),
             Ok(_) => {}
             Err(e) => {
@@ -260,8 +274,8 @@ pub(super) fn query<E: KvEngine>(engine: &E, f: &EventFilter) -> Result<Vec<Even
     }
 }
 
-fn delete_event<E: KvEngine>(txn: &mut Txn<'_, E>, id: u64) -> Result<bool> {
-    let Some(r) = load(txn.engine(), id)? else { return Ok(false) };
+fn delete_event<E: KvEngine>(txn: &mut Txn<'_, E>, codec: &EventCodec, id: u64) -> Result<bool> {
+    let Some(r) = load(txn.engine(), codec, id)? else { return Ok(false) };
     txn.delete(keys::event_key(id));
     txn.delete(dedupe_key(&r.machine_id, &r.event.dedupe_key));
     let e = &r.event;
@@ -286,6 +300,7 @@ fn delete_event<E: KvEngine>(txn: &mut Txn<'_, E>, id: u64) -> Result<bool> {
 /// committed between steps instead of waiting for a whole large prune.
 pub(super) fn prune_step<E: KvEngine>(
     txn: &mut Txn<'_, E>,
+    codec: &EventCodec,
     before: Option<i64>,
     keep_max: Option<u64>,
 ) -> Result<(u64, bool)> {
@@ -300,7 +315,7 @@ pub(super) fn prune_step<E: KvEngine>(
         if !batch.is_empty() {
             for (k, _) in batch {
                 let id = keys::trailing_u64(&k).ok_or_else(|| keys::corrupt(&k, "short time index key"))?;
-                if delete_event(txn, id)? {
+                if delete_event(txn, codec, id)? {
                     deleted += 1;
                 } else {
                     txn.delete(k); // dangling index entry
@@ -318,7 +333,7 @@ pub(super) fn prune_step<E: KvEngine>(
                 txn.engine().scan_collect((Bound::Included(EVENT), Bound::Excluded(&end)), Direction::Forward, step)?;
             for (k, _) in &batch {
                 let id = keys::trailing_u64(k).ok_or_else(|| keys::corrupt(k, "short event key"))?;
-                if delete_event(txn, id)? {
+                if delete_event(txn, codec, id)? {
                     deleted += 1;
                 }
             }

@@ -15,6 +15,8 @@ pub const META_EVENT_SEQ: &[u8] = b"m:eseq";
 pub const META_EVENT_COUNT: &[u8] = b"m:ecnt";
 pub const META_HOST_COUNT: &[u8] = b"m:hcnt";
 pub const META_PROPOSAL_SEQ: &[u8] = b"m:pseq";
+/// `m:edict` + dictionary id (u32) → event sequence at training + zstd dictionary.
+pub const META_EVENT_DICT: &[u8] = b"m:edict";
 
 pub const HOST_REGISTRY: &[u8] = b"hr";
 pub const HOST_INVENTORY: &[u8] = b"hi";

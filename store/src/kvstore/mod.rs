@@ -9,7 +9,8 @@
 //! | `rh` | set · type · identifier · (MAX − version) | rule JSON; empty = tombstone |
 //! | `rl` | version · seq | set · type · identifier |
 //! | `rs` | set | live rules at head (u64) |
-//! | `ep` | event id | `{machine_id, …event}` JSON (the only copy of the body) |
+//! | `m:edict` | dictionary id (u32) | event seq at training · zstd dictionary of event bodies |
+//! | `ep` | event id | `{machine_id, …event}` JSON, zstd-compressed (the only copy of the body) |
 //! | `ed` | machine · dedupe key | event id |
 //! | `em` `es` `eb` `ex` | value · event id | empty (indexes) |
 //! | `er` | received time · event id | empty (index) |
@@ -25,6 +26,7 @@
 //! committed data. Must never write to the engine outside the writer or block an async
 //! worker on disk I/O.
 
+mod event_codec;
 mod events;
 mod hosts;
 pub(crate) mod keys;
@@ -42,6 +44,7 @@ use crate::{
 };
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};
+use event_codec::EventCodec;
 use std::sync::Arc;
 use writer::Writer;
 
@@ -49,14 +52,42 @@ use writer::Writer;
 pub struct KvStore<E: KvEngine> {
     engine: Arc<E>,
     writer: Writer<E>,
+    codec: Arc<EventCodec>,
 }
 
 impl<E: KvEngine> KvStore<E> {
     /// Wraps `engine` and starts its writer thread.
     pub fn new(engine: E) -> Result<Self> {
         let engine = Arc::new(engine);
+        let codec = Arc::new(EventCodec::load(&*engine)?);
         let writer = Writer::start(engine.clone())?;
-        Ok(KvStore { engine, writer })
+        Ok(KvStore { engine, writer, codec })
+    }
+
+    /// Starts training the next event body dictionary if `seq` calls for one: samples are
+    /// read here (one bounded scan), the CPU-heavy training runs on its own thread, and the
+    /// next insert stores the result.
+    async fn maybe_train(&self, seq: u64) {
+        if !self.codec.claim_training(seq) {
+            return;
+        }
+        let codec = self.codec.clone();
+        match self.read(move |e| codec.samples(e)).await {
+            Ok(samples) => {
+                let codec = self.codec.clone();
+                let spawned = std::thread::Builder::new()
+                    .name("dasher-event-dict".into())
+                    .spawn(move || codec.train(&samples, seq));
+                if let Err(e) = spawned {
+                    tracing::warn!(error = %e, "cannot start event dictionary training");
+                    self.codec.give_up();
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read events to train a compression dictionary");
+                self.codec.give_up();
+            }
+        }
     }
 
     /// Runs a read on the blocking pool.
@@ -167,20 +198,41 @@ impl<E: KvEngine> Store for KvStore<E> {
 
     async fn insert_events(&self, machine_id: &str, events: &[NewEvent]) -> Result<InsertOutcome> {
         let id = machine_id.to_owned();
-        let events: Vec<events::Prepared> = events.iter().map(|e| events::Prepared::new(&id, e)).collect();
-        self.writer.submit(false, move |txn| events::insert(txn, &id, &events)).await
+        let trained = self.codec.take_trained();
+        let events = events::prepare(&self.codec, &id, events, trained.as_deref());
+        let record = trained.as_ref().map(|t| t.record());
+        let outcome = self
+            .writer
+            .submit(false, move |txn| {
+                if let Some((k, v)) = record {
+                    txn.put(k, v); // in the same commit as the first bodies that name it
+                }
+                events::insert(txn, &id, &events)
+            })
+            .await;
+        if let Some(t) = trained {
+            self.codec.settle_trained(t, outcome.is_ok());
+        }
+        let outcome = outcome?;
+        if let Some(last) = outcome.ids.iter().flatten().max() {
+            self.maybe_train(*last).await;
+        }
+        Ok(outcome)
     }
 
     async fn query_events(&self, filter: &EventFilter) -> Result<Vec<EventRecord>> {
-        let filter = filter.clone();
-        self.read(move |e| events::query(e, &filter)).await
+        let (filter, codec) = (filter.clone(), self.codec.clone());
+        self.read(move |e| events::query(e, &codec, &filter)).await
     }
 
     async fn prune_events(&self, received_before_unix: Option<i64>, keep_max: Option<u64>) -> Result<u64> {
         let mut deleted = 0;
         loop {
-            let (n, more) =
-                self.writer.submit(true, move |txn| events::prune_step(txn, received_before_unix, keep_max)).await?;
+            let codec = self.codec.clone();
+            let (n, more) = self
+                .writer
+                .submit(true, move |txn| events::prune_step(txn, &codec, received_before_unix, keep_max))
+                .await?;
             deleted += n;
             if !more {
                 return Ok(deleted);
@@ -289,5 +341,71 @@ mod tests {
             .scan_collect((Bound::Included(&b"e"[..]), Bound::Excluded(&b"f"[..])), Direction::Forward, 10)
             .unwrap();
         assert!(left.is_empty(), "event keys left after pruning everything: {left:?}");
+    }
+
+    fn event(n: u64) -> NewEvent {
+        NewEvent {
+            kind: EventKind::Execution,
+            dedupe_key: format!("k{n}"),
+            decision: if n.is_multiple_of(3) { "BLOCK_BINARY" } else { "ALLOW_UNKNOWN" }.into(),
+            file_sha256: format!("{:064x}", n % 97),
+            file_bundle_hash: String::new(),
+            occurred_at_unix: n as f64,
+            received_at_unix: n as i64,
+            body: serde_json::json!({
+                "file_path": format!("/Applications/App{}.app/Contents/MacOS", n % 13),
+                "file_sha256": format!("{:064x}", n % 97),
+                "pid": n,
+            }),
+        }
+    }
+
+    /// Bodies written before, with, and after a compression dictionary read back intact,
+    /// also after a reopen; the dictionary is committed with the first bodies naming it.
+    async fn events_survive_dictionary_training<E: KvEngine>(open: impl Fn() -> E) {
+        let total = event_codec::FIRST_TRAINING + 2_000;
+        {
+            let store = KvStore::new(open()).unwrap();
+            for from in (0..total).step_by(50) {
+                let batch: Vec<NewEvent> = (from..from + 50).map(event).collect();
+                assert_eq!(store.insert_events("m", &batch).await.unwrap().stored, 50);
+            }
+            // Training runs on its own thread; the insert after it finishes stores it.
+            let mut next = total;
+            for _ in 0..600 {
+                if store.engine.get(&[keys::META_EVENT_DICT, &1u32.to_be_bytes()].concat()).unwrap().is_some() {
+                    break;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                store.insert_events("m", &[event(next)]).await.unwrap();
+                next += 1;
+            }
+            let body = store.engine.get(&keys::event_key(next)).unwrap().expect("the last event");
+            assert_eq!(body[0], 2, "bodies after training use the dictionary");
+            let first = store.engine.get(&keys::event_key(1)).unwrap().expect("the first event");
+            assert_eq!(first[0], 1, "bodies before training are compressed without one");
+        }
+        let store = KvStore::new(open()).unwrap();
+        let all = store.query_events(&crate::EventFilter { limit: usize::MAX, ..Default::default() }).await.unwrap();
+        assert!(all.len() as u64 > total);
+        for r in &all {
+            let n = r.event.occurred_at_unix as u64;
+            assert_eq!(r.event, event(n), "event {n}");
+            assert_eq!(r.machine_id, "m");
+        }
+        let by_hash = crate::EventFilter { file_sha256: Some(format!("{:064x}", 5)), limit: 10, ..Default::default() };
+        assert!(store.query_events(&by_hash).await.unwrap().iter().all(|r| r.event.occurred_at_unix as u64 % 97 == 5));
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn redb_events_survive_dictionary_training() {
+        let dir = tempfile::tempdir().unwrap();
+        events_survive_dictionary_training(|| RedbEngine::open(&dir.path().join("db")).unwrap()).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn sled_events_survive_dictionary_training() {
+        let dir = tempfile::tempdir().unwrap();
+        events_survive_dictionary_training(|| crate::kv::SledEngine::open(&dir.path().join("sled")).unwrap()).await;
     }
 }
