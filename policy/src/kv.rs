@@ -24,7 +24,22 @@ pub trait KvBackend: Send + Sync {
     fn put(&self, namespace: &str, key: &str, value: &[u8]) -> Result<(), KvError>;
     /// Deletes a value (missing is fine).
     fn delete(&self, namespace: &str, key: &str) -> Result<(), KvError>;
+    /// Applies one call's writes (`None` deletes), in key order. The host buffers a plugin
+    /// call's writes and applies them here when the call returns, so a backend should make
+    /// them durable together (one commit) rather than one by one; this default does not.
+    fn apply(&self, namespace: &str, writes: &BTreeMap<String, Option<Vec<u8>>>) -> Result<(), KvError> {
+        for (key, value) in writes {
+            match value {
+                Some(v) => self.put(namespace, key, v)?,
+                None => self.delete(namespace, key)?,
+            }
+        }
+        Ok(())
+    }
 }
+
+/// Most bytes (keys + values) one plugin call may write before `kv-set` refuses.
+pub const MAX_WRITE_BYTES_PER_CALL: usize = 16 << 20;
 
 /// In-memory [`KvBackend`].
 #[derive(Debug, Default)]

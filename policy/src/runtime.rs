@@ -3,14 +3,17 @@
 //! initialised plugin generation with its reusable instances.
 //!
 //! Invariants: an instance that trapped (including timeouts and memory-limit traps) is never
-//! reused; every call sets its own epoch deadline; outputs are size-checked before parsing.
+//! reused, and none of its call's kv writes are applied (a call's writes are buffered and
+//! applied together when it returns); every call sets its own epoch deadline; outputs are
+//! size-checked before parsing.
 
 use crate::config::{Limits, Mode};
 use crate::error::{Fault, LoadError};
-use crate::kv::{KvBackend, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryKv};
+use crate::kv::{KvBackend, MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_WRITE_BYTES_PER_CALL, MemoryKv};
 use crate::meta;
 use crate::stats::Stats;
 use dasher_sdk::plugin::{Hook, PluginMetadata};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -44,6 +47,35 @@ pub(crate) struct HostState {
     kv: Arc<dyn KvBackend>,
     namespace: String,
     log_budget: usize,
+    /// The current call's kv writes, applied together when it returns (see [`HostState::flush`]).
+    pending: BTreeMap<String, Option<Vec<u8>>>,
+    pending_bytes: usize,
+}
+
+impl HostState {
+    /// Applies the finished call's kv writes in one backend write. A call that trapped never
+    /// gets here (its instance and writes are dropped), so a call's state changes are all or
+    /// nothing. A backend failure is logged: the call's decision stands, its state is lost.
+    fn flush(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let writes = std::mem::take(&mut self.pending);
+        self.pending_bytes = 0;
+        if let Err(e) = self.kv.apply(&self.namespace, &writes) {
+            tracing::error!(plugin = &*self.plugin, writes = writes.len(), "plugin kv writes not saved: {e}");
+        }
+    }
+
+    fn stage(&mut self, key: String, value: Option<Vec<u8>>) -> Result<(), String> {
+        let bytes = key.len() + value.as_ref().map_or(0, Vec::len);
+        if self.pending_bytes + bytes > MAX_WRITE_BYTES_PER_CALL {
+            return Err(format!("more than {MAX_WRITE_BYTES_PER_CALL} bytes of kv writes in one call"));
+        }
+        self.pending_bytes += bytes;
+        self.pending.insert(key, value);
+        Ok(())
+    }
 }
 
 impl ResourceLimiter for HostState {
@@ -98,6 +130,9 @@ impl wit_host::Host for HostState {
         if key.len() > MAX_KEY_BYTES {
             return None;
         }
+        if let Some(staged) = self.pending.get(&key) {
+            return staged.clone();
+        }
         match self.kv.get(&self.namespace, &key) {
             Ok(v) => v,
             Err(e) => {
@@ -114,14 +149,14 @@ impl wit_host::Host for HostState {
         if value.len() > MAX_VALUE_BYTES {
             return Err(format!("value larger than {MAX_VALUE_BYTES} bytes"));
         }
-        self.kv.put(&self.namespace, &key, &value).map_err(|e| e.to_string())
+        self.stage(key, Some(value))
     }
 
     fn kv_delete(&mut self, key: String) -> Result<(), String> {
         if key.len() > MAX_KEY_BYTES {
             return Err(format!("key longer than {MAX_KEY_BYTES} bytes"));
         }
-        self.kv.delete(&self.namespace, &key).map_err(|e| e.to_string())
+        self.stage(key, None)
     }
 }
 
@@ -312,6 +347,8 @@ impl LoadedPlugin {
             kv: Arc::clone(kv),
             namespace: self.namespace.clone(),
             log_budget: self.limits.max_log_bytes_per_call,
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| s);
@@ -322,8 +359,14 @@ impl LoadedPlugin {
         }
         let bindings = self.pre.instantiate(&mut store).map_err(|e| classify(&store, e))?;
         match bindings.dasher_plugin_hooks().call_init(&mut store, &self.settings_json) {
-            Ok(Ok(())) => Ok(Instance { store, bindings }),
-            Ok(Err(e)) => Err(Fault::PluginError(e.message)),
+            Ok(Ok(())) => {
+                store.data_mut().flush();
+                Ok(Instance { store, bindings })
+            }
+            Ok(Err(e)) => {
+                store.data_mut().flush();
+                Err(Fault::PluginError(e.message))
+            }
             Err(e) => Err(classify(&store, e)),
         }
     }
@@ -359,6 +402,9 @@ impl LoadedPlugin {
             Hook::Init => hooks.call_init(&mut inst.store, input).map(|r| r.map(|()| String::new())),
         };
         let elapsed = started.elapsed();
+        if result.is_ok() {
+            inst.store.data_mut().flush();
+        }
         let out = match result {
             Err(e) => return Err(classify(&inst.store, e)),
             Ok(Err(e)) => Err(Fault::PluginError(e.message)),

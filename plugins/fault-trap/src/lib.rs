@@ -2,7 +2,9 @@
 //! (default `"fault"`; `"*"` = always, which fails the load-time smoke test). Otherwise it
 //! answers normally — `configure`: LOCKDOWN with batch size 7; `select-rules`:
 //! `["fault-trap-set"]`; `triage`: keep every event with label `fault-trap` — so a test can
-//! first get a good decision for a host and then make the same host fail.
+//! first get a good decision for a host and then make the same host fail. `configure` also
+//! records `configured:<machine id>` in kv, and writes `trapped:<machine id>` just before
+//! it panics, so tests can check that a trapped call's kv writes are never saved.
 
 use dasher_sdk::plugin::prelude::*;
 use serde::Deserialize;
@@ -30,8 +32,10 @@ impl Trap {
 impl Configure for Trap {
     fn configure(&self, host: &HostFacts) -> Result<ConfigDecision> {
         if self.triggered(host) {
+            let _ = kv::set(&format!("trapped:{}", host.machine_id), b"written before the panic");
             panic!("fault-trap: deliberate panic")
         }
+        kv::set(&format!("configured:{}", host.machine_id), b"1")?;
         Ok(ConfigDecision { client_mode: Some(ClientMode::Lockdown), batch_size: Some(7), ..Default::default() })
     }
 }

@@ -132,3 +132,18 @@ async fn a_plugin_needing_a_newer_server_is_refused_naming_both_versions() {
     let err = &m.status().load_errors[0].error;
     assert!(err.contains("99.0.0") && err.contains(dasher_policy::SERVER_VERSION), "{err}");
 }
+
+/// A call's kv writes are saved when it returns and dropped when it traps (the example
+/// event-triage test covers reading a call's own unsaved writes: prevalence within a batch).
+#[tokio::test]
+async fn a_trapped_call_saves_none_of_its_kv_writes() {
+    let dir = plugin_dir(&["fault-trap"]);
+    let mut cfg = config(dir.path(), &[]);
+    cfg.degrade_after_faults = 0;
+    let (m, kv) = start(cfg);
+    assert_eq!(m.configure(&host("ok")).await.made_by[0].source, Source::Live);
+    let d = timeout(NO_HANG, m.configure(&faulty(&host("bad")))).await.expect("did not hang");
+    assert_eq!(d.faults[0].kind, "trap");
+    let saved = kv.dump("plugin:fault-trap");
+    assert_eq!(saved.keys().collect::<Vec<_>>(), vec!["configured:ok"], "{saved:?}");
+}

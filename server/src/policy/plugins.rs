@@ -226,4 +226,31 @@ impl KvBackend for StoreKv {
     fn delete(&self, namespace: &str, key: &str) -> Result<(), KvError> {
         self.runtime.block_on(self.store.kv_delete(namespace, key)).map_err(|e| KvError(e.to_string()))
     }
+    /// Submits every write at once, so the store's group-committing writer usually takes them
+    /// in one group: one durable wait per call instead of one per key (not one transaction:
+    /// a crash may keep some of a call's writes).
+    fn apply(&self, namespace: &str, writes: &BTreeMap<String, Option<Vec<u8>>>) -> Result<(), KvError> {
+        self.runtime.block_on(async {
+            let mut pending = tokio::task::JoinSet::new();
+            for (key, value) in writes {
+                let (store, ns, key, value) = (self.store.clone(), namespace.to_owned(), key.clone(), value.clone());
+                pending.spawn(async move {
+                    match value {
+                        Some(v) => store.kv_put(&ns, &key, &v).await,
+                        None => store.kv_delete(&ns, &key).await,
+                    }
+                });
+            }
+            let mut first_error = None;
+            while let Some(done) = pending.join_next().await {
+                let failed = match done {
+                    Ok(Ok(())) => continue,
+                    Ok(Err(e)) => e.to_string(),
+                    Err(e) => format!("kv write task failed: {e}"),
+                };
+                first_error.get_or_insert(KvError(failed));
+            }
+            first_error.map_or(Ok(()), Err)
+        })
+    }
 }
