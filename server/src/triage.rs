@@ -4,7 +4,9 @@
 //! scopes the config allows, see [`crate::proposals`]).
 //!
 //! Owns the queue between the request path and the plugins. Batches are judged one at a
-//! time, in upload order, so a plugin's prevalence counting never races with itself.
+//! time, in upload order, so a plugin's prevalence counting never races with itself; the
+//! verdicts of every batch waiting in the queue (up to [`ROUND_BATCHES`]) are then stored in
+//! one write, so triage keeps up with uploads instead of paying a durable commit per batch.
 //!
 //! Must never: delay or fail an eventupload (the events are already durable; a full queue
 //! leaves a batch untriaged, logged, never lost), or delete an event (a `drop` verdict is
@@ -21,6 +23,10 @@ use tokio::sync::mpsc;
 
 /// Batches that may wait for triage; beyond this new batches are left untriaged.
 pub const QUEUE_BATCHES: usize = 1024;
+/// Most batches judged before their verdicts are stored together.
+pub const ROUND_BATCHES: usize = 64;
+/// A full queue is logged on the first skipped batch, then once per this many skipped events.
+const SKIPPED_LOG_EVERY: u64 = 10_000;
 /// Labels kept per event; a plugin's further labels are ignored.
 pub const MAX_LABELS_PER_EVENT: usize = 32;
 /// Longest label kept, in bytes.
@@ -44,8 +50,9 @@ impl Triager {
     pub fn start(store: Arc<dyn Store>, policy: Arc<dyn PolicyEngine>) -> Triager {
         let (tx, mut rx) = mpsc::channel::<Batch>(QUEUE_BATCHES);
         tokio::spawn(async move {
-            while let Some(batch) = rx.recv().await {
-                if let Err(e) = triage_batch(store.as_ref(), policy.as_ref(), batch).await {
+            let mut round = Vec::with_capacity(ROUND_BATCHES);
+            while rx.recv_many(&mut round, ROUND_BATCHES).await > 0 {
+                if let Err(e) = triage_round(store.as_ref(), policy.as_ref(), round.drain(..)).await {
                     tracing::warn!(error = %e, "triage could not be recorded");
                 }
             }
@@ -60,32 +67,50 @@ impl Triager {
         }
         let n = events.len();
         if self.tx.try_send(Batch { machine_id: machine_id.to_owned(), events }).is_err() {
-            let skipped = self.skipped.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
-            tracing::warn!(machine_id, events = n, skipped_total = skipped, "triage queue full: events stay untriaged");
+            let before = self.skipped.fetch_add(n as u64, Ordering::Relaxed);
+            let skipped = before + n as u64;
+            if before == 0 || before / SKIPPED_LOG_EVERY != skipped / SKIPPED_LOG_EVERY {
+                tracing::warn!(machine_id, skipped_total = skipped, "triage queue full: events stay untriaged");
+            }
         }
     }
 }
 
-async fn triage_batch(store: &dyn Store, policy: &dyn PolicyEngine, batch: Batch) -> Result<(), StoreError> {
+/// Judges `batches` in order, then stores all their verdicts in one write and takes in
+/// their proposals (after the verdicts, as before batching).
+async fn triage_round(
+    store: &dyn Store,
+    policy: &dyn PolicyEngine,
+    batches: impl Iterator<Item = Batch>,
+) -> Result<(), StoreError> {
     let now = now_unix();
-    let host = store.get_host(&batch.machine_id).await?;
-    let facts = host_facts(&batch.machine_id, host.as_ref(), now);
-    let Triaged { verdicts, made_by } = policy.triage(&facts, &batch.events).await;
-    if verdicts.verdicts.is_empty() {
-        return Ok(());
+    let mut records: Vec<(u64, EventTriage)> = Vec::new();
+    let mut proposed = Vec::new();
+    for batch in batches {
+        let host = match store.get_host(&batch.machine_id).await {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::warn!(machine_id = batch.machine_id, error = %e, "triage skipped a batch: host not readable");
+                continue;
+            }
+        };
+        let facts = host_facts(&batch.machine_id, host.as_ref(), now);
+        let Triaged { verdicts, made_by } = policy.triage(&facts, &batch.events).await;
+        for v in verdicts.verdicts {
+            if v.action.is_some() || !v.labels.is_empty() || v.severity.is_some() {
+                records.push((v.event_id, event_triage(&batch.machine_id, &v, &made_by, now)));
+            }
+            for p in v.proposals {
+                proposed.push((batch.machine_id.clone(), p, made_by.clone()));
+            }
+        }
     }
-    let records: Vec<(u64, EventTriage)> = verdicts
-        .verdicts
-        .iter()
-        .filter(|v| v.action.is_some() || !v.labels.is_empty() || v.severity.is_some())
-        .map(|v| (v.event_id, event_triage(&batch.machine_id, v, &made_by, now)))
-        .collect();
     if !records.is_empty() {
         store.put_event_triage(&records).await?;
     }
     let auto_apply = policy.auto_apply_proposals();
-    for p in verdicts.verdicts.iter().flat_map(|v| &v.proposals) {
-        proposals::intake(store, &batch.machine_id, p, &made_by, &auto_apply, now).await?;
+    for (machine_id, p, made_by) in proposed {
+        proposals::intake(store, &machine_id, &p, &made_by, &auto_apply, now).await?;
     }
     Ok(())
 }
