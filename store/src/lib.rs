@@ -7,7 +7,7 @@
 //! database. The same conformance suite ([`conformance`]) runs against every engine.
 //!
 //! Code map: [`open`], [`connect`] and [`StoreSpec`] (`redb:PATH` / `sled:PATH` /
-//! `postgres://…`) pick an engine; [`postgres::PgStore`] is the PostgreSQL engine;
+//! `postgres://…`) pick an engine, [`OpenOptions`] tunes it; [`postgres::PgStore`] is the PostgreSQL engine;
 //! [`kv`] is the ordered key/value adapter ([`kv::KvEngine`]) with the redb and sled
 //! implementations; [`KvStore`] maps the domain onto it (key layout in [`kvstore`]) and
 //! writes through one group-committing writer thread; [`conformance`] holds the contract
@@ -31,7 +31,7 @@ mod spec;
 
 pub use kvstore::KvStore;
 pub use model::*;
-pub use spec::{BadStoreSpec, StoreSpec, connect, open};
+pub use spec::{BadStoreSpec, OpenOptions, StoreSpec, connect, connect_with, open, open_with};
 
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};
