@@ -90,6 +90,10 @@ pub trait Store: Send + Sync + 'static {
     async fn set_clean_requested(&self, machine_id: &str, requested: bool) -> Result<()>;
     /// Replaces the host's sync state.
     async fn put_sync_state(&self, machine_id: &str, state: &HostSyncState) -> Result<()>;
+    /// A preflight's writes as one atomic, durable write: upserts `inventory` exactly as
+    /// [`Store::put_host_inventory`] and replaces the sync state of `inventory.machine_id`
+    /// exactly as [`Store::put_sync_state`] (one commit to wait for instead of two).
+    async fn record_preflight(&self, inventory: &HostInventory, state: &HostSyncState) -> Result<()>;
 
     // ---- rules -------------------------------------------------------------------------
 
