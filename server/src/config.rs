@@ -3,7 +3,7 @@
 
 use dasher_sdk::domain::ConfigDecision;
 use dasher_sdk::wire::ClientMode;
-use dasher_store::StoreSpec;
+use dasher_store::{OpenOptions, StoreSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,6 +20,8 @@ pub struct Config {
     /// Storage engine and location (`redb:PATH`, `sled:PATH` or `postgres://USER@HOST:PORT/DB`);
     /// default `redb:{data_dir}/dasher.redb`.
     pub store: Option<StoreSpec>,
+    /// Embedded-engine tuning (`[storage]`).
+    pub storage: StorageSettings,
     /// Path prefix of the sync routes, e.g. `/santa` → `/santa/preflight/{machine_id}`.
     pub sync_prefix: String,
     /// Bearer token for the admin API (also `DASHER_ADMIN_TOKEN`); generated if unset.
@@ -52,6 +54,28 @@ pub struct TagPolicy {
     pub config: ConfigDecision,
     /// Extra rule sets (besides the set named like the tag).
     pub rule_sets: Vec<String>,
+}
+
+/// Tuning of the embedded storage engines (redb, sled); PostgreSQL ignores it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StorageSettings {
+    /// Page cache in MiB (redb's cache size, sled's `cache_capacity`; both default to 1 GiB
+    /// on their own, which an event flood fills). At least 1.
+    pub cache_mb: u64,
+}
+
+impl StorageSettings {
+    /// `cache_mb` in bytes (`None` if it overflows the address space).
+    fn cache_bytes(&self) -> Option<usize> {
+        usize::try_from(self.cache_mb).ok()?.checked_mul(1 << 20)
+    }
+}
+
+impl Default for StorageSettings {
+    fn default() -> Self {
+        StorageSettings { cache_mb: 256 }
+    }
 }
 
 /// Bounds on everything that comes from outside.
@@ -122,6 +146,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".parse().expect("valid address"),
             data_dir: PathBuf::from("data"),
             store: None,
+            storage: StorageSettings::default(),
             sync_prefix: "/santa".into(),
             admin_token: None,
             limits: Limits::default(),
@@ -208,6 +233,11 @@ impl Config {
         self.store.clone().unwrap_or_else(|| StoreSpec::Redb(self.data_dir.join("dasher.redb")))
     }
 
+    /// How to open the store (`[storage]`); valid once [`Config::validate`] passed.
+    pub fn store_options(&self) -> OpenOptions {
+        OpenOptions { cache_bytes: self.storage.cache_bytes() }
+    }
+
     /// Checks ranges and the prefix.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let prefix = &self.sync_prefix;
@@ -220,6 +250,12 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "limits.max_connections and limits.body_read_timeout_secs must be at least 1".into(),
             ));
+        }
+        if self.storage.cache_mb == 0 || self.storage.cache_bytes().is_none() {
+            return Err(ConfigError::Invalid(format!(
+                "storage.cache_mb must be at least 1 and its bytes fit in the address space (got {})",
+                self.storage.cache_mb
+            )));
         }
         self.admin.validate().map_err(ConfigError::Invalid)?;
         crate::http::sync_auth::SyncAuth::new(&self.sync_auth).map_err(ConfigError::Invalid)?;
@@ -281,6 +317,21 @@ mod tests {
         assert!(Config::from_toml("[defaults]\nallowed_path_regex = \"\"").is_err());
         assert!(Config::from_toml("sync_prefix = \"santa/\"").is_err());
         assert!(Config::from_toml("[defaults]\nclient_mode = \"PARANOID\"").is_err());
+    }
+
+    #[test]
+    fn storage_cache_defaults_to_256_mib_and_rejects_0() {
+        let c = Config::from_toml("").unwrap();
+        assert_eq!(c.storage.cache_mb, 256);
+        assert_eq!(c.store_options().cache_bytes, Some(256 << 20));
+        let c = Config::from_toml("[storage]\ncache_mb = 32").unwrap();
+        assert_eq!(c.store_options().cache_bytes, Some(32 << 20));
+        let err = Config::from_toml("[storage]\ncache_mb = 0").unwrap_err().to_string();
+        assert!(err.contains("storage.cache_mb"), "names the key: {err}");
+        let err = Config::from_toml(&format!("[storage]\ncache_mb = {}", u64::MAX >> 1)).unwrap_err().to_string();
+        assert!(err.contains("storage.cache_mb"), "an overflowing size is refused: {err}");
+        let err = Config::from_toml("[storage]\ncache_gb = 1").unwrap_err().to_string();
+        assert!(err.contains("cache_gb"), "unknown key named: {err}");
     }
 
     #[test]

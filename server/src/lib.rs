@@ -125,7 +125,9 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     let spec = config.store_spec();
     let metrics = Arc::new(metrics::Metrics::new());
     let store: Arc<dyn dasher_store::Store> = Arc::new(metrics::store::MeteredStore::new(
-        dasher_store::connect(&spec).await.with_context(|| format!("opening store {spec}"))?,
+        dasher_store::connect_with(&spec, &config.store_options())
+            .await
+            .with_context(|| format!("opening store {spec}"))?,
         metrics.clone(),
     ));
     let admin_token = admin_token(&config)?;

@@ -83,6 +83,9 @@ struct ServeArgs {
     /// Storage: `redb:PATH` (default), `sled:PATH` or `postgres://USER@HOST:PORT/DB` (shared by replicas).
     #[arg(long, env = "DASHER_STORE")]
     store: Option<String>,
+    /// Page cache of the embedded engine in MiB [default: 256; ignored for PostgreSQL].
+    #[arg(long, env = "DASHER_STORE_CACHE_MB")]
+    store_cache_mb: Option<u64>,
     /// Admin API bearer token (generated into DATA_DIR/admin.token if unset).
     #[arg(long, env = "DASHER_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
@@ -173,6 +176,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(store) = args.store {
         config.store = Some(store.parse()?);
+    }
+    if let Some(mb) = args.store_cache_mb {
+        config.storage.cache_mb = mb;
     }
     if let Some(dir) = args.plugins_dir {
         config.plugins.get_or_insert_with(Default::default).dir = dir;

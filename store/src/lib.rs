@@ -7,7 +7,7 @@
 //! database. The same conformance suite ([`conformance`]) runs against every engine.
 //!
 //! Code map: [`open`], [`connect`] and [`StoreSpec`] (`redb:PATH` / `sled:PATH` /
-//! `postgres://…`) pick an engine; [`postgres::PgStore`] is the PostgreSQL engine;
+//! `postgres://…`) pick an engine, [`OpenOptions`] tunes it; [`postgres::PgStore`] is the PostgreSQL engine;
 //! [`kv`] is the ordered key/value adapter ([`kv::KvEngine`]) with the redb and sled
 //! implementations; [`KvStore`] maps the domain onto it (key layout in [`kvstore`]) and
 //! writes through one group-committing writer thread; [`conformance`] holds the contract
@@ -31,7 +31,7 @@ mod spec;
 
 pub use kvstore::KvStore;
 pub use model::*;
-pub use spec::{BadStoreSpec, StoreSpec, connect, open};
+pub use spec::{BadStoreSpec, OpenOptions, StoreSpec, connect, connect_with, open, open_with};
 
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};
@@ -90,6 +90,10 @@ pub trait Store: Send + Sync + 'static {
     async fn set_clean_requested(&self, machine_id: &str, requested: bool) -> Result<()>;
     /// Replaces the host's sync state.
     async fn put_sync_state(&self, machine_id: &str, state: &HostSyncState) -> Result<()>;
+    /// A preflight's writes as one atomic, durable write: upserts `inventory` exactly as
+    /// [`Store::put_host_inventory`] and replaces the sync state of `inventory.machine_id`
+    /// exactly as [`Store::put_sync_state`] (one commit to wait for instead of two).
+    async fn record_preflight(&self, inventory: &HostInventory, state: &HostSyncState) -> Result<()>;
 
     // ---- rules -------------------------------------------------------------------------
 

@@ -1,5 +1,6 @@
 //! [`StoreSpec`]: which engine and where, as one config string (`redb:PATH`, `sled:PATH`,
-//! `postgres://USER@HOST:PORT/DB`), and [`open`] / [`connect`]. Owns parsing and engine
+//! `postgres://USER@HOST:PORT/DB`), [`OpenOptions`] (engine tuning such as the page cache),
+//! and [`open`] / [`connect`] (with `_with` variants taking options). Owns parsing and engine
 //! selection; must never create directories (the caller decides where data lives) nor print a
 //! database password (`Display` redacts it).
 
@@ -96,9 +97,24 @@ impl<'de> Deserialize<'de> for StoreSpec {
     }
 }
 
-/// Opens (creating if needed) the embedded store `spec` names. The parent directory must
-/// exist. A PostgreSQL spec needs [`connect`] (it is asynchronous) and is an error here.
+/// Engine tuning applied when a store is opened. `Default` leaves every engine at its own
+/// defaults (what [`open`] and [`connect`] use).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Page cache of an embedded engine in bytes (redb's cache size, sled's `cache_capacity`);
+    /// `None` keeps the engine default (1 GiB for both). PostgreSQL ignores it.
+    pub cache_bytes: Option<usize>,
+}
+
+/// Opens (creating if needed) the embedded store `spec` names with engine defaults. The parent
+/// directory must exist. A PostgreSQL spec needs [`connect`] (it is asynchronous) and is an
+/// error here.
 pub fn open(spec: &StoreSpec) -> Result<Arc<dyn Store>> {
+    open_with(spec, &OpenOptions::default())
+}
+
+/// [`open`] with engine tuning.
+pub fn open_with(spec: &StoreSpec, options: &OpenOptions) -> Result<Arc<dyn Store>> {
     let Some(path) = spec.path() else {
         return Err(StoreError::Engine(format!("store {spec} is a database server: open it with connect()")));
     };
@@ -111,8 +127,8 @@ pub fn open(spec: &StoreSpec) -> Result<Arc<dyn Store>> {
         )));
     }
     Ok(match spec {
-        StoreSpec::Redb(p) => Arc::new(KvStore::new(RedbEngine::open(p)?)?),
-        StoreSpec::Sled(p) => Arc::new(KvStore::new(SledEngine::open(p)?)?),
+        StoreSpec::Redb(p) => Arc::new(KvStore::new(RedbEngine::open_with(p, options.cache_bytes)?)?),
+        StoreSpec::Sled(p) => Arc::new(KvStore::new(SledEngine::open_with(p, options.cache_bytes)?)?),
         StoreSpec::Postgres(_) => unreachable!("handled above"),
     })
 }
@@ -120,9 +136,15 @@ pub fn open(spec: &StoreSpec) -> Result<Arc<dyn Store>> {
 /// Opens any store: embedded engines as [`open`] does; for PostgreSQL, connects and brings
 /// the schema up to date (safe while other replicas start at the same time).
 pub async fn connect(spec: &StoreSpec) -> Result<Arc<dyn Store>> {
+    connect_with(spec, &OpenOptions::default()).await
+}
+
+/// [`connect`] with engine tuning (which PostgreSQL ignores: its memory is the database
+/// server's to configure).
+pub async fn connect_with(spec: &StoreSpec, options: &OpenOptions) -> Result<Arc<dyn Store>> {
     match spec {
         StoreSpec::Postgres(url) => Ok(Arc::new(PgStore::connect(url).await?)),
-        _ => open(spec),
+        _ => open_with(spec, options),
     }
 }
 

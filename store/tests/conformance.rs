@@ -30,6 +30,7 @@ macro_rules! engine_tests {
                 };
             }
             check!(hosts);
+            check!(preflight_writes);
             check!(host_paging);
             check!(rule_versions);
             check!(rule_history);

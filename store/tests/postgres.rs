@@ -34,6 +34,7 @@ macro_rules! check {
     };
 }
 check!(hosts);
+check!(preflight_writes);
 check!(host_paging);
 check!(rule_versions);
 check!(rule_history);

@@ -214,7 +214,7 @@ async fn a_failing_reject_plugin_makes_preflight_503_and_the_host_keeps_its_rule
 
     // fault-trap now traps for this host, which also stops matching the pin.
     set_tags(&s, "cad-2", json!(["fault"])).await;
-    let r = s.stage("preflight", "cad-2", &pre).await;
+    let r = s.stage("preflight", "cad-2", &preflight("cad-2", "renamed.example.com")).await;
     assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", String::from_utf8_lossy(&r.body));
     let error = r.json()["error"].as_str().unwrap().to_owned();
     assert!(error.contains("fault-trap") && error.contains("reject"), "{error}");
@@ -225,6 +225,10 @@ async fn a_failing_reject_plugin_makes_preflight_503_and_the_host_keeps_its_rule
     assert_eq!(after["sync"]["acked"], before["sync"]["acked"]);
     assert_eq!(after["sync"]["decided"], before["sync"]["decided"]);
     assert!(after["sync"]["last_outcome"].as_str().unwrap().starts_with("policy_rejected"), "{after}");
+    assert_eq!(
+        after["inventory"]["hostname"], "renamed.example.com",
+        "a refused preflight still records what it reported"
+    );
 
     // Healthy again: the sync goes through and applies the plugin's current output.
     set_tags(&s, "cad-2", json!([])).await;

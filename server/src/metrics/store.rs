@@ -110,6 +110,12 @@ impl Store for MeteredStore {
         self.done("put_sync_state", started, r)
     }
 
+    async fn record_preflight(&self, inventory: &HostInventory, state: &HostSyncState) -> Result<()> {
+        let started = Instant::now();
+        let r = self.inner.record_preflight(inventory, state).await;
+        self.done("record_preflight", started, r)
+    }
+
     async fn commit_rules(&self, changes: &[RuleChange]) -> Result<u64> {
         let started = Instant::now();
         let r = self.inner.commit_rules(changes).await;

@@ -106,18 +106,17 @@ impl SyncService {
             first_seen_unix: previous.as_ref().map_or(now, |p| p.first_seen_unix),
             last_seen_unix: now,
         };
-        self.store.put_host_inventory(&inventory).await?;
-
+        // Stored with the sync state at the end (or the refusal's): one durable write.
         let mut host = existing.unwrap_or_else(|| Host { machine_id: machine_id.to_owned(), ..Default::default() });
-        host.inventory = Some(inventory);
+        host.inventory = Some(inventory.clone());
         let facts = host_facts(machine_id, Some(&host), now);
         let configured = match self.policy.configure(&facts).await {
             Ok(c) => c,
-            Err(e) => return Err(self.policy_rejected(machine_id, &host, e).await),
+            Err(e) => return Err(self.policy_rejected(&inventory, &host, e).await),
         };
         let selection = match self.policy.select_rule_sets(&facts).await {
             Ok(s) => s,
-            Err(e) => return Err(self.policy_rejected(machine_id, &host, e).await),
+            Err(e) => return Err(self.policy_rejected(&inventory, &host, e).await),
         };
         let host_rules = host_rules::apply(self.store.as_ref(), machine_id, &selection.host_rules).await?;
         let head = self.store.head_version().await?;
@@ -142,19 +141,20 @@ impl SyncService {
         state.last_preflight_unix = now;
         state.last_outcome = "in_progress".into();
         state.decided = Some(provenance(now, &configured, &selection, host_rules));
-        self.store.put_sync_state(machine_id, &state).await?;
+        self.store.record_preflight(&inventory, &state).await?;
         tracing::debug!(machine_id, ?sync_type, reason, "preflight");
 
         Ok(preflight_response(decision, sync_type, ClientCaps::from_version_str(&req.santa_version)))
     }
 
-    /// Records a refused preflight in the host's sync state (nothing else changes: the
-    /// client keeps its state) and returns the 503 to answer.
-    async fn policy_rejected(&self, machine_id: &str, host: &Host, e: PolicyRejected) -> ApiError {
+    /// Records a refused preflight: the reported inventory, and the refusal in the host's sync
+    /// state (nothing else changes: the client keeps its state). Returns the 503 to answer.
+    async fn policy_rejected(&self, inventory: &HostInventory, host: &Host, e: PolicyRejected) -> ApiError {
+        let machine_id = inventory.machine_id.as_str();
         tracing::warn!(machine_id, "preflight refused: {e}");
         let mut state = host.sync.clone();
         state.last_outcome = format!("policy_rejected: {} failed in {}", e.plugins, e.hook);
-        if let Err(store_error) = self.store.put_sync_state(machine_id, &state).await {
+        if let Err(store_error) = self.store.record_preflight(inventory, &state).await {
             return store_error.into();
         }
         e.into()

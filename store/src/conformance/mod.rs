@@ -115,6 +115,50 @@ pub async fn hosts(store: &dyn Store) {
     assert_eq!(store.host_count().await.unwrap(), 1, "host_count counts inventories");
 }
 
+/// `record_preflight` writes inventory and sync state together, each as its own `put_*` call
+/// would: a new host is counted once (also one known before only by tags), an existing one
+/// keeps `first_seen_unix`, tags and clean flag, and its sync state is replaced.
+pub async fn preflight_writes(store: &dyn Store) {
+    let state = |outcome: &str, at: i64| HostSyncState {
+        last_outcome: outcome.to_owned(),
+        last_preflight_unix: at,
+        ..HostSyncState::default()
+    };
+    store.record_preflight(&inventory("p1", 100), &state("in_progress", 100)).await.unwrap();
+    let h = store.get_host("p1").await.unwrap().expect("new host stored");
+    assert_eq!(h.inventory.as_ref().map(|i| (i.first_seen_unix, i.last_seen_unix)), Some((100, 100)));
+    assert_eq!(h.sync, state("in_progress", 100), "sync state written with the inventory");
+    assert_eq!(store.host_count().await.unwrap(), 1, "a new host is counted");
+
+    store.set_host_tags("p1", &["eng".into()]).await.unwrap();
+    store.set_clean_requested("p1", true).await.unwrap();
+    let mut later = inventory("p1", 200);
+    later.hostname = "renamed".into();
+    store.record_preflight(&later, &state("policy_rejected", 200)).await.unwrap();
+    let h = store.get_host("p1").await.unwrap().unwrap();
+    let inv = h.inventory.expect("inventory kept");
+    assert_eq!((inv.first_seen_unix, inv.last_seen_unix), (100, 200), "an existing host keeps first_seen_unix");
+    assert_eq!(inv.hostname, "renamed");
+    assert_eq!(h.sync, state("policy_rejected", 200), "sync state replaced");
+    assert_eq!(h.tags, vec!["eng".to_string()], "tags untouched");
+    assert!(h.clean_requested, "clean flag untouched");
+    assert_eq!(store.host_count().await.unwrap(), 1, "an existing host is not counted again");
+
+    // Known by tags only, then its first preflight (with no first_seen of its own).
+    store.set_host_tags("p2", &["lab".into()]).await.unwrap();
+    assert_eq!(store.host_count().await.unwrap(), 1, "tags alone do not count a host");
+    let mut first = inventory("p2", 300);
+    first.first_seen_unix = 0;
+    store.record_preflight(&first, &state("in_progress", 300)).await.unwrap();
+    let h = store.get_host("p2").await.unwrap().unwrap();
+    assert_eq!(h.inventory.map(|i| i.first_seen_unix), Some(300), "first_seen_unix defaults to last_seen_unix");
+    assert_eq!(h.tags, vec!["lab".to_string()]);
+    assert_eq!(h.sync, state("in_progress", 300));
+    assert_eq!(store.host_count().await.unwrap(), 2, "its first inventory counts it");
+    let ids: Vec<String> = store.list_hosts(None, 10).await.unwrap().into_iter().map(|h| h.machine_id).collect();
+    assert_eq!(ids, vec!["p1", "p2"]);
+}
+
 /// `list_hosts` pages in machine-id order with `after` and `limit`.
 pub async fn host_paging(store: &dyn Store) {
     let mut ids: Vec<String> = (0..25).map(|i| format!("host-{:02}", (i * 7) % 25)).collect();

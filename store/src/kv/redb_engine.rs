@@ -27,7 +27,17 @@ pub struct RedbEngine {
 impl RedbEngine {
     /// Opens or creates the database file at `path` (its directory must exist).
     pub fn open(path: &Path) -> Result<Self> {
-        let db = Database::create(path)
+        Self::open_with(path, None)
+    }
+
+    /// [`RedbEngine::open`] with a page cache of `cache_bytes` (`None`: redb's default, 1 GiB).
+    pub fn open_with(path: &Path, cache_bytes: Option<usize>) -> Result<Self> {
+        let mut builder = redb::Builder::new();
+        if let Some(bytes) = cache_bytes {
+            builder.set_cache_size(bytes);
+        }
+        let db = builder
+            .create(path)
             .map_err(|e| StoreError::Engine(format!("redb: cannot open {}: {e}", path.display())))?;
         // Create the table once so read transactions never see it missing.
         let txn = db.begin_write().map_err(|e| err("begin write")(e.into()))?;

@@ -18,8 +18,16 @@ pub struct SledEngine {
 impl SledEngine {
     /// Opens or creates the database directory at `path` (its parent must exist).
     pub fn open(path: &Path) -> Result<Self> {
-        let db =
-            sled::open(path).map_err(|e| StoreError::Engine(format!("sled: cannot open {}: {e}", path.display())))?;
+        Self::open_with(path, None)
+    }
+
+    /// [`SledEngine::open`] with a page cache of `cache_bytes` (`None`: sled's default, 1 GiB).
+    pub fn open_with(path: &Path, cache_bytes: Option<usize>) -> Result<Self> {
+        let mut config = sled::Config::new().path(path);
+        if let Some(bytes) = cache_bytes {
+            config = config.cache_capacity(bytes as u64);
+        }
+        let db = config.open().map_err(|e| StoreError::Engine(format!("sled: cannot open {}: {e}", path.display())))?;
         Ok(SledEngine { db })
     }
 }

@@ -161,6 +161,17 @@ impl<E: KvEngine> Store for KvStore<E> {
             .await
     }
 
+    async fn record_preflight(&self, inventory: &HostInventory, state: &HostSyncState) -> Result<()> {
+        let (inv, state) = (inventory.clone(), state.clone());
+        self.writer
+            .submit(false, move |txn| {
+                hosts::put_inventory(txn, &inv)?;
+                hosts::put_sync(txn, &inv.machine_id, &state);
+                Ok(())
+            })
+            .await
+    }
+
     async fn commit_rules(&self, changes: &[RuleChange]) -> Result<u64> {
         let changes = changes.to_vec();
         self.writer.submit(false, move |txn| rules::commit(txn, &changes)).await

@@ -222,22 +222,34 @@ fn host_from_row(row: &tokio_postgres::Row) -> Result<Host> {
 
 const HOST_COLUMNS: &str = "machine_id, inventory, first_seen_unix, tags, clean_requested, sync";
 
+/// The `SET` clause of an inventory upsert (`excluded` holds the new inventory and
+/// [`reported_first_seen`]): an existing non-zero `first_seen_unix` wins.
+macro_rules! upsert_inventory {
+    () => {
+        "inventory = excluded.inventory,
+         first_seen_unix = CASE WHEN dasher_hosts.inventory IS NOT NULL AND dasher_hosts.first_seen_unix <> 0
+                                THEN dasher_hosts.first_seen_unix ELSE excluded.first_seen_unix END"
+    };
+}
+
+/// `first_seen_unix` to store for a host not seen before: the report's, or its `last_seen_unix`.
+fn reported_first_seen(inventory: &HostInventory) -> i64 {
+    if inventory.first_seen_unix != 0 { inventory.first_seen_unix } else { inventory.last_seen_unix }
+}
+
 #[async_trait]
 impl Store for PgStore {
     async fn put_host_inventory(&self, inventory: &HostInventory) -> Result<()> {
-        // An existing non-zero first_seen wins; otherwise the report's, or its last_seen.
-        let first_seen =
-            if inventory.first_seen_unix != 0 { inventory.first_seen_unix } else { inventory.last_seen_unix };
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(
+            .prepare_cached(concat!(
                 "INSERT INTO dasher_hosts (machine_id, inventory, first_seen_unix) VALUES ($1, $2, $3)
-                 ON CONFLICT (machine_id) DO UPDATE SET inventory = excluded.inventory,
-                   first_seen_unix = CASE WHEN dasher_hosts.inventory IS NOT NULL AND dasher_hosts.first_seen_unix <> 0
-                                          THEN dasher_hosts.first_seen_unix ELSE excluded.first_seen_unix END",
-            )
+                 ON CONFLICT (machine_id) DO UPDATE SET ",
+                upsert_inventory!()
+            ))
             .await
             .map_err(pg_err)?;
+        let first_seen = reported_first_seen(inventory);
         client
             .execute(&stmt, &[&inventory.machine_id.as_bytes(), &Json(inventory), &first_seen])
             .await
@@ -328,6 +340,25 @@ impl Store for PgStore {
             .await
             .map_err(pg_err)?;
         client.execute(&stmt, &[&machine_id.as_bytes(), &Json(state)]).await.map_err(pg_err)?;
+        Ok(())
+    }
+
+    async fn record_preflight(&self, inventory: &HostInventory, state: &HostSyncState) -> Result<()> {
+        // One statement, so one atomic commit.
+        let client = self.client().await?;
+        let stmt = client
+            .prepare_cached(concat!(
+                "INSERT INTO dasher_hosts (machine_id, inventory, first_seen_unix, sync) VALUES ($1, $2, $3, $4)
+                 ON CONFLICT (machine_id) DO UPDATE SET sync = excluded.sync, ",
+                upsert_inventory!()
+            ))
+            .await
+            .map_err(pg_err)?;
+        let first_seen = reported_first_seen(inventory);
+        client
+            .execute(&stmt, &[&inventory.machine_id.as_bytes(), &Json(inventory), &first_seen, &Json(state)])
+            .await
+            .map_err(pg_err)?;
         Ok(())
     }
 
