@@ -3,9 +3,12 @@
 # by dasher-sim. See "How to run" in BENCHMARKS.md.
 #
 #   scripts/bench.sh [--smoke] [--only NAME] [--engines "redb sled"] [--out DIR]
-#   (full size: HOSTS=10000 and DURATION=120s of the load phases can be overridden from the environment)
+#   (full size: HOSTS=10000 and DURATION=120s of the load phases, MEM_HOSTS=100000,
+#   MEM_RULES=1000000, MEM_CONC=256 and RULE_BATCH=50000 of the memory run, and REWRITE_EVERY=2s
+#   of the reload run can be overridden from the environment)
 #
-# Scenarios (NAME): baseline, steady, rule-push, storm, big-clean, event-flood. Every scenario
+# Scenarios (NAME): baseline, steady, steady-noplugins, rule-push, storm, big-clean, event-flood,
+# memory, reload. Every scenario
 # gets a fresh data directory and a fresh server per engine, so peak RSS (VmHWM) and store size
 # belong to that scenario alone. Results: DIR/RUN.json (simulator report + server CPU/RSS of
 # the measured phase), DIR/RUN.meta.json (engine, store size, reopen time), and the merged
@@ -24,7 +27,7 @@ while [ $# -gt 0 ]; do
         --only) ONLY="$2"; shift ;;
         --engines) ENGINES="$2"; shift ;;
         --out) OUT="$2"; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        -h|--help) sed -n '2,15p' "$0"; exit 0 ;;
         *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -34,9 +37,12 @@ if [ "$SMOKE" = 1 ]; then
     # Tiny sizes: proves every scenario runs end to end, in well under 2 minutes.
     HOSTS=50; RULES=500; DURATION=3s; CONC=16; EDIT_EVERY=1s; EDIT_RULES=10
     PUSH=200; STORM_RULES=500; STORM_CONC=50; BIG_RULES=2000; EVENTS=10000; FLOOD_CONC=8
+    MEM_HOSTS=200; MEM_RULES=5000; MEM_CONC=32; RULE_BATCH=1000; REWRITE_EVERY=1s
 else
     HOSTS=${HOSTS:-10000}; RULES=1000; DURATION=${DURATION:-120s}; CONC=64; EDIT_EVERY=10s; EDIT_RULES=10
     PUSH=5000; STORM_RULES=20000; STORM_CONC=512; BIG_RULES=100000; EVENTS=1000000; FLOOD_CONC=32
+    MEM_HOSTS=${MEM_HOSTS:-100000}; MEM_RULES=${MEM_RULES:-1000000}; MEM_CONC=${MEM_CONC:-256}
+    RULE_BATCH=${RULE_BATCH:-50000}; REWRITE_EVERY=${REWRITE_EVERY:-2s}
 fi
 # Bound on every server process this script starts (seconds).
 SERVER_LIMIT=$([ "$SMOKE" = 1 ] && echo 300 || echo 7200)
@@ -90,15 +96,15 @@ watchdog() {
     WATCHDOG_PID=$!
 }
 
-# start_server ENGINE DATA_DIR PORT [noplugins] -> sets SERVER_PID and READY_NS.
+# start_server ENGINE DATA_DIR PORT [plugins|noplugins|watch] -> sets SERVER_PID and READY_NS.
+# watch: the plugins from their own directory ($WORK/plugins-watch), watched for changes.
 start_server() {
     local engine=$1 data=$2 port=$3 plugins=${4:-plugins} store config
     case "$engine" in
         redb) store="redb:$data/dasher.redb" ;;
         sled) store="sled:$data/sled" ;;
     esac
-    config=$WORK/dasher.toml
-    [ "$plugins" = plugins ] || config=$WORK/dasher-noplugins.toml
+    config=$WORK/dasher-$plugins.toml
     local t0
     t0=$(date +%s%N)
     "$BIN/dasher" serve --config "$config" --listen "127.0.0.1:$port" --data-dir "$data" --store "$store" \
@@ -141,10 +147,11 @@ mkdir -p "$WORK/plugins"
 for p in staged-rollout ruleset-targeting event-triage; do
     "$BIN/dasher" plugin build "plugins/$p" --out "$WORK/plugins/$p.wasm" >/dev/null
 done
-cat >"$WORK/dasher.toml" <<EOF
+plugins_config() { # plugins_config DIR WATCH
+    cat <<EOF
 [plugins]
-dir = "$WORK/plugins"
-watch = false
+dir = "$1"
+watch = $2
 order = ["staged-rollout", "ruleset-targeting", "event-triage"]
 
 [plugins.plugin.staged-rollout]
@@ -156,6 +163,9 @@ settings = { always = ["global"], targets = [{ rule_set = "developer-tools", gro
 [plugins.plugin.event-triage]
 settings = { approved_team_ids = ["EQHXZ8M8AV", "UBF8T346G9"], propose_after_hosts = 3 }
 EOF
+}
+plugins_config "$WORK/plugins" false >"$WORK/dasher-plugins.toml"
+plugins_config "$WORK/plugins-watch" true >"$WORK/dasher-watch.toml"
 : >"$WORK/dasher-noplugins.toml"
 
 LIMIT=$([ "$SMOKE" = 1 ] && echo 120 || echo 3600)
@@ -182,6 +192,16 @@ for engine in $ENGINES; do
             --hosts "$HOSTS" --rules "$RULES" --duration "$DURATION" --concurrency "$CONC" \
             --edit-every "$EDIT_EVERY" --edit-rules "$EDIT_RULES" --report "$OUT/2-steady-$engine.json"
         stop_server; meta "2-steady-$engine" "$engine" "$data"
+    fi
+
+    if want steady-noplugins; then
+        echo "==> steady state without plugins ($engine): as steady, no plugins loaded"
+        data=$WORK/steady-noplugins-$engine; mkdir -p "$data"; port=$(free_port)
+        start_server "$engine" "$data" "$port" noplugins
+        sim "$LIMIT" steady --server "http://127.0.0.1:$port/santa/" --admin-token "$TOKEN" --server-pid "$SERVER_PID" \
+            --hosts "$HOSTS" --rules "$RULES" --duration "$DURATION" --concurrency "$CONC" \
+            --edit-every "$EDIT_EVERY" --edit-rules "$EDIT_RULES" --report "$OUT/2-steady-$engine-noplugins.json"
+        stop_server; meta "2-steady-$engine-noplugins" "$engine" "$data" ',"plugins":false'
     fi
 
     if want rule-push; then
@@ -226,6 +246,29 @@ for engine in $ENGINES; do
         stop_server
         STORE_BYTES=$flood_bytes meta "6-event-flood-$engine" "$engine" "$data" \
             ",\"reopen_s\":$(awk "BEGIN{print $READY_NS/1e9}")"
+    fi
+
+    if want memory; then
+        echo "==> memory ($engine): $MEM_HOSTS hosts register, $MEM_RULES rules load, one host clean-syncs them all"
+        data=$WORK/memory-$engine; mkdir -p "$data"; port=$(free_port)
+        start_server "$engine" "$data" "$port"
+        sim "$LIMIT" memory --server "http://127.0.0.1:$port/santa/" --admin-token "$TOKEN" --server-pid "$SERVER_PID" \
+            --hosts "$MEM_HOSTS" --rules "$MEM_RULES" --rule-batch "$RULE_BATCH" --concurrency "$MEM_CONC" \
+            --report "$OUT/7-memory-$engine.json"
+        stop_server; meta "7-memory-$engine" "$engine" "$data"
+    fi
+
+    if want reload; then
+        echo "==> hot reload under load ($engine): steady, plugins watched, staged-rollout rewritten every $REWRITE_EVERY"
+        rm -rf "$WORK/plugins-watch"; cp -r "$WORK/plugins" "$WORK/plugins-watch"
+        data=$WORK/reload-$engine; mkdir -p "$data"; port=$(free_port)
+        start_server "$engine" "$data" "$port" watch
+        sim "$LIMIT" steady --server "http://127.0.0.1:$port/santa/" --admin-token "$TOKEN" --server-pid "$SERVER_PID" \
+            --hosts "$HOSTS" --rules "$RULES" --duration "$DURATION" --concurrency "$CONC" \
+            --edit-every "$EDIT_EVERY" --edit-rules "$EDIT_RULES" \
+            --rewrite-plugin "$WORK/plugins-watch/staged-rollout.wasm" --rewrite-every "$REWRITE_EVERY" \
+            --report "$OUT/8-reload-$engine.json"
+        stop_server; meta "8-reload-$engine" "$engine" "$data" ',"watch":true'
     fi
 done
 

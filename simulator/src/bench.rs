@@ -12,6 +12,12 @@
 //! - `storm`: every (registered) host asks for a clean sync at once against a loaded rule set;
 //!   with `--hosts 1` it is the single-host large clean sync.
 //! - `event-flood`: event uploads only, in fixed-size batches, as fast as the server stores them.
+//! - `memory`: a large inventory and rule set: every host registers (a full sync with no rules),
+//!   the rules load in big admin batches, then one host clean-syncs all of them; reports the
+//!   server's RSS after each phase and its peak.
+//!
+//! With an admin token, `steady` also scrapes `/metrics` at both ends of the measured phase and
+//! reports how many plugin-set swaps (hot reloads) happened in between.
 //! - `baseline-server`: a trivial hyper endpoint with fixed minimal answers per stage.
 
 use crate::client::Ctx;
@@ -44,6 +50,8 @@ pub enum BenchCmd {
     Storm(Scenario),
     /// Event flood: `--events` events in batches of `--batch`, no syncs.
     EventFlood(Scenario),
+    /// Memory: `--hosts` register, `--rules` load, then one host clean-syncs them all.
+    Memory(Scenario),
     /// Serve a trivial endpoint (fixed minimal answers per stage) on 127.0.0.1:PORT.
     BaselineServer {
         /// Port.
@@ -103,6 +111,19 @@ pub struct Scenario {
     /// `event-flood`: events per upload.
     #[arg(long, default_value_t = 50)]
     pub batch: usize,
+    /// Rules per admin request when loading rules (the server accepts up to
+    /// `limits.max_rules_per_request`, default 100,000, in a 64 MiB body).
+    #[arg(long, default_value_t = 10_000)]
+    pub rule_batch: u64,
+    /// `steady`: during the measured phase, rewrite this plugin file (in the server's watched
+    /// plugin directory) every `--rewrite-every`, alternating its original bytes and the same
+    /// module with an extra custom section, each written to a hidden temp file and renamed
+    /// over it, so every rewrite is a real hot reload.
+    #[arg(long)]
+    pub rewrite_plugin: Option<PathBuf>,
+    /// `steady`: interval of `--rewrite-plugin`.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub rewrite_every: Duration,
     /// Fleet seed.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
@@ -141,11 +162,13 @@ pub async fn run(cmd: BenchCmd) -> anyhow::Result<()> {
         BenchCmd::RulePush(s) => ("rule-push", s),
         BenchCmd::Storm(s) => ("storm", s),
         BenchCmd::EventFlood(s) => ("event-flood", s),
+        BenchCmd::Memory(s) => ("memory", s),
     };
     let mut report = match name {
         "steady" => steady(&s, false).await?,
         "rule-push" => steady(&s, true).await?,
         "storm" => storm(&s).await?,
+        "memory" => memory(&s).await?,
         _ => event_flood(&s).await?,
     };
     report["scenario"] = name.into();
@@ -223,11 +246,24 @@ fn server_section(pid: Option<u32>, before: Option<ProcSample>, elapsed: f64) ->
 /// Commits global rules `from..from+n` of the fixture set `salt` through `POST /api/v1/rules`,
 /// 10,000 per request. Returns the last version.
 pub async fn load_rules(t: &Transport, admin: &str, token: &str, from: u64, n: u64, salt: u64) -> anyhow::Result<u64> {
+    load_rules_batched(t, admin, token, from, n, salt, 10_000).await
+}
+
+/// [`load_rules`] with `batch` rules per request.
+pub async fn load_rules_batched(
+    t: &Transport,
+    admin: &str,
+    token: &str,
+    from: u64,
+    n: u64,
+    salt: u64,
+    batch: u64,
+) -> anyhow::Result<u64> {
     let url = format!("{}/api/v1/rules", admin.trim_end_matches('/'));
     let mut version = 0;
     let mut at = from;
     while at < from + n {
-        let k = (from + n - at).min(10_000);
+        let k = (from + n - at).min(batch.max(1));
         let rules: Vec<Value> = fixtures::rule_specs(at, k, salt)
             .into_iter()
             .map(|s| serde_json::to_value(s).expect("rule specs serialize"))
@@ -241,6 +277,30 @@ pub async fn load_rules(t: &Transport, admin: &str, token: &str, from: u64, n: u
         at += k;
     }
     Ok(version)
+}
+
+/// `GET {admin}/metrics` (Prometheus text); `None` if it does not answer 200.
+pub async fn scrape(t: &Transport, admin: &str, token: &str) -> Option<String> {
+    let url = format!("{}/metrics", admin.trim_end_matches('/'));
+    match t.get_text(&url, token).await {
+        Ok((200, body)) => Some(String::from_utf8_lossy(&body).into_owned()),
+        _ => None,
+    }
+}
+
+/// The value of the unlabelled sample `name` in a Prometheus text exposition.
+pub fn metric_value(text: &str, name: &str) -> Option<f64> {
+    text.lines().find_map(|l| {
+        let mut parts = l.split_whitespace();
+        (parts.next()? == name).then(|| parts.next()?.parse().ok()).flatten()
+    })
+}
+
+/// Plugin-set swaps so far (`dasher_plugin_reloads_total`: loads, reloads, rollbacks, unloads).
+const PLUGIN_RELOADS: &str = "dasher_plugin_reloads_total";
+
+fn sample_json(p: Option<ProcSample>) -> Value {
+    p.map_or(Value::Null, |p| json!({"rss_kib": p.rss_kib, "peak_rss_kib": p.hwm_kib, "cpu_s": p.cpu_s}))
 }
 
 fn run_config(s: &Scenario) -> RunConfig {
@@ -288,6 +348,11 @@ async fn steady(s: &Scenario, push: bool) -> anyhow::Result<Value> {
     let fleet = remeasured(&setup);
     let metrics = fleet.ctx.transport.metrics.clone();
 
+    let scraper = Transport::new(Arc::new(Metrics::default()), 0.01, Faults::default());
+    let reloads_before = match &s.admin_token {
+        Some(token) => scrape(&scraper, &admin, token).await.and_then(|m| metric_value(&m, PLUGIN_RELOADS)),
+        None => None,
+    };
     let before = s.server_pid.and_then(sample);
     let started = Instant::now();
     let stop = Arc::new(tokio::sync::Notify::new());
@@ -349,9 +414,38 @@ async fn steady(s: &Scenario, push: bool) -> anyhow::Result<Value> {
             out
         })
     });
+    // Its own stop signal: `notify_one` keeps a permit if the rewriter is busy writing.
+    let rewrite_stop = Arc::new(tokio::sync::Notify::new());
+    let rewriter = s.rewrite_plugin.clone().map(|path| {
+        let (stop, every) = (rewrite_stop.clone(), s.rewrite_every);
+        tokio::spawn(async move { rewrite_plugin(&path, every, &stop).await })
+    });
     runner::drive(&fleet, &cfg).await;
     let elapsed = started.elapsed().as_secs_f64();
     let server = server_section(s.server_pid, before, elapsed);
+    rewrite_stop.notify_one();
+    let rewrites = match rewriter {
+        Some(h) => Some(h.await??),
+        None => None,
+    };
+    // The last rewrite may still be in the watcher's debounce window: give the server up to
+    // 5 s to catch up, so reloads and rewrites are counted over the same span.
+    let mut after_metrics = None;
+    if let Some(token) = &s.admin_token {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            after_metrics = scrape(&scraper, &admin, token).await;
+            let seen = after_metrics.as_deref().and_then(|m| metric_value(m, PLUGIN_RELOADS));
+            let caught_up = match (rewrites, reloads_before, seen) {
+                (Some(n), Some(b), Some(a)) => a - b >= n as f64,
+                _ => true,
+            };
+            if caught_up || Instant::now() >= deadline {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
     stop.notify_waiters();
     stop.notify_one();
     let extra = match editor {
@@ -365,12 +459,55 @@ async fn steady(s: &Scenario, push: bool) -> anyhow::Result<Value> {
         report["push_rules"] = s.push_rules.into();
     }
     report["server"] = server;
+    if let Some(n) = rewrites {
+        report["rewrites"] = n.into();
+    }
+    if let (Some(b), Some(m)) = (reloads_before, &after_metrics)
+        && let Some(a) = metric_value(m, PLUGIN_RELOADS)
+    {
+        report["plugin_reloads"] = (a - b).into();
+        report["plugin_load_errors"] = metric_value(m, "dasher_plugin_load_errors").into();
+    }
     if let Some(o) = extra.as_object() {
         for (k, v) in o {
             report[k] = v.clone();
         }
     }
     Ok(report)
+}
+
+/// The module `wasm` with one more custom section (`dasher-bench`, payload `b"1"`): the same
+/// plugin, different bytes and so a different content hash.
+pub fn with_custom_section(wasm: &[u8]) -> Vec<u8> {
+    let name = b"dasher-bench";
+    let payload = b"1";
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push((1 + name.len() + payload.len()) as u8); // section size (one LEB128 byte, < 128)
+    out.push(name.len() as u8);
+    out.extend_from_slice(name);
+    out.extend_from_slice(payload);
+    out
+}
+
+/// Rewrites `path` every `every` until `stop`, alternating the original bytes and
+/// [`with_custom_section`] of them, atomically (hidden temp file in the same directory, which
+/// the plugin host skips, then rename). Returns the number of rewrites.
+async fn rewrite_plugin(path: &std::path::Path, every: Duration, stop: &tokio::sync::Notify) -> anyhow::Result<u64> {
+    let original = tokio::fs::read(path).await.map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let variants = [with_custom_section(&original), original];
+    let file = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| anyhow::anyhow!("bad plugin path"))?;
+    let tmp = path.with_file_name(format!(".{file}.bench-tmp"));
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.notified() => return Ok(n),
+        }
+        tokio::fs::write(&tmp, &variants[(n % 2) as usize]).await?;
+        tokio::fs::rename(&tmp, path).await?;
+        n += 1;
+    }
 }
 
 /// `storm`: register every host (a sync with no rules loaded), load the rules, then every host
@@ -405,6 +542,65 @@ async fn storm(s: &Scenario) -> anyhow::Result<Value> {
     report["rules"] = s.rules.into();
     report["rule_load_s"] = load_s.into();
     report["server"] = server;
+    Ok(report)
+}
+
+/// `memory`: every host registers with a real full sync while no rules exist (`--concurrency`
+/// at once), `--rules` global rules load in `--rule-batch` admin requests, then the first host
+/// clean-syncs all of them. The measured phase is that clean sync; the report also carries each
+/// phase's wall time, the server's RSS after each phase, its peak (`VmHWM`) and the host count
+/// the server reports (`dasher_hosts` on `/metrics`).
+async fn memory(s: &Scenario) -> anyhow::Result<Value> {
+    let token = s.admin_token.as_deref().ok_or_else(|| anyhow::anyhow!("memory needs --admin-token"))?;
+    let admin = admin_of(s);
+    let cfg = run_config(s);
+    let setup = runner::build_fleet(&cfg)?;
+    let first = setup.clients.first().cloned().ok_or_else(|| anyhow::anyhow!("memory needs --hosts ≥ 1"))?;
+    let at_start = s.server_pid.and_then(sample);
+
+    let t0 = Instant::now();
+    runner::sync_all(&setup, s.concurrency).await;
+    let register_s = t0.elapsed().as_secs_f64();
+    let register = setup.ctx.transport.metrics.report(setup.clients.len(), register_s, &Convergence::default());
+    let after_register = s.server_pid.and_then(sample);
+
+    let t1 = Instant::now();
+    let version = load_rules_batched(&setup.ctx.transport, &admin, token, 0, s.rules, 1, s.rule_batch).await?;
+    let load_s = t1.elapsed().as_secs_f64();
+    let after_load = s.server_pid.and_then(sample);
+
+    first.state.lock().expect("client state lock").sync_type_required = SyncType::Clean;
+    let one = remeasured(&Fleet { clients: vec![first.clone()], ctx: setup.ctx.clone() });
+    let metrics = one.ctx.transport.metrics.clone();
+    let before = s.server_pid.and_then(sample);
+    let started = Instant::now();
+    runner::sync_all(&one, 1).await;
+    let elapsed = started.elapsed().as_secs_f64();
+    let server = server_section(s.server_pid, before, elapsed);
+    let at_end = s.server_pid.and_then(sample);
+    let rules_on_host = first.state.lock().expect("client state lock").db.synced_len();
+    let server_hosts = scrape(&one.ctx.transport, &admin, token).await.and_then(|m| metric_value(&m, "dasher_hosts"));
+
+    let mut report = metrics.report(1, elapsed, &Convergence::default());
+    report["hosts"] = s.hosts.into();
+    report["rules"] = s.rules.into();
+    report["rule_version"] = version.into();
+    report["server_hosts"] = server_hosts.into();
+    report["rules_on_host"] = rules_on_host.into();
+    report["register_s"] = register_s.into();
+    report["register_syncs_per_sec"] = register["syncs_per_sec"].clone();
+    report["register_syncs_failed"] = register["syncs_failed"].clone();
+    report["register_errors"] = register["errors"].clone();
+    report["rule_load_s"] = load_s.into();
+    report["rule_batch"] = s.rule_batch.into();
+    report["clean_sync_s"] = elapsed.into();
+    report["server"] = server;
+    report["server_phases"] = json!({
+        "start": sample_json(at_start),
+        "after_register": sample_json(after_register),
+        "after_rule_load": sample_json(after_load),
+        "end": sample_json(at_end),
+    });
     Ok(report)
 }
 
@@ -577,9 +773,91 @@ pub fn summarize(dir: &std::path::Path) -> anyhow::Result<String> {
             r["hosts"],
         ));
     }
+    md.push_str(&extra_sections(&runs));
     std::fs::write(dir.join("results.json"), serde_json::to_vec_pretty(&runs)?)?;
     std::fs::write(dir.join("results.md"), &md)?;
     Ok(md)
+}
+
+/// Server CPU milliseconds per completed full sync of a run, if it made any.
+fn cpu_ms_per_sync(r: &Value) -> Option<f64> {
+    let syncs = r["syncs"].as_u64().filter(|n| *n > 0)? as f64;
+    Some(r["server"]["cpu_s"].as_f64()? * 1000.0 / syncs)
+}
+
+/// The sections after the main table: plugins' share of server CPU (steady with vs without
+/// plugins, per engine), hot reload under load, and the memory runs.
+fn extra_sections(runs: &[Value]) -> String {
+    let mut md = String::new();
+    let name = |r: &Value| r["run"].as_str().unwrap_or("").to_owned();
+    let find = |n: &str| runs.iter().find(|r| r["run"] == n);
+    for r in runs.iter().filter(|r| r["scenario"] == "steady" && r["plugins"] == false) {
+        let engine = r["engine"].as_str().unwrap_or("");
+        let (Some(with), Some(without)) =
+            (find(&format!("2-steady-{engine}")).and_then(cpu_ms_per_sync), cpu_ms_per_sync(r))
+        else {
+            continue;
+        };
+        md.push_str(&format!(
+            "\nPlugins' share of server CPU per full sync ({engine}): {with:.2} ms with the three example plugins, \
+             {without:.2} ms without ({}) → plugins add {:+.0} % to a full sync's server CPU ({:.0} % of it).\n",
+            name(r),
+            (with / without - 1.0) * 100.0,
+            (1.0 - without / with) * 100.0,
+        ));
+    }
+    for r in runs.iter().filter(|r| r["scenario"] == "steady" && r["watch"] == true) {
+        md.push_str(&format!(
+            "\n{} ({}): hot reload under load: {} plugin reloads during the {} s measured phase (the plugin file \
+             was rewritten {} times), {} errors and {} failed syncs in {} syncs, plugin files failing to load at the \
+             end: {}.\n",
+            name(r),
+            r["engine"].as_str().unwrap_or(""),
+            r["plugin_reloads"].as_f64().map_or("–".into(), |v| format!("{v:.0}")),
+            r["elapsed_s"].as_f64().map_or("–".into(), |v| format!("{v:.1}")),
+            r["rewrites"],
+            r["errors"],
+            r["syncs_failed"],
+            r["syncs"],
+            r["plugin_load_errors"].as_f64().map_or("–".into(), |v| format!("{v:.0}")),
+        ));
+    }
+    let memory: Vec<&Value> = runs.iter().filter(|r| r["scenario"] == "memory").collect();
+    if !memory.is_empty() {
+        md.push_str(
+            "\n| memory run | engine | hosts (server count) | registration s (syncs/s, failed) | rules | rule load s \
+             (rules/s) | clean sync of all rules s (rules on host) | RSS after registration MiB | RSS after rule \
+             load MiB | RSS at end MiB | peak RSS MiB | store MiB | errors |\n\
+             |---|---|---|---|---|---|---|---|---|---|---|---|---|\n",
+        );
+        for r in memory {
+            let f = |k: &str, d: usize| r[k].as_f64().map_or("–".into(), |v| format!("{v:.d$}"));
+            let phases = &r["server_phases"];
+            let rules = r["rules"].as_f64().unwrap_or(0.0);
+            md.push_str(&format!(
+                "| {} | {} | {} ({}) | {} ({}, {}) | {} | {} ({}) | {} ({}) | {} | {} | {} | {} | {} | {} |\n",
+                name(r),
+                r["engine"].as_str().unwrap_or("–"),
+                r["hosts"],
+                r["server_hosts"].as_f64().map_or("–".into(), |v| format!("{v:.0}")),
+                f("register_s", 1),
+                f("register_syncs_per_sec", 0),
+                r["register_syncs_failed"],
+                r["rules"],
+                f("rule_load_s", 1),
+                r["rule_load_s"].as_f64().filter(|t| *t > 0.0).map_or("–".into(), |t| format!("{:.0}", rules / t)),
+                f("clean_sync_s", 2),
+                r["rules_on_host"],
+                mib(&phases["after_register"]["rss_kib"]),
+                mib(&phases["after_rule_load"]["rss_kib"]),
+                mib(&phases["end"]["rss_kib"]),
+                mib(&phases["end"]["peak_rss_kib"]),
+                r["store_bytes"].as_f64().map_or("–".into(), |b| format!("{:.1}", b / 1048576.0)),
+                r["errors"],
+            ));
+        }
+    }
+    md
 }
 
 // ---- the trivial endpoint -------------------------------------------------------------------
@@ -636,6 +914,49 @@ mod tests {
         }
     }
 
+    #[test]
+    fn reads_unlabelled_prometheus_samples() {
+        let text = "# HELP dasher_hosts Hosts\n# TYPE dasher_hosts gauge\ndasher_hosts 100000\n\
+                    dasher_plugin_reloads_total 7\ndasher_plugin_calls_total{plugin=\"a\"} 3\n# EOF\n";
+        assert_eq!(metric_value(text, "dasher_hosts"), Some(100_000.0));
+        assert_eq!(metric_value(text, "dasher_plugin_reloads_total"), Some(7.0));
+        assert_eq!(metric_value(text, "dasher_plugin_calls_total"), None);
+        assert_eq!(metric_value(text, "dasher_host"), None);
+    }
+
+    #[test]
+    fn summarize_reports_plugin_share_reloads_and_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, v: Value| std::fs::write(dir.path().join(name), v.to_string()).unwrap();
+        write("2-steady-redb.json", json!({"scenario": "steady", "syncs": 1000, "server": {"cpu_s": 2.2}}));
+        write("2-steady-redb.meta.json", json!({"engine": "redb", "store_bytes": 1}));
+        write("2-steady-redb-noplugins.json", json!({"scenario": "steady", "syncs": 1000, "server": {"cpu_s": 2.0}}));
+        write("2-steady-redb-noplugins.meta.json", json!({"engine": "redb", "plugins": false}));
+        write(
+            "8-reload-redb.json",
+            json!({"scenario": "steady", "syncs": 500, "errors": 0, "syncs_failed": 0, "elapsed_s": 3.0,
+                   "plugin_reloads": 4.0, "plugin_load_errors": 0.0}),
+        );
+        write("8-reload-redb.meta.json", json!({"engine": "redb", "watch": true, "rewrites": 4}));
+        write(
+            "7-memory-redb.json",
+            json!({"scenario": "memory", "hosts": 50, "server_hosts": 50.0, "rules": 2000, "rules_on_host": 2000,
+                   "register_s": 1.0, "register_syncs_per_sec": 50.0, "register_syncs_failed": 0,
+                   "rule_load_s": 0.5, "clean_sync_s": 0.1, "errors": 0,
+                   "server_phases": {"end": {"rss_kib": 102400, "peak_rss_kib": 204800}}}),
+        );
+        let md = summarize(dir.path()).unwrap();
+        assert!(md.contains("2.20 ms with the three example plugins, 2.00 ms without"), "{md}");
+        assert!(md.contains("plugins add +10 %"), "{md}");
+        assert!(
+            md.contains("4 plugin reloads during the 3.0 s measured phase (the plugin file was rewritten 4"),
+            "{md}"
+        );
+        assert!(md.contains("| 7-memory-redb | – | 50 (50) | 1.0 (50, 0) | 2000 | 0.5 (4000) | 0.10 (2000) |"), "{md}");
+        assert!(md.contains("| 100 | 200 |"), "{md}");
+        assert!(dir.path().join("results.json").exists());
+    }
+
     #[tokio::test]
     async fn a_fleet_syncs_against_the_baseline_endpoint() {
         let addr = serve_baseline(([127, 0, 0, 1], 0).into()).await.unwrap();
@@ -654,6 +975,9 @@ mod tests {
             push_rules: 0,
             events: 0,
             batch: 50,
+            rule_batch: 10_000,
+            rewrite_plugin: None,
+            rewrite_every: Duration::from_secs(2),
             seed: 1,
         };
         let r = steady(&s, false).await.unwrap();
@@ -680,6 +1004,9 @@ mod tests {
             push_rules: 0,
             events: 1234,
             batch: 50,
+            rule_batch: 10_000,
+            rewrite_plugin: None,
+            rewrite_every: Duration::from_secs(2),
             seed: 1,
         };
         let r = event_flood(&s).await.unwrap();

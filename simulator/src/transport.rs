@@ -306,6 +306,21 @@ impl Transport {
         serde_json::from_slice(&body).map_err(|e| RequestError::Transport(format!("bad JSON: {e}")))
     }
 
+    /// A plain GET with a bearer token returning status and raw body (`/metrics` text).
+    pub async fn get_text(&self, url: &str, bearer: &str) -> Result<(u16, Bytes), RequestError> {
+        let req = hyper::Request::get(url)
+            .header("authorization", format!("Bearer {bearer}"))
+            .body(FaultBody { data: None, fail_after: false })
+            .map_err(|e| RequestError::Transport(e.to_string()))?;
+        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
+            .await
+            .map_err(|_| RequestError::Timeout)?
+            .map_err(|e| RequestError::Transport(e.to_string()))?;
+        let status = resp.status().as_u16();
+        let body = resp.into_body().collect().await.map_err(|e| RequestError::Transport(e.to_string()))?.to_bytes();
+        Ok((status, body))
+    }
+
     /// A JSON request with a bearer token (admin API helpers for tests and `replay`).
     pub async fn send_json(
         &self,
