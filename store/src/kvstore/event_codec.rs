@@ -8,8 +8,8 @@
 //!
 //! Owns: the body layout, the dictionaries (`m:edict` + id → seq at training + dictionary),
 //! and when to train the next one (at [`FIRST_TRAINING`] events, then each time the event
-//! sequence has doubled, so the dictionary follows a young store's drift and training stays
-//! rare). Must never: rewrite a stored body, forget a dictionary a stored body names, or train
+//! sequence has grown [`GROWTH`]-fold, so the dictionary follows a young store's drift and
+//! training stays rare: seven dictionaries by 16M events). Must never: rewrite a stored body, forget a dictionary a stored body names, or train
 //! on the writer thread.
 //!
 //! Layouts (first byte): `{` plain JSON (stores written before compression), [`TAG_ZSTD`]
@@ -28,6 +28,8 @@ use zstd::dict::{DecoderDictionary, EncoderDictionary};
 const LEVEL: i32 = 3;
 /// Events stored before the first dictionary is trained.
 pub const FIRST_TRAINING: u64 = 4_096;
+/// The next dictionary is trained once the event sequence has grown this many times.
+const GROWTH: u64 = 4;
 /// Bodies sampled (newest first) to train a dictionary.
 const SAMPLES: usize = 4_096;
 /// Fewer samples than this (events pruned meanwhile) train nothing.
@@ -115,7 +117,7 @@ impl EventCodec {
         let mut current = self.current.write().expect("codec lock");
         if current.as_ref().is_none_or(|c| c.id < id) {
             *current = Some(Arc::new(Current { id, encoder: EncoderDictionary::copy(dict, LEVEL) }));
-            self.next_training.store(trained_at.saturating_mul(2).max(FIRST_TRAINING), Ordering::Relaxed);
+            self.next_training.store(trained_at.saturating_mul(GROWTH).max(FIRST_TRAINING), Ordering::Relaxed);
         }
     }
 
@@ -234,10 +236,10 @@ impl EventCodec {
     }
 
     /// Gives up this round of training (nothing to train on, or reading samples failed): the
-    /// next one is tried once the sequence has doubled again.
+    /// next one is tried once the sequence has grown again.
     pub fn give_up(&self) {
         let next = self.next_training.load(Ordering::Relaxed);
-        self.next_training.store(next.saturating_mul(2), Ordering::Relaxed);
+        self.next_training.store(next.saturating_mul(GROWTH), Ordering::Relaxed);
         self.training.store(false, Ordering::Release);
     }
 
@@ -299,8 +301,8 @@ mod tests {
         codec.settle_trained(trained, true);
         let after = [after, codec.encode_all((205..210).map(body), None)].concat();
         assert!(after.iter().all(|b| b[0] == TAG_ZSTD_DICT));
-        assert!(!codec.claim_training(FIRST_TRAINING + 1), "next training waits for the sequence to double");
-        assert!(codec.claim_training(2 * FIRST_TRAINING));
+        assert!(!codec.claim_training(2 * FIRST_TRAINING), "next training waits for the sequence to grow");
+        assert!(codec.claim_training(GROWTH * FIRST_TRAINING));
 
         // A fresh codec (a reopened store) reads bodies of every layout.
         let reopened = EventCodec::load(&engine).unwrap();
