@@ -107,6 +107,9 @@ pub trait Store: Send + Sync + 'static {
     async fn history_floor(&self) -> Result<u64>;
     /// The rule for `key` in `rule_set` as of version `at`.
     async fn get_rule(&self, rule_set: &str, key: &RuleKey, at: u64) -> Result<Option<Rule>>;
+    /// [`Store::get_rule`] for many keys of one set, answered in `keys` order from one read
+    /// (rule downloads resolve a page of keys at once instead of a read per key).
+    async fn get_rules(&self, rule_set: &str, keys: &[RuleKey], at: u64) -> Result<Vec<Option<Rule>>>;
     /// Live rules of `rule_set` as of version `at`, in [`RuleKey`] order, strictly after
     /// `after`, at most `limit`.
     async fn scan_rules(&self, rule_set: &str, at: u64, after: Option<&RuleKey>, limit: usize) -> Result<Vec<Rule>>;

@@ -66,6 +66,13 @@ async fn full_then_incremental_syncs_track_every_rule_edit() {
     assert_eq!((t.as_str(), n), ("NORMAL", 1));
     assert_eq!(client.0[&("BINARY".into(), sha(3))]["policy"], "ALLOWLIST");
     client.assert_matches_server(&s, MID).await;
+    // A later global edit of that key is sent, still resolved to the host's rule.
+    s.put_rules(json!([{"identifier": sha(3), "rule_type": "BINARY", "policy": "BLOCKLIST", "custom_msg": "global"}]))
+        .await;
+    let (t, n, _) = client.sync(&s, MID, nps_preflight(MID)).await;
+    assert_eq!((t.as_str(), n), ("NORMAL", 1));
+    assert_eq!(client.0[&("BINARY".into(), sha(3))]["policy"], "ALLOWLIST");
+    client.assert_matches_server(&s, MID).await;
 
     // A tag change selects another rule set: one clean sync brings the host there.
     s.put_rules(json!([{"identifier": "platform:com.apple.yes", "rule_type": "SIGNINGID", "policy": "BLOCKLIST", "rule_set": "lab"}]))

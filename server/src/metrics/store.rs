@@ -140,6 +140,12 @@ impl Store for MeteredStore {
         self.done("get_rule", started, r)
     }
 
+    async fn get_rules(&self, rule_set: &str, keys: &[RuleKey], at: u64) -> Result<Vec<Option<Rule>>> {
+        let started = Instant::now();
+        let r = self.inner.get_rules(rule_set, keys, at).await;
+        self.done("get_rules", started, r)
+    }
+
     async fn scan_rules(&self, rule_set: &str, at: u64, after: Option<&RuleKey>, limit: usize) -> Result<Vec<Rule>> {
         let started = Instant::now();
         let r = self.inner.scan_rules(rule_set, at, after, limit).await;

@@ -8,7 +8,8 @@
 //! Pages are computed from the store at the cursor's snapshot version, never materialised:
 //! a full download walks each set in key order; a delta download walks the change log
 //! after the acknowledged version and sends each touched key's effective value (or
-//! `REMOVE`). Both compute the winner with the same [`Resolver::effective`].
+//! `REMOVE`). Both compute the winner with the same `Resolver::resolve`, a page of keys at a
+//! time.
 
 use super::cursor::{Cursor, Position};
 use dasher_sdk::domain::{Rule, RuleKey};
@@ -55,30 +56,36 @@ impl<'a> Resolver<'a> {
         Resolver { store, caps }
     }
 
-    /// The effective rule for `key` over `sets` at version `at`.
-    pub async fn effective(&self, sets: &[String], key: &RuleKey, at: u64) -> Result<Option<Rule>> {
-        for set in sets {
-            if let Some(rule) = self.store.get_rule(set, key, at).await?
-                && let Some(rule) = adapt_for_client(&rule, self.caps)
-            {
-                return Ok(Some(rule));
+    /// The effective rule of each of `keys` over `sets[..upto]` at version `at`, in `keys`
+    /// order: the first set in precedence order holding a rule this client can use wins.
+    /// One batched store read per occupied set (empty sets, most hosts' own ones, are
+    /// skipped), never one per key.
+    async fn resolve(
+        &self,
+        sets: &[String],
+        occupied: &[bool],
+        upto: usize,
+        keys: &[RuleKey],
+        at: u64,
+    ) -> Result<Vec<Option<Rule>>> {
+        let mut out: Vec<Option<Rule>> = vec![None; keys.len()];
+        let mut open: Vec<usize> = (0..keys.len()).collect();
+        for (set, _) in sets[..upto].iter().zip(occupied).filter(|(_, o)| **o) {
+            if open.is_empty() {
+                break;
             }
-        }
-        Ok(None)
-    }
-
-    /// True if a set before `index` supplies the effective rule for `key`. Only sets that
-    /// hold rules at `at` (`occupied`) are looked up: most hosts' own sets are empty, and
-    /// this halves the store reads of a full download.
-    async fn shadowed(&self, sets: &[String], occupied: &[bool], index: usize, key: &RuleKey, at: u64) -> Result<bool> {
-        for (set, _) in sets[..index].iter().zip(occupied).filter(|(_, o)| **o) {
-            if let Some(rule) = self.store.get_rule(set, key, at).await?
-                && adapt_for_client(&rule, self.caps).is_some()
-            {
-                return Ok(true);
+            let wanted: Vec<RuleKey> = open.iter().map(|&i| keys[i].clone()).collect();
+            let found = self.store.get_rules(set, &wanted, at).await?;
+            let mut still = Vec::with_capacity(open.len());
+            for (i, rule) in open.into_iter().zip(found) {
+                match rule.and_then(|r| adapt_for_client(&r, self.caps)) {
+                    Some(r) => out[i] = Some(r),
+                    None => still.push(i),
+                }
             }
+            open = still;
         }
-        Ok(false)
+        Ok(out)
     }
 
     /// Which of `sets` hold at least one rule at version `at`.
@@ -94,10 +101,7 @@ impl<'a> Resolver<'a> {
     /// (`None` on the last page).
     pub async fn page(&self, mut cursor: Cursor, page_size: usize) -> Result<(Vec<wire::Rule>, Option<Cursor>)> {
         let mut out = Vec::with_capacity(page_size.min(4096));
-        let occupied = match cursor.pos {
-            Position::Full { .. } => self.occupied(&cursor.sets, cursor.at).await?,
-            Position::Delta { .. } => Vec::new(),
-        };
+        let occupied = self.occupied(&cursor.sets, cursor.at).await?;
         let done = match &mut cursor.pos {
             Position::Full { set, after } => loop {
                 if out.len() >= page_size {
@@ -106,14 +110,18 @@ impl<'a> Resolver<'a> {
                 let Some(set_name) = cursor.sets.get(*set) else { break true };
                 let want = page_size - out.len();
                 let rules = self.store.scan_rules(set_name, cursor.at, after.as_ref(), want).await?;
-                for rule in &rules {
-                    *after = Some(rule.key());
-                    if self.shadowed(&cursor.sets, &occupied, *set, &rule.key(), cursor.at).await? {
-                        continue;
-                    }
-                    if let Some(r) = adapt_for_client(rule, self.caps) {
+                let keys: Vec<RuleKey> = rules.iter().map(Rule::key).collect();
+                // Keys a set before this one supplies are sent with that set.
+                let shadowing = self.resolve(&cursor.sets, &occupied, *set, &keys, cursor.at).await?;
+                for (rule, shadowed) in rules.iter().zip(shadowing) {
+                    if shadowed.is_none()
+                        && let Some(r) = adapt_for_client(rule, self.caps)
+                    {
                         out.push(r.to_wire());
                     }
+                }
+                if let Some(last) = keys.last() {
+                    *after = Some(last.clone());
                 }
                 if rules.len() < want {
                     *set += 1;
@@ -128,14 +136,20 @@ impl<'a> Resolver<'a> {
                     }
                     let want = page_size - out.len();
                     let changes = self.store.scan_changes(*after, cursor.at, want).await?;
+                    let mut keys = Vec::new();
                     for change in &changes {
                         *after = change.pos;
-                        if !cursor.sets.contains(&change.rule_set) || !seen.insert(change.key.clone()) {
-                            continue;
+                        if cursor.sets.contains(&change.rule_set) && seen.insert(change.key.clone()) {
+                            keys.push(change.key.clone());
                         }
-                        out.push(match self.effective(&cursor.sets, &change.key, cursor.at).await? {
+                    }
+                    let n = cursor.sets.len();
+                    for (key, rule) in
+                        keys.iter().zip(self.resolve(&cursor.sets, &occupied, n, &keys, cursor.at).await?)
+                    {
+                        out.push(match rule {
                             Some(rule) => rule.to_wire(),
-                            None => Rule::removal_to_wire(&change.key),
+                            None => Rule::removal_to_wire(key),
                         });
                     }
                     if changes.len() < want {
@@ -164,14 +178,15 @@ impl<'a> Resolver<'a> {
             let mut after: Option<RuleKey> = None;
             loop {
                 let batch = self.store.scan_rules(set, at, after.as_ref(), 4096).await?;
-                for rule in &batch {
-                    after = Some(rule.key());
-                    if !self.shadowed(sets, &occupied, i, &rule.key(), at).await?
+                let keys: Vec<RuleKey> = batch.iter().map(Rule::key).collect();
+                for (rule, shadowed) in batch.iter().zip(self.resolve(sets, &occupied, i, &keys, at).await?) {
+                    if shadowed.is_none()
                         && let Some(r) = adapt_for_client(rule, self.caps)
                     {
                         rules.push(r);
                     }
                 }
+                after = keys.last().cloned();
                 if batch.len() < 4096 {
                     break;
                 }

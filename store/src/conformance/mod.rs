@@ -249,6 +249,17 @@ pub async fn rule_history(store: &dyn Store) {
         store.get_rule("global", &bin.key(), 4).await,
         Err(StoreError::VersionInFuture { requested: 4, head: 3 })
     ));
+    // The batch read answers like one get_rule per key, in order (missing and removed too).
+    let keys = [bin.key(), team.key(), cert.key(), rule(RuleType::Binary, "00", Policy::Allowlist).key(), bin.key()];
+    for at in 1..=3 {
+        let mut one_by_one = Vec::new();
+        for k in &keys {
+            one_by_one.push(store.get_rule("global", k, at).await.unwrap());
+        }
+        assert_eq!(store.get_rules("global", &keys, at).await.unwrap(), one_by_one, "at v{at}");
+    }
+    assert_eq!(store.get_rules("global", &[], 3).await.unwrap(), vec![]);
+    assert!(matches!(store.get_rules("global", &keys, 4).await, Err(StoreError::VersionInFuture { .. })));
     assert!(matches!(store.scan_rules("global", 9, None, 10).await, Err(StoreError::VersionInFuture { .. })));
 
     let mut expect_v1 = vec![bin.clone(), cert.clone(), team.clone(), sid.clone(), sid_nul.clone(), sid2.clone()];

@@ -190,6 +190,11 @@ impl<E: KvEngine> Store for KvStore<E> {
         self.read(move |e| rules::get(e, &set, &key, at)).await
     }
 
+    async fn get_rules(&self, rule_set: &str, keys: &[RuleKey], at: u64) -> Result<Vec<Option<Rule>>> {
+        let (set, keys) = (rule_set.to_owned(), keys.to_vec());
+        self.read(move |e| keys.iter().map(|key| rules::get(e, &set, key, at)).collect()).await
+    }
+
     async fn scan_rules(&self, rule_set: &str, at: u64, after: Option<&RuleKey>, limit: usize) -> Result<Vec<Rule>> {
         let (set, after) = (rule_set.to_owned(), after.cloned());
         self.read(move |e| rules::scan(e, &set, at, after.as_ref(), limit)).await

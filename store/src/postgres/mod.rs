@@ -382,6 +382,17 @@ impl Store for PgStore {
         rules::get(&client, rule_set, key, at).await
     }
 
+    /// One pooled connection, one statement per key (the statement is prepared once per
+    /// connection); a single `= ANY` query would save the round trips, not done yet.
+    async fn get_rules(&self, rule_set: &str, keys: &[RuleKey], at: u64) -> Result<Vec<Option<Rule>>> {
+        let client = self.client().await?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            out.push(rules::get(&client, rule_set, key, at).await?);
+        }
+        Ok(out)
+    }
+
     async fn scan_rules(&self, rule_set: &str, at: u64, after: Option<&RuleKey>, limit: usize) -> Result<Vec<Rule>> {
         let client = self.client().await?;
         rules::scan(&client, rule_set, at, after, limit).await
