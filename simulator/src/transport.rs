@@ -290,16 +290,7 @@ impl Transport {
 
     /// A plain GET with a bearer token (admin API).
     pub async fn get_json(&self, url: &str, bearer: &str) -> Result<serde_json::Value, RequestError> {
-        let req = hyper::Request::get(url)
-            .header("authorization", format!("Bearer {bearer}"))
-            .body(FaultBody { data: None, fail_after: false })
-            .map_err(|e| RequestError::Transport(e.to_string()))?;
-        let resp = tokio::time::timeout(self.timeout, self.client.request(req))
-            .await
-            .map_err(|_| RequestError::Timeout)?
-            .map_err(|e| RequestError::Transport(e.to_string()))?;
-        let status = resp.status().as_u16();
-        let body = resp.into_body().collect().await.map_err(|e| RequestError::Transport(e.to_string()))?.to_bytes();
+        let (status, body) = self.get_text(url, bearer).await?;
         if status != 200 {
             return Err(RequestError::Status(status));
         }

@@ -2,12 +2,13 @@
 //! [`Store`] trait the server uses (so the group-committing writer is included).
 //! `cargo bench -p dasher-store`.
 
+mod support;
+
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use dasher_sdk::domain::RuleCounts;
-use dasher_sdk::wire::Event;
 use dasher_sim::events::Catalog;
 use dasher_sim::fixtures;
-use dasher_store::{EventKind, HostInventory, NewEvent, RuleChange, Store, StoreSpec};
+use dasher_store::{HostInventory, NewEvent, RuleChange, Store, StoreSpec};
 use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -23,20 +24,6 @@ fn changes(from: u64, n: u64, salt: u64) -> Vec<RuleChange> {
             RuleChange { rule_set: GLOBAL.into(), key, rule }
         })
         .collect()
-}
-
-/// What the server stores for an uploaded event (see `SyncService::event_upload`).
-fn new_event(e: &Event) -> NewEvent {
-    NewEvent {
-        kind: EventKind::Execution,
-        dedupe_key: format!("{}|{}|{}|{}|{}", e.file_sha256, e.execution_time, e.pid, e.decision, e.file_bundle_hash),
-        decision: e.decision_value().to_string(),
-        file_sha256: e.file_sha256.clone(),
-        file_bundle_hash: e.file_bundle_hash.clone(),
-        occurred_at_unix: e.execution_time,
-        received_at_unix: 1_790_000_000,
-        body: serde_json::to_value(e).expect("event serializes"),
-    }
 }
 
 fn inventory(i: u64) -> HostInventory {
@@ -110,7 +97,8 @@ fn engine(c: &mut Criterion, rt: &Runtime, name: &str, spec: impl Fn(&std::path:
         b.to_async(rt).iter_batched(
             || {
                 let i = events.fetch_add(1, Relaxed);
-                let batch: Vec<NewEvent> = fixtures::events(&catalog, 1, i, 50).iter().map(new_event).collect();
+                let batch: Vec<NewEvent> =
+                    fixtures::events(&catalog, 1, i, 50).iter().map(|e| support::new_event(e, 1_790_000_000)).collect();
                 (format!("host-{}", i % 1000), batch)
             },
             |(machine, batch)| {

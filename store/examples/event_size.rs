@@ -5,26 +5,14 @@
 //! (its software catalog, batches of 50 from 1,000 machines), inserted through the
 //! [`Store`] trait as the server does; the store is closed before it is measured.
 
-use dasher_sdk::wire::Event;
+#[path = "../benches/support.rs"]
+mod support;
+
 use dasher_sim::events::Catalog;
 use dasher_sim::fixtures;
-use dasher_store::{EventKind, NewEvent, StoreSpec};
+use dasher_store::{NewEvent, StoreSpec};
 use std::path::Path;
 use std::time::Instant;
-
-/// What the server stores for an uploaded event (see `SyncService::event_upload`).
-fn new_event(e: &Event, received: i64) -> NewEvent {
-    NewEvent {
-        kind: EventKind::Execution,
-        dedupe_key: format!("{}|{}|{}|{}|{}", e.file_sha256, e.execution_time, e.pid, e.decision, e.file_bundle_hash),
-        decision: e.decision_value().to_string(),
-        file_sha256: e.file_sha256.clone(),
-        file_bundle_hash: e.file_bundle_hash.clone(),
-        occurred_at_unix: e.execution_time,
-        received_at_unix: received,
-        body: serde_json::to_value(e).expect("event serializes"),
-    }
-}
 
 fn du(path: &Path) -> u64 {
     if path.is_dir() {
@@ -61,7 +49,7 @@ async fn main() {
                 .iter()
                 .map(|e| {
                     raw += serde_json::to_vec(e).expect("event serializes").len() as u64;
-                    new_event(e, 1_790_000_000 + b as i64)
+                    support::new_event(e, 1_790_000_000 + b as i64)
                 })
                 .collect();
             n += store.insert_events(&machine, &new).await.expect("insert").stored as u64;
