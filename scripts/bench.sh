@@ -67,7 +67,8 @@ want() { [ -z "$ONLY" ] || [ "$ONLY" = "$1" ]; }
 free_port() {
     local p
     for _ in $(seq 50); do
-        p=$((20000 + RANDOM % 20000))
+        # Below the ephemeral range (32768+ here), where the fleet's own client sockets live.
+        p=$((10000 + RANDOM % 20000))
         if ! (exec 3<>/dev/tcp/127.0.0.1/$p) 2>/dev/null; then echo "$p"; return; fi
     done
     echo "no free port found" >&2; exit 1
