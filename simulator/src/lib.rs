@@ -37,5 +37,23 @@ pub mod transport;
 
 pub use generation::Generation;
 
+/// Parses a duration flag: `500ms`, `30s`, `2m`, `1h`, or bare seconds (fractions allowed).
+pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 0.001)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1.0)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60.0)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3600.0)
+    } else {
+        (s, 1.0)
+    };
+    let v: f64 = num.trim().parse().map_err(|_| format!("bad duration {s:?}"))?;
+    Ok(std::time::Duration::from_secs_f64(v * mult))
+}
+
 #[cfg(test)]
 mod tests_e2e;

@@ -2,7 +2,7 @@
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use dasher_sim::Generation;
+use dasher_sim::{Generation, parse_duration};
 
 /// jemalloc: many small short-lived allocations per request (JSON, rules); glibc malloc showed
 /// up as ~17 % of server CPU in `perf` under simulator load. mimalloc saved a little more CPU
@@ -133,23 +133,6 @@ struct RunArgs {
     /// Skip the final fault-free sync round before the convergence check.
     #[arg(long)]
     no_final_sync: bool,
-}
-
-fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 0.001)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1.0)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60.0)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3600.0)
-    } else {
-        (s, 1.0)
-    };
-    let v: f64 = num.trim().parse().map_err(|_| format!("bad duration {s:?}"))?;
-    Ok(Duration::from_secs_f64(v * mult))
 }
 
 fn config(a: &RunArgs, progress: bool) -> anyhow::Result<RunConfig> {
