@@ -1,9 +1,9 @@
-//! The admin rule upsert (`POST /api/v1/rules` body → `dasher_server::admin::parse_rule_changes`,
+//! The admin rule upsert (`POST /api/v1/rules` body → `dasher_server::http::admin::parse_rule_changes`,
 //! which runs `RuleSpec::validate` on every rule). Accepted changes are normalised and unique per
 //! (rule set, key); a refused body is a 4xx that names a field or says what is wrong.
 #![no_main]
 
-use dasher_server::admin::parse_rule_changes;
+use dasher_server::http::admin::parse_rule_changes;
 use libfuzzer_sys::fuzz_target;
 use std::collections::HashSet;
 

@@ -44,19 +44,8 @@ pub struct Contribution {
     pub fields: Vec<String>,
 }
 
-/// Where a plugin's part of a decision came from.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    /// The plugin answered.
-    Live,
-    /// The plugin failed; its last good decision for this host was used.
-    LastGood,
-    /// The plugin failed; the configured fallback was used.
-    Fallback,
-    /// The plugin failed and there was nothing to fall back on.
-    NoOpinion,
-}
+/// Where a plugin's part of a decision came from (shared with the store's provenance records).
+pub use dasher_sdk::plugin::DecisionSource as Source;
 
 /// A fault in one call.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]

@@ -5,12 +5,11 @@
 use crate::wire::{self, ClientMode, FileAccessAction, Policy, RuleType, SyncType};
 use serde::{Deserialize, Serialize};
 
-/// The name of the rule set every host gets unless policy says otherwise.
-pub const GLOBAL_RULE_SET: &str = "global";
+pub use crate::names::GLOBAL_RULE_SET;
 
 /// The implicit rule set holding one host's own rules.
 pub fn host_rule_set(machine_id: &str) -> String {
-    format!("host:{machine_id}")
+    format!("{}{machine_id}", crate::names::HOST_SET_PREFIX)
 }
 
 /// A rule's identity: clients keep one rule per `(rule_type, identifier)`.

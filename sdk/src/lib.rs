@@ -5,12 +5,14 @@
 //!   responses, and `prost` encodings for binary protobuf transfer.
 //! - [`domain`]: Dasher's own types (rules, host facts, policy decisions) that the server,
 //!   the store, plugins and the simulator share. No protocol quirk reaches these.
+//! - [`names`]: machine ids, rule-set names and tags, validated (reserved names refused here).
 //! - [`version`]: Santa client versions and the features each generation understands.
 
 pub mod domain;
 #[cfg(feature = "plugin")]
 #[doc(hidden)]
 pub mod guest;
+pub mod names;
 pub mod plugin;
 pub mod plugin_schema;
 pub mod version;

@@ -271,6 +271,20 @@ impl fmt::Display for Hook {
     }
 }
 
+/// Where a plugin's part of a decision came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DecisionSource {
+    /// The plugin answered.
+    Live,
+    /// The plugin failed; its last good decision for this host was used.
+    LastGood,
+    /// The plugin failed; the configured fallback was used.
+    Fallback,
+    /// The plugin failed and there was nothing to fall back on.
+    NoOpinion,
+}
+
 /// The `dasher:plugin` custom section: what a plugin is and what it needs. Written by
 /// `export_plugin!`, read by the host with wasmparser before compiling.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

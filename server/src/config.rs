@@ -9,6 +9,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+mod access;
+pub use access::{AdminSettings, MetricsSettings, Role, SyncAuthSettings, TlsSettings, TokenConfig};
+
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -37,13 +40,13 @@ pub struct Config {
     /// WebAssembly policy plugins (`[plugins]`); off unless set.
     pub plugins: Option<dasher_policy::PluginsConfig>,
     /// Admin API role tokens and listener (`[admin]`, `[[admin.tokens]]`).
-    pub admin: crate::admin::auth::AdminSettings,
+    pub admin: AdminSettings,
     /// Shared-secret header on sync requests (`[sync_auth]`); off unless `header` is set.
-    pub sync_auth: crate::http::sync_auth::SyncAuthSettings,
+    pub sync_auth: SyncAuthSettings,
     /// HTTPS and client certificates (`[tls]`); plain HTTP unless set.
-    pub tls: Option<crate::tls::TlsSettings>,
+    pub tls: Option<TlsSettings>,
     /// `GET /metrics` (`[metrics]`).
-    pub metrics: crate::metrics::MetricsSettings,
+    pub metrics: MetricsSettings,
 }
 
 /// Settings and rule sets for hosts carrying one tag.
@@ -258,7 +261,7 @@ impl Config {
             )));
         }
         self.admin.validate().map_err(ConfigError::Invalid)?;
-        crate::http::sync_auth::SyncAuth::new(&self.sync_auth).map_err(ConfigError::Invalid)?;
+        self.sync_auth.validate().map_err(ConfigError::Invalid)?;
         if let Some(tls) = &self.tls {
             tls.validate().map_err(ConfigError::Invalid)?;
         }
@@ -279,6 +282,14 @@ impl Config {
             }
             if d.batch_size == Some(0) {
                 return Err(ConfigError::Invalid(format!("{name}.batch_size must be at least 1")));
+            }
+        }
+        // A tag selects the set named like it, plus its `rule_sets`: never a host's own set.
+        for (tag, policy) in &self.tags {
+            dasher_sdk::names::check_tag(tag).map_err(|e| ConfigError::Invalid(format!("tags.{tag}: {e}")))?;
+            for (i, set) in policy.rule_sets.iter().enumerate() {
+                dasher_sdk::names::RuleSetName::selectable(set)
+                    .map_err(|e| ConfigError::Invalid(format!("tags.{tag}.rule_sets[{i}]: {e}")))?;
             }
         }
         Ok(())
@@ -317,6 +328,10 @@ mod tests {
         assert!(Config::from_toml("[defaults]\nallowed_path_regex = \"\"").is_err());
         assert!(Config::from_toml("sync_prefix = \"santa/\"").is_err());
         assert!(Config::from_toml("[defaults]\nclient_mode = \"PARANOID\"").is_err());
+        let err = Config::from_toml("[tags.\"host:Y\"]\nrule_sets = []").unwrap_err().to_string();
+        assert!(err.contains("tags.host:Y") && err.contains("reserved"), "{err}");
+        let err = Config::from_toml("[tags.kiosk]\nrule_sets = [\"host:Y\"]").unwrap_err().to_string();
+        assert!(err.contains("tags.kiosk.rule_sets[0]"), "{err}");
     }
 
     #[test]

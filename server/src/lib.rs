@@ -3,13 +3,13 @@
 //! Map: [`config`] (TOML + overrides) → [`start`] opens the [`dasher_store::Store`]
 //! (wrapped in [`metrics::store::MeteredStore`]), builds the [`policy::PolicyEngine`] and
 //! serves [`http`] from `serve`'s accept loops, over [`tls`] when configured (sync routes →
-//! [`sync`], admin routes → [`admin`], `/metrics` → [`metrics`]); stored events go to
+//! [`sync`], admin routes → [`http::admin`], `/metrics` → [`metrics`]); stored events go to
 //! [`triage`] off the request path, rule proposals to [`proposals`]; [`maintenance`] prunes
 //! events and compacts rule history. See ARCHITECTURE.md for the path of one sync and the
 //! invariants, SECURITY.md for the threat model.
 
-pub mod admin;
 pub mod config;
+pub mod credentials;
 pub mod examples;
 pub mod http;
 pub mod maintenance;
@@ -131,7 +131,8 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         metrics.clone(),
     ));
     let admin_token = admin_token(&config)?;
-    let admin_auth = admin::auth::AdminAuth::new(&config.admin, admin_token.as_deref()).map_err(anyhow::Error::msg)?;
+    let admin_auth =
+        http::admin::auth::AdminAuth::new(&config.admin, admin_token.as_deref()).map_err(anyhow::Error::msg)?;
     let sync_auth = http::sync_auth::SyncAuth::new(&config.sync_auth).map_err(anyhow::Error::msg)?;
     let tls = match &config.tls {
         None => None,

@@ -140,7 +140,7 @@ fn main() -> anyhow::Result<std::process::ExitCode> {
             if token.is_empty() {
                 anyhow::bail!("no token on stdin (e.g. `printf %s \"$TOKEN\" | dasher token hash`)");
             }
-            println!("{}", dasher_server::admin::auth::sha256_hex(token));
+            println!("{}", dasher_server::credentials::sha256_hex(token));
             Ok(std::process::ExitCode::SUCCESS)
         }
         Command::Serve(args) => {

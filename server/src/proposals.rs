@@ -7,6 +7,7 @@
 //! `auto_apply_proposals` without an admin, or decide a proposal twice.
 
 use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleError, host_rule_set};
+use dasher_sdk::names::{NameError, RuleSetName};
 use dasher_sdk::plugin::{self, RuleProposal};
 use dasher_store::{
     DecideOutcome, NewProposal, PluginRef, Proposal, ProposalDecision, ProposalScope, ProposalStatus, RuleChange,
@@ -57,12 +58,13 @@ fn status_name(s: ProposalStatus) -> &'static str {
     }
 }
 
-/// Checks a rule-set name as the admin API does (same charset and bound).
-pub fn valid_rule_set_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 300
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || "._-:@+~".contains(c))
-        && !name.contains("..")
+/// Checks the target set of a proposal for its scope: a host scope writes that host's own
+/// set, a rule-set scope names a set that tags and selections may select (never a host's).
+pub fn check_target(scope: ProposalScope, rule_set: &str) -> Result<(), NameError> {
+    match scope {
+        ProposalScope::Host => RuleSetName::writable(rule_set).map(|_| ()),
+        ProposalScope::RuleSet | ProposalScope::Global => RuleSetName::selectable(rule_set).map(|_| ()),
+    }
 }
 
 /// The stored scope and target rule set of a plugin's proposal from `machine_id`'s events.
@@ -86,8 +88,8 @@ pub async fn intake(
     now: i64,
 ) -> Result<(), StoreError> {
     let (scope, rule_set) = resolve_scope(&p.scope, machine_id);
-    if !valid_rule_set_name(&rule_set) {
-        tracing::warn!(machine_id, rule_set = %rule_set.chars().take(64).collect::<String>(), "proposal for an invalid rule set name ignored");
+    if let Err(e) = check_target(scope, &rule_set) {
+        tracing::warn!(machine_id, error = %e, "proposal for an invalid rule set ignored");
         return Ok(());
     }
     let key = match p.rule.validate() {
@@ -137,9 +139,8 @@ pub async fn approve(store: &dyn Store, id: u64, by: &str, now: i64) -> Result<P
     if p.status != ProposalStatus::Pending {
         return Err(already(&p, "approved"));
     }
-    if !valid_rule_set_name(&p.rule_set) {
-        let message = format!("invalid rule set name {:?}", p.rule_set);
-        return Err(ReviewError::InvalidRule { id, field: "rule_set".into(), message });
+    if let Err(e) = check_target(p.scope, &p.rule_set) {
+        return Err(ReviewError::InvalidRule { id, field: "rule_set".into(), message: e.to_string() });
     }
     let (key, rule) = p.rule.validate().map_err(|e: RuleError| ReviewError::InvalidRule {
         id,

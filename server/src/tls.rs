@@ -9,7 +9,7 @@
 //! A file that fails to parse keeps the previous configuration serving and is logged and
 //! counted (`dasher_tls_reloads{reason="error"}`). Must never serve without a certificate.
 
-use serde::{Deserialize, Serialize};
+pub use crate::config::TlsSettings;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
@@ -17,36 +17,6 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::WebPkiClientVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig};
-
-/// The `[tls]` section.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TlsSettings {
-    /// Certificate chain, PEM (leaf first).
-    pub cert: PathBuf,
-    /// Private key, PEM (PKCS#8, PKCS#1 or SEC1).
-    pub key: PathBuf,
-    /// CA bundle (PEM) that client certificates must chain to; enables mTLS.
-    #[serde(default)]
-    pub client_ca: Option<PathBuf>,
-    /// Refuse the handshake without a valid client certificate (needs `client_ca`).
-    #[serde(default)]
-    pub require_client_cert: bool,
-    /// Sync requests need a client certificate whose CN or a SAN equals the machine id in
-    /// the URL; 401 otherwise (needs `client_ca`).
-    #[serde(default)]
-    pub bind_identity: bool,
-}
-
-impl TlsSettings {
-    /// Checks that the mTLS options have a CA.
-    pub fn validate(&self) -> Result<(), String> {
-        if self.client_ca.is_none() && (self.require_client_cert || self.bind_identity) {
-            return Err("tls.require_client_cert and tls.bind_identity need tls.client_ca".into());
-        }
-        Ok(())
-    }
-}
 
 /// A configuration that could not be built.
 #[derive(Debug, thiserror::Error)]

@@ -19,7 +19,7 @@ fn hash(stdin: &[u8]) -> std::process::Output {
 fn token_hash_matches_the_server_and_drops_one_newline() {
     // `printf %s s3cret | sha256sum`
     let expected = "1ec1c26b50d5d3c58d9583181af8076655fe00756bf7285940ba3670f99fcba0";
-    assert_eq!(dasher_server::admin::auth::sha256_hex("s3cret"), expected);
+    assert_eq!(dasher_server::credentials::sha256_hex("s3cret"), expected);
     for input in [&b"s3cret"[..], b"s3cret\n", b"s3cret\r\n"] {
         let out = hash(input);
         assert!(out.status.success());

@@ -1,10 +1,11 @@
 //! The records the store keeps. Serde-serialisable so engines can store them as JSON.
 
 use dasher_sdk::domain::{Rule, RuleCounts, RuleKey, RuleSpec};
-use dasher_sdk::plugin::{Action, Severity};
+use dasher_sdk::plugin::{Action, DecisionSource, Hook, Severity};
 use dasher_sdk::wire::{ClientMode, SyncType};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::fmt;
 
 /// What a host reported in its last preflight.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +63,92 @@ pub struct Host {
     pub sync: HostSyncState,
 }
 
+/// How a host's last sync ended. Stored (and shown by the admin API) as the sentence its
+/// `Display` writes, so records written before this type existed still read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum SyncOutcome {
+    /// Never synced.
+    #[default]
+    None,
+    /// Preflight answered; the sync has not finished.
+    InProgress,
+    /// Rules downloaded and acknowledged.
+    Ok,
+    /// Acknowledged, but the client kept fewer rules than it received.
+    RulesRejected {
+        /// `rules_processed`.
+        kept: u32,
+        /// `rules_received`.
+        received: u32,
+    },
+    /// Postflight without a completed rule download (nothing acknowledged).
+    Incomplete,
+    /// A reject-on-failure plugin failed at preflight; the client kept its state.
+    PolicyRejected {
+        /// The failed plugins, comma-separated.
+        plugins: String,
+        /// The hook they failed in.
+        hook: Hook,
+    },
+    /// A value this version does not know (written by another version).
+    Other(String),
+}
+
+impl fmt::Display for SyncOutcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SyncOutcome::None => Ok(()),
+            SyncOutcome::InProgress => f.write_str("in_progress"),
+            SyncOutcome::Ok => f.write_str("ok"),
+            SyncOutcome::RulesRejected { kept, received } => {
+                write!(f, "rules_rejected: client kept {kept} of {received} rules")
+            }
+            SyncOutcome::Incomplete => f.write_str("incomplete: postflight without a completed rule download"),
+            SyncOutcome::PolicyRejected { plugins, hook } => write!(f, "policy_rejected: {plugins} failed in {hook}"),
+            SyncOutcome::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+impl SyncOutcome {
+    /// Parses what [`SyncOutcome`]'s `Display` writes; anything else is kept as `Other`.
+    pub fn parse(s: &str) -> SyncOutcome {
+        let rules_rejected = |rest: &str| {
+            let (kept, received) = rest.strip_prefix("client kept ")?.strip_suffix(" rules")?.split_once(" of ")?;
+            Some(SyncOutcome::RulesRejected { kept: kept.parse().ok()?, received: received.parse().ok()? })
+        };
+        let policy_rejected = |rest: &str| {
+            let (plugins, hook) = rest.rsplit_once(" failed in ")?;
+            let hook = serde_json::from_value(serde_json::Value::String(hook.to_owned())).ok()?;
+            Some(SyncOutcome::PolicyRejected { plugins: plugins.to_owned(), hook })
+        };
+        let parsed = match s {
+            "" => Some(SyncOutcome::None),
+            "in_progress" => Some(SyncOutcome::InProgress),
+            "ok" => Some(SyncOutcome::Ok),
+            s if s.starts_with("incomplete") => Some(SyncOutcome::Incomplete),
+            s => match s.split_once(": ") {
+                Some(("rules_rejected", rest)) => rules_rejected(rest),
+                Some(("policy_rejected", rest)) => policy_rejected(rest),
+                _ => None,
+            },
+        };
+        parsed.unwrap_or_else(|| SyncOutcome::Other(s.to_owned()))
+    }
+}
+
+impl Serialize for SyncOutcome {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for SyncOutcome {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(SyncOutcome::parse(&String::deserialize(deserializer)?))
+    }
+}
+
 /// What the server knows about a host's rules and syncs.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -78,8 +165,8 @@ pub struct HostSyncState {
     pub last_preflight_unix: i64,
     /// Last postflight (Unix seconds).
     pub last_postflight_unix: i64,
-    /// Outcome of the last sync: "in_progress", "ok", "rules_rejected: …".
-    pub last_outcome: String,
+    /// Outcome of the last sync.
+    pub last_outcome: SyncOutcome,
     /// `rules_received` of the last postflight.
     pub last_rules_received: u32,
     /// `rules_processed` of the last postflight.
@@ -139,9 +226,9 @@ pub struct Decider {
     /// The plugin generation (SHA-256 of its component); empty for `config`.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub generation: String,
-    /// For plugins, where its part came from: `live`, `last_good`, `fallback`, `no_opinion`.
-    #[serde(skip_serializing_if = "String::is_empty")]
-    pub source: String,
+    /// For plugins, where its part came from; `None` for `config`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub source: Option<DecisionSource>,
 }
 
 impl Decider {
@@ -152,31 +239,33 @@ impl Decider {
 }
 
 /// One enforcing plugin's part in a hook's decision.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChainPart {
     /// `configure` or `select-rules`.
-    pub hook: String,
+    pub hook: Hook,
     /// The plugin, its generation and where its part came from.
     #[serde(flatten)]
     pub plugin: Decider,
     /// Fields it had an opinion on.
+    #[serde(default)]
     pub fields: Vec<String>,
 }
 
 /// What a shadow plugin would have decided, beside what was applied.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShadowDecision {
     /// `configure` or `select-rules`.
-    pub hook: String,
+    pub hook: Hook,
     /// Plugin name.
     pub plugin: String,
     /// Plugin generation.
+    #[serde(default)]
     pub generation: String,
     /// Its decision (`None` if it failed without a fail-static answer).
+    #[serde(default)]
     pub decision: Option<serde_json::Value>,
     /// True if one of its opinions differs from what was applied to the host.
+    #[serde(default)]
     pub differs: bool,
 }
 
@@ -492,6 +581,28 @@ mod tests {
     use super::*;
 
     #[test]
+    fn sync_outcomes_read_back_as_written() {
+        let all = [
+            SyncOutcome::None,
+            SyncOutcome::InProgress,
+            SyncOutcome::Ok,
+            SyncOutcome::RulesRejected { kept: 73, received: 74 },
+            SyncOutcome::Incomplete,
+            SyncOutcome::PolicyRejected { plugins: "a, b".into(), hook: Hook::SelectRules },
+            SyncOutcome::Other("old".into()),
+        ];
+        for o in all {
+            let json = serde_json::to_string(&o).unwrap();
+            assert_eq!(serde_json::from_str::<SyncOutcome>(&json).unwrap(), o, "{json}");
+        }
+        assert_eq!(
+            serde_json::to_string(&SyncOutcome::RulesRejected { kept: 1, received: 2 }).unwrap(),
+            r#""rules_rejected: client kept 1 of 2 rules""#,
+            "the stored form is the sentence older versions wrote"
+        );
+    }
+
+    #[test]
     fn sync_state_stored_before_provenance_still_decodes() {
         let old = r#"{"acked":{"version":3,"rule_sets":["host:m1","global"]},"last_outcome":"ok","plan":null}"#;
         let state: HostSyncState = serde_json::from_str(old).unwrap();
@@ -506,12 +617,20 @@ mod tests {
             "client_mode".into(),
             AppliedSetting {
                 value: "LOCKDOWN".into(),
-                by: Decider { by: "staged-rollout".into(), generation: "ab12".into(), source: "live".into() },
+                by: Decider {
+                    by: "staged-rollout".into(),
+                    generation: "ab12".into(),
+                    source: Some(DecisionSource::Live),
+                },
             },
         );
         decided.chain.push(ChainPart {
-            hook: "configure".into(),
-            plugin: Decider { by: "staged-rollout".into(), generation: "ab12".into(), source: "live".into() },
+            hook: Hook::Configure,
+            plugin: Decider {
+                by: "staged-rollout".into(),
+                generation: "ab12".into(),
+                source: Some(DecisionSource::Live),
+            },
             fields: vec!["client_mode".into()],
         });
         decided.rule_sets_by.push(Decider::config());

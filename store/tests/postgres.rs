@@ -10,7 +10,7 @@ use dasher_store::postgres::{PgStore, SCHEMA_VERSION};
 use dasher_store::{
     AppliedSetting, ChangePos, DecideOutcome, Decider, DecisionProvenance, EventFilter, EventKind, EventTriage,
     HostSyncState, NewEvent, NewProposal, ProposalDecision, ProposalScope, ProposalStatus, RuleChange, Store,
-    StoreSpec, conformance,
+    StoreSpec, SyncOutcome, conformance,
 };
 use std::sync::Arc;
 
@@ -368,10 +368,14 @@ async fn concurrent_decisions_across_replicas() {
 async fn sync_state_provenance_round_trips() {
     let Some((db, store)) = fresh("sync_state_provenance_round_trips").await else { return };
     let mut decided = DecisionProvenance { decided_unix: 7, host_rules: Some(2), ..Default::default() };
-    let by = Decider { by: "staged-rollout".into(), generation: "ab12".into(), source: "live".into() };
+    let by = Decider {
+        by: "staged-rollout".into(),
+        generation: "ab12".into(),
+        source: Some(dasher_sdk::plugin::DecisionSource::Live),
+    };
     decided.settings.insert("client_mode".into(), AppliedSetting { value: "LOCKDOWN".into(), by: by.clone() });
     decided.rule_sets_by.push(by);
-    let state = HostSyncState { last_outcome: "ok".into(), decided: Some(decided), ..Default::default() };
+    let state = HostSyncState { last_outcome: SyncOutcome::Ok, decided: Some(decided), ..Default::default() };
     store.put_sync_state("m1", &state).await.unwrap();
     assert_eq!(store.get_host("m1").await.unwrap().unwrap().sync, state);
 
@@ -386,7 +390,7 @@ async fn sync_state_provenance_round_trips() {
         .await
         .unwrap();
     let old = store.get_host("m1").await.unwrap().unwrap().sync;
-    assert_eq!((old.last_outcome.as_str(), old.decided), ("old", None));
+    assert_eq!((old.last_outcome, old.decided), (SyncOutcome::Other("old".into()), None));
     drop((client, store));
     db.drop_database().await;
 }

@@ -3,7 +3,8 @@
 //! connection and body limits, and TLS with reload and client certificates.
 
 use bytes::Bytes;
-use dasher_server::admin::auth::{Role, TokenConfig, sha256_hex};
+use dasher_server::config::{Role, TokenConfig};
+use dasher_server::credentials::sha256_hex;
 use dasher_tests::component;
 use dasher_tests::{ClientRules, TOKEN, TestServer};
 use http::{Method, Request, StatusCode};

@@ -3,7 +3,7 @@
 //! certificate must name the machine in the URL).
 
 use bytes::Bytes;
-use dasher_server::tls::TlsSettings;
+use dasher_server::config::TlsSettings;
 use dasher_tests::TestServer;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};

@@ -114,6 +114,18 @@ impl From<dasher_store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::sync::SyncError> for ApiError {
+    fn from(e: crate::sync::SyncError) -> Self {
+        use crate::sync::SyncError;
+        match e {
+            SyncError::Invalid { field, message } => ApiError::field(field, message),
+            SyncError::TooLarge(message) => ApiError::TooLarge(message),
+            SyncError::Store(e) => e.into(),
+            SyncError::PolicyRejected(e) => ApiError::PolicyRejected(e),
+        }
+    }
+}
+
 impl From<crate::proposals::ReviewError> for ApiError {
     fn from(e: crate::proposals::ReviewError) -> Self {
         use crate::proposals::ReviewError;

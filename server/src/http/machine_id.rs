@@ -1,61 +1,29 @@
-//! Machine ids: opaque, case-sensitive strings from the URL (reference §1.3). Never required
-//! to be UUIDs; bounded in length and limited to a safe character set so they can be used
-//! as store keys, log fields and rule-set names without escaping.
+//! The machine id of a sync URL: one percent-encoded path segment, decoded with
+//! `percent-encoding` and validated by [`MachineId::parse`] (charset, length, reserved names;
+//! reference §1.3).
+
+use dasher_sdk::names::{MachineId, NameError};
 
 /// Why a machine id was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum MachineIdError {
-    /// Empty.
-    #[error("machine id is empty")]
-    Empty,
-    /// Too long.
-    #[error("machine id is longer than {0} bytes")]
-    TooLong(usize),
-    /// Bad character or `..`.
-    #[error("machine id contains {0}; allowed are letters, digits and . _ - : @ + ~ (no '..')")]
-    BadCharacter(String),
-    /// Bad percent-encoding.
+    /// Not UTF-8 once percent-decoded.
     #[error("machine id is not valid percent-encoded UTF-8")]
     BadEncoding,
-}
-
-fn percent_decode(s: &str) -> Result<String, MachineIdError> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' {
-            let hex = bytes.get(i + 1..i + 3).ok_or(MachineIdError::BadEncoding)?;
-            let hex = std::str::from_utf8(hex).map_err(|_| MachineIdError::BadEncoding)?;
-            out.push(u8::from_str_radix(hex, 16).map_err(|_| MachineIdError::BadEncoding)?);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8(out).map_err(|_| MachineIdError::BadEncoding)
+    /// Decoded, but not an acceptable id.
+    #[error(transparent)]
+    Invalid(#[from] NameError),
 }
 
 /// Validates a raw (possibly percent-encoded) path segment and returns the machine id.
-pub fn parse_machine_id(raw: &str, max_bytes: usize) -> Result<String, MachineIdError> {
-    if raw.len() > max_bytes * 3 {
-        return Err(MachineIdError::TooLong(max_bytes));
+pub fn parse_machine_id(raw: &str, max_bytes: usize) -> Result<MachineId, MachineIdError> {
+    // Decoding never lengthens a segment: refuse absurd input before allocating for it.
+    if raw.len() > max_bytes.saturating_mul(3) {
+        return Err(NameError::TooLong { what: "machine id", max: max_bytes }.into());
     }
-    let id = percent_decode(raw)?;
-    if id.is_empty() {
-        return Err(MachineIdError::Empty);
-    }
-    if id.len() > max_bytes {
-        return Err(MachineIdError::TooLong(max_bytes));
-    }
-    if let Some(c) = id.chars().find(|c| !(c.is_ascii_alphanumeric() || "._-:@+~".contains(*c))) {
-        return Err(MachineIdError::BadCharacter(format!("{:?}", c)));
-    }
-    if id.contains("..") {
-        return Err(MachineIdError::BadCharacter("'..'".into()));
-    }
-    Ok(id)
+    // A stray '%' is passed through undecoded, and then refused as a character.
+    let id = percent_encoding::percent_decode_str(raw).decode_utf8().map_err(|_| MachineIdError::BadEncoding)?;
+    Ok(MachineId::parse(&id, max_bytes)?)
 }
 
 #[cfg(test)]
@@ -65,19 +33,29 @@ mod tests {
     #[test]
     fn accepts_uuids_and_custom_ids() {
         for id in ["50C7E1EB-2EF5-42D4-A084-A7966FC45A95", "mac-042.corp", "C02XK1ABCDEF", "user@host", "a"] {
-            assert_eq!(parse_machine_id(id, 256).unwrap(), id);
+            assert_eq!(parse_machine_id(id, 256).unwrap().as_str(), id);
         }
-        assert_eq!(parse_machine_id("a%2Db", 256).unwrap(), "a-b");
+        assert_eq!(parse_machine_id("a%2Db", 256).unwrap().as_str(), "a-b");
     }
 
     #[test]
     fn refuses_hostile_ids() {
-        assert_eq!(parse_machine_id("", 256), Err(MachineIdError::Empty));
-        assert!(matches!(parse_machine_id("..", 256), Err(MachineIdError::BadCharacter(_))));
-        assert!(matches!(parse_machine_id("a%2Fb", 256), Err(MachineIdError::BadCharacter(_))));
-        assert!(matches!(parse_machine_id("a%00b", 256), Err(MachineIdError::BadCharacter(_))));
-        assert!(matches!(parse_machine_id("a b", 256), Err(MachineIdError::BadCharacter(_))));
-        assert_eq!(parse_machine_id(&"x".repeat(10_000), 256), Err(MachineIdError::TooLong(256)));
-        assert_eq!(parse_machine_id("%zz", 256), Err(MachineIdError::BadEncoding));
+        let invalid = |raw: &str| match parse_machine_id(raw, 256) {
+            Err(MachineIdError::Invalid(e)) => e,
+            other => panic!("{raw:?}: {other:?}"),
+        };
+        assert_eq!(invalid(""), NameError::Empty("machine id"));
+        assert!(matches!(invalid(".."), NameError::BadCharacter { .. }));
+        assert!(matches!(invalid("a%2Fb"), NameError::BadCharacter { .. }));
+        assert!(matches!(invalid("a%00b"), NameError::BadCharacter { .. }));
+        assert!(matches!(invalid("a b"), NameError::BadCharacter { .. }));
+        assert_eq!(invalid(&"x".repeat(10_000)), NameError::TooLong { what: "machine id", max: 256 });
+        for reserved in ["global", ".", "host:B", "host%3AB", "plugin-host:B"] {
+            assert!(matches!(invalid(reserved), NameError::Reserved { .. }), "{reserved}");
+        }
+        for bad in ["%zz", "a%", "a%4"] {
+            assert!(matches!(invalid(bad), NameError::BadCharacter { .. }), "{bad}");
+        }
+        assert_eq!(parse_machine_id("%ff%fe", 256), Err(MachineIdError::BadEncoding));
     }
 }

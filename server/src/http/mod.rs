@@ -4,12 +4,13 @@
 //! - `POST {prefix}/{preflight|eventupload|ruledownload|postflight}/{machine_id}`
 //! - `GET|POST {prefix}/preflight/santactl-doctor-test` (the `santactl doctor` probe)
 //! - `POST {prefix}/xsrf/{machine_id}` → 404 (Dasher does not require XSRF tokens, §2.4)
-//! - `/api/v1/...` and `/healthz` → [`crate::admin`]
+//! - `/api/v1/...` and `/healthz` → [`admin`]
 //! - `/metrics`, `/readyz` → [`ops`]
 //!
 //! Every response carries `X-Request-Id` ([`request_id`]), also recorded in the request's
 //! tracing span, and is counted in [`crate::metrics`]. No redirects, no trailing-slash rewriting.
 
+pub mod admin;
 pub mod body;
 pub mod error;
 pub mod machine_id;
@@ -18,7 +19,6 @@ pub mod rate_limit;
 pub mod request_id;
 pub mod sync_auth;
 
-use crate::admin;
 use crate::metrics::Metrics;
 use crate::sync::{DOCTOR_MACHINE_ID, SyncService};
 use bytes::Bytes;
@@ -137,21 +137,30 @@ async fn route(
         _ => {}
     }
     match path.as_str() {
-        "/metrics" => return ops::metrics(state, &req).await,
+        "/healthz" => return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         "/readyz" => return ops::readyz(state).await,
+        "/metrics" if !state.sync.config.metrics.require_token => return ops::metrics(state, &req).await,
         _ => {}
     }
-    if path == "/healthz" || path.starts_with("/api/") {
-        if path != "/healthz" {
-            match state.admin_auth.authorize(req.method(), &path, req.headers()) {
-                Ok(who) => tracing::debug!(token = %who.name, role = %who.role, "admin request"),
-                Err(e) => {
+    if admin_route {
+        // Who first (an unauthenticated caller learns nothing of the routes), then the route
+        // and the role it needs, both from the one table.
+        let (route, params) = match state.admin_auth.authenticate(req.headers()) {
+            Ok(who) => {
+                let (route, params) = admin::find(req.method(), &path)?;
+                if let Err(e) = who.may(route.role) {
                     state.metrics.record_auth_failure(e.metric_reason());
                     return Err(e.into());
                 }
+                tracing::debug!(token = %who.name, role = %who.role, "admin request");
+                (route, params)
             }
-        }
-        return admin::handle(state, req).await;
+            Err(e) => {
+                state.metrics.record_auth_failure(e.metric_reason());
+                return Err(e.into());
+            }
+        };
+        return admin::handle(state, route, &params, req).await;
     }
     let prefix = &state.sync.config.sync_prefix;
     let Some(rest) = path.strip_prefix(prefix.as_str()).and_then(|r| r.strip_prefix('/')) else {

@@ -1,6 +1,7 @@
 //! Operational endpoints: `GET /metrics` (Prometheus text format) and `GET /readyz`
 //! (200 when the store answers and the configured plugins are in force, 503 otherwise).
-//! `/healthz` (the process is up) stays in [`crate::admin`].
+//! `/healthz` (the process is up) is answered by the router. With `metrics.require_token`
+//! `/metrics` is an admin route (read-only role), checked before it gets here.
 
 use super::AppState;
 use super::error::{ApiError, bytes_response, json_response};
@@ -18,14 +19,8 @@ pub async fn metrics<B>(state: &AppState, req: &Request<B>) -> Result<Response<F
     if !settings.enabled {
         return Err(ApiError::NotFound("metrics are disabled (metrics.enabled = false)".into()));
     }
-    if req.method() != Method::GET {
+    if req.method() != Method::GET && req.method() != Method::HEAD {
         return Err(ApiError::MethodNotAllowed);
-    }
-    if settings.require_token
-        && let Err(e) = state.admin_auth.authorize(req.method(), req.uri().path(), req.headers())
-    {
-        state.metrics.record_auth_failure(e.metric_reason());
-        return Err(e.into());
     }
     let hosts = match tokio::time::timeout(READY_STORE_TIMEOUT, state.sync.store.host_count()).await {
         Ok(Ok(n)) => Some(n),

@@ -10,24 +10,11 @@
 //! (reference §2.4, §2.6), while any other 4xx makes NPS ≥ 2026.4 stop at once; the host
 //! keeps its rules and tries again at its next sync interval.
 
-use crate::admin::auth::{matches_any, parse_sha256_hex};
+use crate::config::SyncAuthSettings;
+use crate::credentials::matches_any;
 use crate::http::error::ApiError;
 use http::HeaderMap;
-use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, HashMap};
-
-/// The `[sync_auth]` section.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct SyncAuthSettings {
-    /// Header carrying the secret, e.g. `X-Dasher-Secret`. The check is off unless set.
-    pub header: Option<String>,
-    /// SHA-256 (hex) of the accepted fleet-wide secrets; list two while rotating.
-    pub secrets_sha256: Vec<String>,
-    /// Per-machine secrets: machine id → SHA-256 list. A listed machine must present one
-    /// of its own secrets; the fleet secrets are not accepted for it.
-    pub machines: BTreeMap<String, Vec<String>>,
-}
+use std::collections::HashMap;
 
 /// Why a sync request was refused.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -64,36 +51,7 @@ pub struct SyncAuth {
 impl SyncAuth {
     /// `None` when the check is off; an error naming the bad key otherwise.
     pub fn new(settings: &SyncAuthSettings) -> Result<Option<SyncAuth>, String> {
-        let Some(name) = &settings.header else {
-            if !settings.secrets_sha256.is_empty() || !settings.machines.is_empty() {
-                return Err("sync_auth has secrets but no header; set sync_auth.header".into());
-            }
-            return Ok(None);
-        };
-        let header = http::HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| format!("sync_auth.header {name:?} is not a valid header name"))?;
-        let fleet = settings
-            .secrets_sha256
-            .iter()
-            .enumerate()
-            .map(|(i, h)| parse_sha256_hex(h).map_err(|e| format!("sync_auth.secrets_sha256[{i}]: {e}")))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mut machines = HashMap::new();
-        for (id, hashes) in &settings.machines {
-            let parsed = hashes
-                .iter()
-                .enumerate()
-                .map(|(i, h)| parse_sha256_hex(h).map_err(|e| format!("sync_auth.machines.{id}[{i}]: {e}")))
-                .collect::<Result<Vec<_>, _>>()?;
-            if parsed.is_empty() {
-                return Err(format!("sync_auth.machines.{id} lists no secret"));
-            }
-            machines.insert(id.clone(), parsed);
-        }
-        if fleet.is_empty() && machines.is_empty() {
-            return Err("sync_auth.header is set but no secret is configured (secrets_sha256 or machines)".into());
-        }
-        Ok(Some(SyncAuth { header, fleet, machines }))
+        Ok(settings.secrets()?.map(|s| SyncAuth { header: s.header, fleet: s.fleet, machines: s.machines }))
     }
 
     /// Checks the request of `machine_id`. A machine without its own secrets needs a
@@ -114,7 +72,7 @@ impl SyncAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::admin::auth::sha256_hex;
+    use crate::credentials::sha256_hex;
 
     #[test]
     fn fleet_and_machine_secrets() {

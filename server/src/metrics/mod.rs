@@ -283,21 +283,3 @@ fn register_plugins(r: &mut Registry, status: &ManagerStatus) {
     r.register("plugin_call_duration_seconds", "Recent call time of a plugin generation, by quantile", latency);
     r.register("plugin_hook", "1 for each hook a loaded plugin implements, with its mode", hooks);
 }
-
-/// The `[metrics]` section.
-#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct MetricsSettings {
-    /// Serve `GET /metrics`.
-    pub enabled: bool,
-    /// Require an admin bearer token (any role) to scrape: the output names plugins and
-    /// shows traffic volumes. Off by default, as for most exporters; with
-    /// `admin.listen` set, `/metrics` is on the admin listener only.
-    pub require_token: bool,
-}
-
-impl Default for MetricsSettings {
-    fn default() -> Self {
-        MetricsSettings { enabled: true, require_token: false }
-    }
-}

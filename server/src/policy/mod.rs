@@ -13,14 +13,16 @@ pub mod plugins;
 
 use async_trait::async_trait;
 use dasher_sdk::domain::{ConfigDecision, GLOBAL_RULE_SET, HostFacts, Rule, RuleSpec, host_rule_set};
-use dasher_sdk::plugin::Verdicts;
+use dasher_sdk::names::RuleSetName;
+use dasher_sdk::plugin::{Hook, Verdicts};
 use dasher_store::{AppliedSetting, ChainPart, Decider, EventRecord, PluginRef, ProposalScope, ShadowDecision};
 use std::collections::{BTreeMap, HashSet};
 
-/// Prefix of the per-host rule sets holding plugin-supplied host rules. Reserved: the admin
-/// API refuses it in rule writes and tags, and selections drop it, so a plugin host set is
-/// only ever written by the preflight and only ever selected for its own host.
-pub const PLUGIN_HOST_SET_PREFIX: &str = "plugin-host:";
+/// Prefix of the per-host rule sets holding plugin-supplied host rules. Reserved
+/// ([`dasher_sdk::names`]): the admin API refuses it in rule writes and tags, and selections
+/// drop it, so a plugin host set is only ever written by the preflight and only ever selected
+/// for its own host.
+pub use dasher_sdk::names::PLUGIN_HOST_SET_PREFIX;
 
 /// Most plugin host rules kept for one host; a decision with more is not applied.
 pub const MAX_PLUGIN_HOST_RULES: usize = 10_000;
@@ -28,11 +30,6 @@ pub const MAX_PLUGIN_HOST_RULES: usize = 10_000;
 /// The rule set holding the plugin-supplied rules of one host.
 pub fn plugin_host_rule_set(machine_id: &str) -> String {
     format!("{PLUGIN_HOST_SET_PREFIX}{machine_id}")
-}
-
-/// True for rule-set names only the server may write or select.
-pub fn is_reserved_rule_set(name: &str) -> bool {
-    name.starts_with(PLUGIN_HOST_SET_PREFIX)
 }
 
 /// Makes the policy decisions of a sync.
@@ -67,7 +64,7 @@ pub trait PolicyEngine: Send + Sync + 'static {
 )]
 pub struct PolicyRejected {
     /// `configure` or `select-rules`.
-    pub hook: &'static str,
+    pub hook: Hook,
     /// The failed plugins, comma-separated.
     pub plugins: String,
     /// What went wrong.
@@ -224,13 +221,13 @@ impl PolicyEngine for ConfigPolicy {
 }
 
 /// Orders a selection: the host's own set first, then the given sets in order (duplicates
-/// and reserved names dropped), then `global` unless it was listed explicitly. First set
-/// wins on conflicts.
+/// and names that may not be selected — any host's or plugin host set, malformed names —
+/// dropped), then `global` unless it was listed explicitly. First set wins on conflicts.
 pub fn normalize_selection(machine_id: &str, sets: Vec<String>) -> Vec<String> {
     let mut out = vec![host_rule_set(machine_id)];
     for s in sets {
-        if is_reserved_rule_set(&s) {
-            tracing::warn!(machine_id, rule_set = %s, "reserved rule-set name dropped from a selection");
+        if let Err(e) = RuleSetName::selectable(&s) {
+            tracing::warn!(machine_id, "rule set dropped from a selection: {e}");
             continue;
         }
         if !out.contains(&s) {
@@ -281,6 +278,12 @@ mod tests {
     #[test]
     fn selections_never_name_a_plugin_host_set() {
         let sets = normalize_selection("m1", vec!["plugin-host:m2".into(), "eng".into(), "plugin-host:m1".into()]);
+        assert_eq!(sets, vec!["host:m1", "eng", "global"]);
+    }
+
+    #[test]
+    fn selections_never_name_another_hosts_set() {
+        let sets = normalize_selection("m1", vec!["host:m2".into(), "eng".into(), "host:m1".into(), "a b".into()]);
         assert_eq!(sets, vec!["host:m1", "eng", "global"]);
     }
 

@@ -13,7 +13,7 @@ use super::{
 use async_trait::async_trait;
 use dasher_policy::{Contribution, Decided, KvBackend, KvError, PluginManager, ShadowRecord, Source};
 use dasher_sdk::domain::{HostFacts, Rule};
-use dasher_sdk::plugin::SelectionDecision;
+use dasher_sdk::plugin::{Hook, SelectionDecision};
 use dasher_store::{ChainPart, Decider, EventRecord, PluginRef, ProposalScope, ShadowDecision, Store};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -27,7 +27,7 @@ pub struct PluginPolicy {
     pub manager: Arc<PluginManager>,
     fallback: ConfigPolicy,
     /// (shadow plugin, hook) → hosts whose last decision by it differed from the applied one.
-    shadow_differing: Mutex<HashMap<(String, &'static str), HashSet<String>>>,
+    shadow_differing: Mutex<HashMap<(String, Hook), HashSet<String>>>,
 }
 
 impl PluginPolicy {
@@ -36,7 +36,7 @@ impl PluginPolicy {
         PluginPolicy { manager, fallback, shadow_differing: Mutex::new(HashMap::new()) }
     }
 
-    fn track_shadow(&self, machine_id: &str, hook: &'static str, shadow: &[ShadowDecision]) {
+    fn track_shadow(&self, machine_id: &str, hook: Hook, shadow: &[ShadowDecision]) {
         let mut map = self.shadow_differing.lock().unwrap_or_else(|e| e.into_inner());
         for s in shadow {
             let hosts = map.entry((s.plugin.clone(), hook)).or_default();
@@ -50,19 +50,15 @@ impl PluginPolicy {
 }
 
 fn decider(c: &Contribution) -> Decider {
-    Decider { by: c.plugin.clone(), generation: c.generation.clone(), source: json_name(&c.source) }
+    Decider { by: c.plugin.clone(), generation: c.generation.clone(), source: Some(c.source) }
 }
 
-fn json_name(v: &impl serde::Serialize) -> String {
-    serde_json::to_value(v).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
-fn chain(hook: &str, made_by: &[Contribution]) -> Vec<ChainPart> {
-    made_by.iter().map(|c| ChainPart { hook: hook.into(), plugin: decider(c), fields: c.fields.clone() }).collect()
+fn chain(hook: Hook, made_by: &[Contribution]) -> Vec<ChainPart> {
+    made_by.iter().map(|c| ChainPart { hook, plugin: decider(c), fields: c.fields.clone() }).collect()
 }
 
 /// `Err` when a plugin with `on_failure = "reject"` failed.
-fn check_reject<T>(hook: &'static str, decided: &Decided<T>) -> Result<(), PolicyRejected> {
+fn check_reject<T>(hook: Hook, decided: &Decided<T>) -> Result<(), PolicyRejected> {
     if !decided.reject {
         return Ok(());
     }
@@ -80,14 +76,14 @@ fn check_reject<T>(hook: &'static str, decided: &Decided<T>) -> Result<(), Polic
 }
 
 fn shadow_decisions(
-    hook: &str,
+    hook: Hook,
     records: &[ShadowRecord],
     differs: impl Fn(&serde_json::Value) -> bool,
 ) -> Vec<ShadowDecision> {
     records
         .iter()
         .map(|r| ShadowDecision {
-            hook: hook.into(),
+            hook,
             plugin: r.plugin.clone(),
             generation: r.generation.clone(),
             differs: r.decision.as_ref().is_some_and(&differs),
@@ -115,7 +111,7 @@ fn sorted(mut rules: Vec<Rule>) -> Vec<Rule> {
 impl PolicyEngine for PluginPolicy {
     async fn configure(&self, host: &HostFacts) -> Result<Configured, PolicyRejected> {
         let decided = self.manager.configure(host).await;
-        check_reject("configure", &decided)?;
+        check_reject(Hook::Configure, &decided)?;
         let mut decision = decided.value.clone();
         decision.fill_from(&self.fallback.decide(host));
         // A later plugin's set field wins the merge, so the last one naming a field made it.
@@ -128,14 +124,14 @@ impl PolicyEngine for PluginPolicy {
                 .map_or_else(Decider::config, decider)
         });
         let applied = serde_json::to_value(&decision).unwrap_or_default();
-        let shadow = shadow_decisions("configure", &decided.shadow, |d| config_differs(d, &applied));
-        self.track_shadow(&host.machine_id, "configure", &shadow);
-        Ok(Configured { decision, settings, chain: chain("configure", &decided.made_by), shadow })
+        let shadow = shadow_decisions(Hook::Configure, &decided.shadow, |d| config_differs(d, &applied));
+        self.track_shadow(&host.machine_id, Hook::Configure, &shadow);
+        Ok(Configured { decision, settings, chain: chain(Hook::Configure, &decided.made_by), shadow })
     }
 
     async fn select_rule_sets(&self, host: &HostFacts) -> Result<Selection, PolicyRejected> {
         let decided = self.manager.select_rules(host).await;
-        check_reject("select-rules", &decided)?;
+        check_reject(Hook::SelectRules, &decided)?;
         let opinions = |field: &str| -> Vec<Decider> {
             decided.made_by.iter().filter(|c| c.fields.iter().any(|f| f == field)).map(decider).collect()
         };
@@ -165,14 +161,14 @@ impl PolicyEngine for PluginPolicy {
             HostRules::Desired { rules, .. } => sorted(rules.clone()),
             _ => vec![],
         };
-        let shadow = shadow_decisions("select-rules", &decided.shadow, |d| {
+        let shadow = shadow_decisions(Hook::SelectRules, &decided.shadow, |d| {
             let Ok(s) = serde_json::from_value::<SelectionDecision>(d.clone()) else { return true };
             let sets_differ = s.rule_sets.is_some_and(|sets| normalize_selection(&host.machine_id, sets) != rule_sets);
             let rules_differ = s.host_rules.is_some_and(|h| sorted(validate_host_rules(&h).0) != applied_rules);
             sets_differ || rules_differ
         });
-        self.track_shadow(&host.machine_id, "select-rules", &shadow);
-        Ok(Selection { rule_sets, rule_sets_by, host_rules, chain: chain("select-rules", &decided.made_by), shadow })
+        self.track_shadow(&host.machine_id, Hook::SelectRules, &shadow);
+        Ok(Selection { rule_sets, rule_sets_by, host_rules, chain: chain(Hook::SelectRules, &decided.made_by), shadow })
     }
 
     async fn triage(&self, host: &HostFacts, events: &[EventRecord]) -> Triaged {

@@ -7,20 +7,22 @@
 //! [`ClientCaps`].
 
 pub mod cursor;
+pub mod error;
 pub mod host_rules;
 pub mod rules;
 
 use crate::config::Config;
-use crate::http::error::ApiError;
 use crate::policy::{Configured, PolicyEngine, PolicyRejected, Selection};
 use cursor::{Cursor, Position};
 use dasher_sdk::domain::{ConfigDecision, HostFacts, RuleCounts, host_rule_set};
+use dasher_sdk::names::MachineId;
 use dasher_sdk::version::{ClientCaps, Feature};
 use dasher_sdk::wire::{self, ClientMode, Decision, SyncType};
 use dasher_store::{
     ChangePos, DecisionProvenance, EventFilter, EventKind, EventRecord, Host, HostInventory, NewEvent, RuleAck, Store,
-    SyncPlan,
+    SyncOutcome, SyncPlan,
 };
+pub use error::SyncError;
 use rules::Resolver;
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -81,9 +83,10 @@ impl SyncService {
     /// Preflight: record the host, decide the sync type and the settings.
     pub async fn preflight(
         &self,
-        machine_id: &str,
+        machine_id: &MachineId,
         req: wire::PreflightRequest,
-    ) -> Result<wire::PreflightResponse, ApiError> {
+    ) -> Result<wire::PreflightResponse, SyncError> {
+        let machine_id = machine_id.as_str();
         let now = now_unix();
         let existing = self.store.get_host(machine_id).await?;
         let previous = existing.as_ref().and_then(|h| h.inventory.clone());
@@ -139,7 +142,7 @@ impl SyncService {
         state.last_sync_type = Some(sync_type);
         state.last_sync_reason = reason.to_owned();
         state.last_preflight_unix = now;
-        state.last_outcome = "in_progress".into();
+        state.last_outcome = SyncOutcome::InProgress;
         state.decided = Some(provenance(now, &configured, &selection, host_rules));
         self.store.record_preflight(&inventory, &state).await?;
         tracing::debug!(machine_id, ?sync_type, reason, "preflight");
@@ -149,11 +152,11 @@ impl SyncService {
 
     /// Records a refused preflight: the reported inventory, and the refusal in the host's sync
     /// state (nothing else changes: the client keeps its state). Returns the 503 to answer.
-    async fn policy_rejected(&self, inventory: &HostInventory, host: &Host, e: PolicyRejected) -> ApiError {
+    async fn policy_rejected(&self, inventory: &HostInventory, host: &Host, e: PolicyRejected) -> SyncError {
         let machine_id = inventory.machine_id.as_str();
         tracing::warn!(machine_id, "preflight refused: {e}");
         let mut state = host.sync.clone();
-        state.last_outcome = format!("policy_rejected: {} failed in {}", e.plugins, e.hook);
+        state.last_outcome = SyncOutcome::PolicyRejected { plugins: e.plugins.clone(), hook: e.hook };
         if let Err(store_error) = self.store.record_preflight(inventory, &state).await {
             return store_error.into();
         }
@@ -161,7 +164,7 @@ impl SyncService {
     }
 
     /// The host's rule sets as a sync would select them now, without writing anything.
-    pub async fn current_selection(&self, machine_id: &str, host: Option<&Host>) -> Result<Vec<String>, ApiError> {
+    pub async fn current_selection(&self, machine_id: &str, host: Option<&Host>) -> Result<Vec<String>, SyncError> {
         let selection = self.policy.select_rule_sets(&host_facts(machine_id, host, now_unix())).await?;
         let head = self.store.head_version().await?;
         let acked = host.and_then(|h| h.sync.acked.as_ref());
@@ -172,12 +175,13 @@ impl SyncService {
     /// Event upload: store durably (de-duplicated), then answer.
     pub async fn event_upload(
         &self,
-        machine_id: &str,
+        machine_id: &MachineId,
         req: wire::EventUploadRequest,
-    ) -> Result<wire::EventUploadResponse, ApiError> {
+    ) -> Result<wire::EventUploadResponse, SyncError> {
+        let machine_id = machine_id.as_str();
         let total = req.events.len() + req.file_access_events.len();
         if total > self.config.limits.max_events_per_upload {
-            return Err(ApiError::TooLarge(format!(
+            return Err(SyncError::TooLarge(format!(
                 "{total} events in one upload; at most {} are accepted (lower batch_size)",
                 self.config.limits.max_events_per_upload
             )));
@@ -201,7 +205,7 @@ impl SyncService {
                 file_bundle_hash: e.file_bundle_hash.to_ascii_lowercase(),
                 occurred_at_unix: finite_or_zero(e.execution_time),
                 received_at_unix: now,
-                body: serde_json::to_value(e).map_err(|e| ApiError::bad(e.to_string()))?,
+                body: serde_json::to_value(e).map_err(|e| SyncError::invalid("events", e.to_string()))?,
             });
         }
         for e in &req.file_access_events {
@@ -217,7 +221,7 @@ impl SyncService {
                 file_bundle_hash: String::new(),
                 occurred_at_unix: finite_or_zero(e.access_time),
                 received_at_unix: now,
-                body: serde_json::to_value(e).map_err(|e| ApiError::bad(e.to_string()))?,
+                body: serde_json::to_value(e).map_err(|e| SyncError::invalid("events", e.to_string()))?,
             });
         }
         if !events.is_empty() {
@@ -268,9 +272,10 @@ impl SyncService {
     /// Rule download: one page, from the snapshot named by the cursor.
     pub async fn rule_download(
         &self,
-        machine_id: &str,
+        machine_id: &MachineId,
         req: wire::RuleDownloadRequest,
-    ) -> Result<wire::RuleDownloadResponse, ApiError> {
+    ) -> Result<wire::RuleDownloadResponse, SyncError> {
+        let machine_id = machine_id.as_str();
         let host = self.store.get_host(machine_id).await?;
         let caps = Self::caps_of(host.as_ref());
         let head = self.store.head_version().await?;
@@ -278,7 +283,7 @@ impl SyncService {
         let cursor = if req.cursor.is_empty() {
             self.first_cursor(machine_id, host.as_ref(), head).await?
         } else {
-            let bad = |why: &str| ApiError::field("cursor", format!("{why}; restart the sync with a new preflight"));
+            let bad = |why: &str| SyncError::invalid("cursor", format!("{why}; restart the sync with a new preflight"));
             let c = Cursor::decode(&req.cursor).map_err(|_| bad("cursor was not issued by this server"))?;
             if c.sets.first() != Some(&host_rule_set(machine_id)) {
                 return Err(bad("cursor was issued to another machine"));
@@ -316,7 +321,7 @@ impl SyncService {
         Ok(wire::RuleDownloadResponse { rules, cursor: next.map(|c| c.encode()) })
     }
 
-    async fn first_cursor(&self, machine_id: &str, host: Option<&Host>, head: u64) -> Result<Cursor, ApiError> {
+    async fn first_cursor(&self, machine_id: &str, host: Option<&Host>, head: u64) -> Result<Cursor, SyncError> {
         let plan = host.and_then(|h| h.sync.plan.clone());
         let sets = match &plan {
             Some(p) if !p.rule_sets.is_empty() => p.rule_sets.clone(),
@@ -335,9 +340,10 @@ impl SyncService {
     /// Postflight: acknowledge what the completed download delivered.
     pub async fn postflight(
         &self,
-        machine_id: &str,
+        machine_id: &MachineId,
         req: wire::PostflightRequest,
-    ) -> Result<wire::PostflightResponse, ApiError> {
+    ) -> Result<wire::PostflightResponse, SyncError> {
+        let machine_id = machine_id.as_str();
         let Some(host) = self.store.get_host(machine_id).await? else {
             tracing::info!(machine_id, "postflight from a machine that never sent a preflight");
             return Ok(wire::PostflightResponse {});
@@ -350,9 +356,9 @@ impl SyncService {
         match state.pending.take() {
             Some(ack) => {
                 state.last_outcome = if req.rules_processed < req.rules_received {
-                    format!("rules_rejected: client kept {} of {} rules", req.rules_processed, req.rules_received)
+                    SyncOutcome::RulesRejected { kept: req.rules_processed, received: req.rules_received }
                 } else {
-                    "ok".into()
+                    SyncOutcome::Ok
                 };
                 state.acked = Some(ack);
                 state.acked_rules_hash = (!req.rules_hash.is_empty()).then(|| req.rules_hash.clone());
@@ -360,7 +366,7 @@ impl SyncService {
                     self.store.set_clean_requested(machine_id, false).await?;
                 }
             }
-            None => state.last_outcome = "incomplete: postflight without a completed rule download".into(),
+            None => state.last_outcome = SyncOutcome::Incomplete,
         }
         self.store.put_sync_state(machine_id, &state).await?;
         Ok(wire::PostflightResponse {})

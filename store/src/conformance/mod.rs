@@ -9,7 +9,7 @@
 
 use crate::{
     ChangePos, EventFilter, EventKind, HostInventory, HostSyncState, NewEvent, ProposalDecision, ProposalStatus,
-    RuleAck, RuleChange, Store, StoreError,
+    RuleAck, RuleChange, Store, StoreError, SyncOutcome,
 };
 use dasher_sdk::domain::{Rule, RuleKey};
 use dasher_sdk::plugin::Action;
@@ -78,7 +78,7 @@ pub async fn hosts(store: &dyn Store) {
     store.set_clean_requested("m1", true).await.unwrap();
     let sync = HostSyncState {
         acked: Some(RuleAck { version: 3, rule_sets: vec!["global".into()], ..RuleAck::default() }),
-        last_outcome: "ok".into(),
+        last_outcome: SyncOutcome::Ok,
         ..HostSyncState::default()
     };
     store.put_sync_state("m1", &sync).await.unwrap();
@@ -120,7 +120,7 @@ pub async fn hosts(store: &dyn Store) {
 /// keeps `first_seen_unix`, tags and clean flag, and its sync state is replaced.
 pub async fn preflight_writes(store: &dyn Store) {
     let state = |outcome: &str, at: i64| HostSyncState {
-        last_outcome: outcome.to_owned(),
+        last_outcome: SyncOutcome::parse(outcome),
         last_preflight_unix: at,
         ..HostSyncState::default()
     };
@@ -572,7 +572,7 @@ where
         store.set_host_tags("m1", &["t".into()]).await.unwrap();
         store.set_clean_requested("m1", true).await.unwrap();
         store
-            .put_sync_state("m1", &HostSyncState { last_outcome: "ok".into(), ..HostSyncState::default() })
+            .put_sync_state("m1", &HostSyncState { last_outcome: SyncOutcome::Ok, ..HostSyncState::default() })
             .await
             .unwrap();
         store.commit_rules(&[upsert("global", &r)]).await.unwrap();
@@ -590,7 +590,7 @@ where
     assert_eq!(h.inventory.map(|i| i.first_seen_unix), Some(5));
     assert_eq!(h.tags, vec!["t".to_string()]);
     assert!(h.clean_requested);
-    assert_eq!(h.sync.last_outcome, "ok");
+    assert_eq!(h.sync.last_outcome, SyncOutcome::Ok);
     assert_eq!(store.host_count().await.unwrap(), 1);
     assert_eq!(store.head_version().await.unwrap(), 2);
     assert_eq!(store.get_rule("global", &r.key(), 1).await.unwrap(), Some(r.clone()));

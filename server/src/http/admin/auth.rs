@@ -7,107 +7,16 @@
 //! Roles, each including the ones before it:
 //! - `read-only`: every `GET`;
 //! - `rules-editor`: also rules, rule sets, host tags, clean-sync requests and proposals;
-//! - `admin`: everything, including plugin reload and rollback. Any write route not named
-//!   above needs `admin`, so a new endpoint is closed by default.
+//! - `admin`: everything, including plugin reload and rollback.
+//!
+//! Each route's role is in the one route table, [`super::ROUTES`].
 
+use crate::config::{AdminSettings, Role};
+use crate::credentials::parse_sha256_hex;
 use crate::http::error::ApiError;
-use http::{HeaderMap, Method, header};
-use serde::{Deserialize, Serialize};
+use http::{HeaderMap, header};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
-
-/// What a token may do. Ordered: a higher role includes the lower ones.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Role {
-    /// `GET` only.
-    ReadOnly,
-    /// Rules, rule sets, tags, clean-sync, proposals.
-    RulesEditor,
-    /// Everything.
-    Admin,
-}
-
-impl Role {
-    /// The name used in the configuration and in error messages.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Role::ReadOnly => "read-only",
-            Role::RulesEditor => "rules-editor",
-            Role::Admin => "admin",
-        }
-    }
-}
-
-impl std::fmt::Display for Role {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// One configured token: `[[admin.tokens]] name = "ci", role = "rules-editor", sha256 = "…"`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// Who holds it (logged on use; never the token).
-    pub name: String,
-    /// What it may do.
-    pub role: Role,
-    /// SHA-256 of the token, 64 hex digits (`dasher token hash` prints it).
-    pub sha256: String,
-}
-
-/// The `[admin]` section.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct AdminSettings {
-    /// Serve the admin API (and `/metrics`) on this address only; the main listener then
-    /// answers only sync routes and `/healthz`/`/readyz`.
-    pub listen: Option<std::net::SocketAddr>,
-    /// Role tokens, stored hashed.
-    pub tokens: Vec<TokenConfig>,
-}
-
-impl AdminSettings {
-    /// Checks names, hashes and uniqueness.
-    pub fn validate(&self) -> Result<(), String> {
-        let mut seen = std::collections::BTreeSet::new();
-        for (i, t) in self.tokens.iter().enumerate() {
-            if t.name.is_empty() || t.name.len() > 64 {
-                return Err(format!("admin.tokens[{i}].name must be 1 to 64 characters"));
-            }
-            if !seen.insert(t.name.as_str()) {
-                return Err(format!("admin.tokens[{i}].name {:?} is used twice", t.name));
-            }
-            parse_sha256_hex(&t.sha256).map_err(|e| format!("admin.tokens[{i}].sha256 ({}): {e}", t.name))?;
-        }
-        Ok(())
-    }
-}
-
-/// SHA-256 of `token` as 64 lowercase hex digits (what the config stores).
-pub fn sha256_hex(token: &str) -> String {
-    Sha256::digest(token.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Parses 64 hex digits into a digest.
-pub fn parse_sha256_hex(s: &str) -> Result<[u8; 32], String> {
-    let s = s.trim();
-    if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err("must be 64 hexadecimal digits (the SHA-256 of the token; see `dasher token hash`)".into());
-    }
-    let mut out = [0u8; 32];
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).map_err(|e| e.to_string())?;
-    }
-    Ok(out)
-}
-
-/// True if `presented` hashes to one of `hashes`; every hash is compared, in constant time.
-pub fn matches_any(presented: &[u8], hashes: &[[u8; 32]]) -> bool {
-    let digest: [u8; 32] = Sha256::digest(presented).into();
-    hashes.iter().fold(subtle::Choice::from(0), |acc, h| acc | digest.ct_eq(h)).into()
-}
 
 /// Who a request was authenticated as.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +25,16 @@ pub struct Identity {
     pub name: String,
     /// Its role.
     pub role: Role,
+}
+
+impl Identity {
+    /// Checks that this identity's role is at least `needed`.
+    pub fn may(&self, needed: Role) -> Result<(), AuthError> {
+        if self.role < needed {
+            return Err(AuthError::Forbidden { name: self.name.clone(), role: self.role, needed });
+        }
+        Ok(())
+    }
 }
 
 /// The configured tokens, ready to check.
@@ -156,13 +75,11 @@ impl AdminAuth {
         Ok(Identity { name: name.clone(), role: *role })
     }
 
-    /// Authenticates and checks that the role suffices for `method` on `path`.
-    pub fn authorize(&self, method: &Method, path: &str, headers: &HeaderMap) -> Result<Identity, AuthError> {
+    /// Authenticates and checks that the token's role is at least `needed` (the route's,
+    /// from [`super::ROUTES`]).
+    pub fn authorize(&self, headers: &HeaderMap, needed: Role) -> Result<Identity, AuthError> {
         let who = self.authenticate(headers)?;
-        let needed = required_role(method, path);
-        if who.role < needed {
-            return Err(AuthError::Forbidden { name: who.name, role: who.role, needed });
-        }
+        who.may(needed)?;
         Ok(who)
     }
 }
@@ -208,22 +125,12 @@ impl From<AuthError> for ApiError {
     }
 }
 
-/// The least role that may call `method` on `path` (an `/api/v1/...` path or `/metrics`).
-pub fn required_role(method: &Method, path: &str) -> Role {
-    if method == Method::GET || method == Method::HEAD {
-        return Role::ReadOnly;
-    }
-    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    match segments.as_slice() {
-        ["api", "v1", "rules" | "rule-sets" | "proposals", ..] => Role::RulesEditor,
-        ["api", "v1", "hosts", _, "tags" | "clean-sync"] => Role::RulesEditor,
-        _ => Role::Admin,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::TokenConfig;
+    use crate::credentials::sha256_hex;
+    use http::Method;
 
     fn headers(token: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -241,7 +148,10 @@ mod tests {
             ],
         };
         let auth = AdminAuth::new(&settings, Some("root-secret")).unwrap();
-        let check = |t: &str, m: Method, p: &str| auth.authorize(&m, p, &headers(t)).map(|i| i.name);
+        let check = |t: &str, m: Method, p: &str| {
+            let (route, _) = super::super::find(&m, p).expect("a route");
+            auth.authorize(&headers(t), route.role).map(|i| i.name)
+        };
         assert_eq!(check("v-secret", Method::GET, "/api/v1/rules").unwrap(), "viewer");
         assert!(matches!(check("v-secret", Method::POST, "/api/v1/rules"), Err(AuthError::Forbidden { .. })));
         assert_eq!(check("e-secret", Method::POST, "/api/v1/rules").unwrap(), "editor");
@@ -251,7 +161,12 @@ mod tests {
         assert!(err.to_string().contains("needs role admin"), "{err}");
         assert_eq!(check("root-secret", Method::POST, "/api/v1/plugins/reload").unwrap(), "admin_token");
         assert!(matches!(check("nope", Method::GET, "/api/v1/rules"), Err(AuthError::Unknown)));
-        assert!(matches!(auth.authorize(&Method::GET, "/api/v1/rules", &HeaderMap::new()), Err(AuthError::Missing)));
+        assert!(matches!(auth.authorize(&HeaderMap::new(), Role::ReadOnly), Err(AuthError::Missing)));
+        assert_eq!(check("v-secret", Method::HEAD, "/api/v1/hosts/m1").unwrap(), "viewer", "HEAD is a GET");
+        assert!(matches!(
+            check("e-secret", Method::POST, "/api/v1/maintenance/compact-history"),
+            Err(AuthError::Forbidden { .. })
+        ));
     }
 
     #[test]
@@ -262,8 +177,5 @@ mod tests {
         };
         let err = settings.validate().unwrap_err();
         assert!(err.contains("admin.tokens[0].sha256") && err.contains("64 hexadecimal"), "{err}");
-        assert_eq!(parse_sha256_hex(&sha256_hex("t")).unwrap(), <[u8; 32]>::from(Sha256::digest(b"t")));
-        assert!(matches_any(b"t", &[[0; 32], parse_sha256_hex(&sha256_hex("t")).unwrap()]));
-        assert!(!matches_any(b"u", &[parse_sha256_hex(&sha256_hex("t")).unwrap()]));
     }
 }

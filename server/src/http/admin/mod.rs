@@ -4,14 +4,15 @@
 
 pub mod auth;
 
+use crate::config::Role;
 use crate::http::error::{ApiError, json_response};
 use crate::http::{AppState, machine_id::parse_machine_id, read_limited};
-use crate::policy::{PLUGIN_HOST_SET_PREFIX, is_reserved_rule_set};
 use crate::proposals;
 use crate::sync::rules::Resolver;
 use crate::sync::{SyncService, host_facts, now_unix};
 use bytes::Bytes;
 use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleKey, RuleSpec};
+use dasher_sdk::names::{NameError, RuleSetName, check_tag};
 use dasher_sdk::version::ClientCaps;
 use dasher_store::{EventFilter, ProposalStatus, RuleChange};
 use http::{Method, Request, Response, StatusCode};
@@ -24,36 +25,20 @@ type Resp = Result<Response<Full<Bytes>>, ApiError>;
 /// Largest admin request body.
 const MAX_ADMIN_BODY_BYTES: usize = 64 << 20;
 
+/// The query string, decoded (`application/x-www-form-urlencoded`); a repeated key keeps its
+/// last value.
 fn query(req: &Request<hyper::body::Incoming>) -> HashMap<String, String> {
-    req.uri()
-        .query()
-        .unwrap_or("")
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| {
-            let (k, v) = p.split_once('=').unwrap_or((p, ""));
-            (k.to_owned(), v.replace("%3A", ":").replace("%3a", ":").replace("%40", "@"))
-        })
-        .collect()
+    form_urlencoded::parse(req.uri().query().unwrap_or("").as_bytes()).into_owned().collect()
 }
 
-fn validate_rule_set(name: &str, field: &str) -> Result<(), ApiError> {
-    if proposals::valid_rule_set_name(name) {
-        Ok(())
-    } else {
-        Err(ApiError::field(field, format!("invalid rule set name {:?}", name.chars().take(64).collect::<String>())))
-    }
-}
-
-/// Plugin host sets are written by the preflight only (and a tag names a rule set).
-fn refuse_reserved(name: &str, field: &str) -> Result<(), ApiError> {
-    if is_reserved_rule_set(name) {
-        return Err(ApiError::field(
-            field,
-            format!("rule set names starting with {PLUGIN_HOST_SET_PREFIX:?} are reserved for plugin host rules"),
-        ));
-    }
-    Ok(())
+/// A rule-set name checked for its use (`RuleSetName::readable` / `writable`), or a 400 naming
+/// the field.
+fn rule_set_name(
+    name: &str,
+    field: &str,
+    check: fn(&str) -> Result<RuleSetName, NameError>,
+) -> Result<RuleSetName, ApiError> {
+    check(name).map_err(|e| ApiError::field(field, e.to_string()))
 }
 
 fn parse_limit(q: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
@@ -72,61 +57,198 @@ async fn json_body<T: for<'de> Deserialize<'de>>(req: Request<hyper::body::Incom
     serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))
 }
 
-/// Routes `/healthz` and `/api/v1/...`.
-pub async fn handle(state: &AppState, req: Request<hyper::body::Incoming>) -> Resp {
-    let path = req.uri().path().to_owned();
-    if path == "/healthz" {
-        return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"})));
-    }
+/// What an admin route does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `POST /api/v1/rules`
+    PostRules,
+    /// `GET /api/v1/rules`
+    GetRules,
+    /// `GET /api/v1/rule-sets`
+    RuleSets,
+    /// `GET /api/v1/hosts`
+    ListHosts,
+    /// `GET /api/v1/hosts/{id}`
+    GetHost,
+    /// `PUT /api/v1/hosts/{id}/tags`
+    PutTags,
+    /// `POST /api/v1/hosts/{id}/clean-sync`
+    CleanSync,
+    /// `GET /api/v1/hosts/{id}/effective-rules`
+    EffectiveRules,
+    /// `GET /api/v1/events`
+    Events,
+    /// `POST /api/v1/maintenance/compact-history`
+    CompactHistory,
+    /// `GET /api/v1/proposals`
+    ListProposals,
+    /// `GET /api/v1/proposals/{id}`
+    GetProposal,
+    /// `POST /api/v1/proposals/{id}/approve`
+    ApproveProposal,
+    /// `POST /api/v1/proposals/{id}/reject`
+    RejectProposal,
+    /// `GET /api/v1/plugins`
+    Plugins,
+    /// `POST /api/v1/plugins/reload`
+    ReloadPlugins,
+    /// `POST /api/v1/plugins/{name}/rollback`
+    RollbackPlugin,
+    /// `GET /metrics` (when `metrics.require_token`)
+    Metrics,
+}
+
+/// One admin route: method, path (`{}` matches one segment), the least role that may call
+/// it, and what it does. The only list of admin routes: dispatch and role checks both read it.
+#[derive(Debug)]
+pub struct Route {
+    /// Method (a `GET` route also answers `HEAD`).
+    pub method: Method,
+    /// Path pattern.
+    pub path: &'static str,
+    /// Least role.
+    pub role: Role,
+    /// What it does.
+    pub op: Op,
+}
+
+const fn route(method: Method, path: &'static str, role: Role, op: Op) -> Route {
+    Route { method, path, role, op }
+}
+
+/// Every admin route.
+pub const ROUTES: &[Route] = &[
+    route(Method::POST, "/api/v1/rules", Role::RulesEditor, Op::PostRules),
+    route(Method::GET, "/api/v1/rules", Role::ReadOnly, Op::GetRules),
+    route(Method::GET, "/api/v1/rule-sets", Role::ReadOnly, Op::RuleSets),
+    route(Method::GET, "/api/v1/hosts", Role::ReadOnly, Op::ListHosts),
+    route(Method::GET, "/api/v1/hosts/{}", Role::ReadOnly, Op::GetHost),
+    route(Method::PUT, "/api/v1/hosts/{}/tags", Role::RulesEditor, Op::PutTags),
+    route(Method::POST, "/api/v1/hosts/{}/clean-sync", Role::RulesEditor, Op::CleanSync),
+    route(Method::GET, "/api/v1/hosts/{}/effective-rules", Role::ReadOnly, Op::EffectiveRules),
+    route(Method::GET, "/api/v1/events", Role::ReadOnly, Op::Events),
+    route(Method::POST, "/api/v1/maintenance/compact-history", Role::Admin, Op::CompactHistory),
+    route(Method::GET, "/api/v1/proposals", Role::ReadOnly, Op::ListProposals),
+    route(Method::GET, "/api/v1/proposals/{}", Role::ReadOnly, Op::GetProposal),
+    route(Method::POST, "/api/v1/proposals/{}/approve", Role::RulesEditor, Op::ApproveProposal),
+    route(Method::POST, "/api/v1/proposals/{}/reject", Role::RulesEditor, Op::RejectProposal),
+    route(Method::GET, "/api/v1/plugins", Role::ReadOnly, Op::Plugins),
+    route(Method::POST, "/api/v1/plugins/reload", Role::Admin, Op::ReloadPlugins),
+    route(Method::POST, "/api/v1/plugins/{}/rollback", Role::Admin, Op::RollbackPlugin),
+    route(Method::GET, "/metrics", Role::ReadOnly, Op::Metrics),
+];
+
+/// Why no route answers a request.
+#[derive(Debug, PartialEq, Eq)]
+pub enum NoRoute {
+    /// No route has this path.
+    NotFound,
+    /// Routes have this path, but not with this method.
+    MethodNotAllowed,
+}
+
+/// The route for `method` and `path`, with the path's `{}` segments in order.
+pub fn find<'p>(method: &Method, path: &'p str) -> Result<(&'static Route, Vec<&'p str>), NoRoute> {
+    let method = if method == Method::HEAD { &Method::GET } else { method };
     let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut path_matched = false;
+    for r in ROUTES {
+        let pattern = r.path.trim_start_matches('/').split('/');
+        if pattern.clone().count() != segments.len() {
+            continue;
+        }
+        let mut params = Vec::new();
+        let matched = pattern.zip(&segments).all(|(p, s)| {
+            if p == "{}" {
+                params.push(*s);
+                !s.is_empty()
+            } else {
+                p == *s
+            }
+        });
+        if !matched {
+            continue;
+        }
+        if r.method == method {
+            return Ok((r, params));
+        }
+        path_matched = true;
+    }
+    Err(if path_matched { NoRoute::MethodNotAllowed } else { NoRoute::NotFound })
+}
+
+impl From<NoRoute> for ApiError {
+    fn from(e: NoRoute) -> Self {
+        match e {
+            NoRoute::NotFound => ApiError::NotFound("no such admin route (see the README's admin API)".into()),
+            NoRoute::MethodNotAllowed => ApiError::MethodNotAllowed,
+        }
+    }
+}
+
+/// Answers an admin route found by [`find`] (the caller checked the token's role).
+pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Request<hyper::body::Incoming>) -> Resp {
     let sync = &state.sync;
-    match (req.method().clone(), segments.as_slice()) {
-        (Method::POST, ["api", "v1", "rules"]) => post_rules(sync, req).await,
-        (Method::GET, ["api", "v1", "rules"]) => get_rules(sync, &query(&req)).await,
-        (Method::GET, ["api", "v1", "rule-sets"]) => {
+    let machine_id = || {
+        parse_machine_id(params[0], sync.config.limits.max_machine_id_bytes)
+            .map_err(|e| ApiError::field("machine_id", e.to_string()))
+    };
+    let proposal_id =
+        || {
+            params[0].parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| {
+                ApiError::field("id", format!("proposal id must be a positive number, not {:?}", params[0]))
+            })
+        };
+    match route.op {
+        Op::PostRules => post_rules(sync, req).await,
+        Op::GetRules => get_rules(sync, &query(&req)).await,
+        Op::RuleSets => {
             Ok(json_response(StatusCode::OK, &serde_json::json!({"rule_sets": sync.store.rule_sets().await?})))
         }
-        (Method::GET, ["api", "v1", "hosts"]) => {
+        Op::ListHosts => {
             let q = query(&req);
             let limit = parse_limit(&q, 100, 10_000)?;
             let hosts = sync.store.list_hosts(q.get("after").map(String::as_str), limit).await?;
             Ok(json_response(StatusCode::OK, &serde_json::json!({"hosts": hosts})))
         }
-        (method, ["api", "v1", "hosts", raw_id, rest @ ..]) => {
-            let id = parse_machine_id(raw_id, sync.config.limits.max_machine_id_bytes)
-                .map_err(|e| ApiError::field("machine_id", e.to_string()))?;
-            match (method, rest) {
-                (Method::GET, []) => match sync.store.get_host(&id).await? {
-                    Some(h) => Ok(json_response(StatusCode::OK, &h)),
-                    None => Err(ApiError::NotFound(format!("no host {id}"))),
-                },
-                (Method::PUT, ["tags"]) => put_tags(sync, &id, req).await,
-                (Method::POST, ["clean-sync"]) => {
-                    sync.store.set_clean_requested(&id, true).await?;
-                    Ok(json_response(StatusCode::OK, &serde_json::json!({"machine_id": id, "clean_requested": true})))
+        Op::GetHost => {
+            let id = machine_id()?;
+            match sync.store.get_host(&id).await? {
+                Some(h) => Ok(json_response(StatusCode::OK, &h)),
+                None => Err(ApiError::NotFound(format!("no host {id}"))),
+            }
+        }
+        Op::PutTags => put_tags(sync, &machine_id()?, req).await,
+        Op::CleanSync => {
+            let id = machine_id()?;
+            sync.store.set_clean_requested(&id, true).await?;
+            Ok(json_response(StatusCode::OK, &serde_json::json!({"machine_id": id.as_str(), "clean_requested": true})))
+        }
+        Op::EffectiveRules => effective_rules(sync, &machine_id()?).await,
+        Op::Events => get_events(sync, &query(&req)).await,
+        Op::CompactHistory => compact_history(sync, req).await,
+        Op::ListProposals => get_proposals(sync, &query(&req)).await,
+        Op::GetProposal => {
+            let id = proposal_id()?;
+            match sync.store.get_proposal(id).await? {
+                Some(p) => Ok(json_response(StatusCode::OK, &p)),
+                None => Err(ApiError::NotFound(format!("no proposal {id}"))),
+            }
+        }
+        Op::ApproveProposal => decide_proposal(sync, proposal_id()?, "approve", req).await,
+        Op::RejectProposal => decide_proposal(sync, proposal_id()?, "reject", req).await,
+        Op::Plugins => plugin_status(state),
+        Op::ReloadPlugins => Ok(json_response(StatusCode::OK, &plugin_manager(state)?.reload().await)),
+        Op::RollbackPlugin => {
+            let name = params[0];
+            match plugin_manager(state)?.rollback(name) {
+                Ok((from, to)) => {
+                    Ok(json_response(StatusCode::OK, &serde_json::json!({"plugin": name, "from": from, "to": to})))
                 }
-                (Method::GET, ["effective-rules"]) => effective_rules(sync, &id).await,
-                _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+                Err(e) => Err(ApiError::field("name", e.to_string())),
             }
         }
-        (Method::GET, ["api", "v1", "events"]) => get_events(sync, &query(&req)).await,
-        (Method::POST, ["api", "v1", "maintenance", "compact-history"]) => compact_history(sync, req).await,
-        (Method::GET, ["api", "v1", "proposals"]) => get_proposals(sync, &query(&req)).await,
-        (method, ["api", "v1", "proposals", raw_id, rest @ ..]) => {
-            let id = raw_id.parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| {
-                ApiError::field("id", format!("proposal id must be a positive number, not {raw_id:?}"))
-            })?;
-            match (method, rest) {
-                (Method::GET, []) => match sync.store.get_proposal(id).await? {
-                    Some(p) => Ok(json_response(StatusCode::OK, &p)),
-                    None => Err(ApiError::NotFound(format!("no proposal {id}"))),
-                },
-                (Method::POST, [verb @ ("approve" | "reject")]) => decide_proposal(sync, id, verb, req).await,
-                _ => Err(ApiError::NotFound(format!("no route for {path}"))),
-            }
-        }
-        (method, ["api", "v1", "plugins", rest @ ..]) => plugins(state, method, rest).await,
-        _ => Err(ApiError::NotFound(format!("no route for {path}"))),
+        Op::Metrics => super::ops::metrics(state, &req).await,
     }
 }
 
@@ -165,9 +287,13 @@ pub fn parse_rule_changes(body: &[u8], max_rules: usize) -> Result<Vec<RuleChang
     for (i, value) in body.rules.into_iter().enumerate() {
         let input: RuleInput =
             serde_json::from_value(value).map_err(|e| ApiError::field(format!("rules[{i}]"), e.to_string()))?;
-        let rule_set = input.rule_set.unwrap_or_else(|| GLOBAL_RULE_SET.to_owned());
-        validate_rule_set(&rule_set, &format!("rules[{i}].rule_set"))?;
-        refuse_reserved(&rule_set, &format!("rules[{i}].rule_set"))?;
+        let rule_set = match input.rule_set {
+            None => GLOBAL_RULE_SET.to_owned(),
+            Some(name) => {
+                rule_set_name(&name, &format!("rules[{i}].rule_set"), RuleSetName::writable)?;
+                name
+            }
+        };
         let (key, rule) =
             input.spec.validate().map_err(|e| ApiError::field(format!("rules[{i}].{}", e.field()), e.to_string()))?;
         let change = RuleChange { rule_set: rule_set.clone(), key: key.clone(), rule };
@@ -184,7 +310,7 @@ pub fn parse_rule_changes(body: &[u8], max_rules: usize) -> Result<Vec<RuleChang
 
 async fn get_rules(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
     let rule_set = q.get("rule_set").cloned().unwrap_or_else(|| GLOBAL_RULE_SET.to_owned());
-    validate_rule_set(&rule_set, "rule_set")?;
+    rule_set_name(&rule_set, "rule_set", RuleSetName::readable)?;
     let limit = parse_limit(q, 1000, 100_000)?;
     let version = sync.store.head_version().await?;
     let rules = sync.store.scan_rules(&rule_set, version, None, limit).await?;
@@ -200,8 +326,7 @@ struct TagsRequest {
 async fn put_tags(sync: &SyncService, id: &str, req: Request<hyper::body::Incoming>) -> Resp {
     let body: TagsRequest = json_body(req).await?;
     for (i, tag) in body.tags.iter().enumerate() {
-        validate_rule_set(tag, &format!("tags[{i}]"))?;
-        refuse_reserved(tag, &format!("tags[{i}]"))?;
+        check_tag(tag).map_err(|e| ApiError::field(format!("tags[{i}]"), e.to_string()))?;
     }
     sync.store.set_host_tags(id, &body.tags).await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({"machine_id": id, "tags": body.tags})))
@@ -353,32 +478,25 @@ async fn decide_proposal(sync: &SyncService, id: u64, verb: &str, req: Request<h
     Ok(json_response(StatusCode::OK, &p))
 }
 
-/// `GET /api/v1/plugins`, `POST /api/v1/plugins/reload`, `POST /api/v1/plugins/{name}/rollback`.
-async fn plugins(state: &AppState, method: Method, rest: &[&str]) -> Resp {
-    let Some(manager) = &state.plugins else {
-        return Err(ApiError::NotFound("plugins are not configured (set [plugins] or --plugins-dir)".into()));
-    };
-    match (method, rest) {
-        (Method::GET, []) => {
-            // Per plugin: hosts whose last decision by it (as a shadow plugin) would have
-            // differed from the applied one, counted since the server started.
-            let differing = state.sync.policy.shadow_hosts_differing();
-            let mut status = serde_json::to_value(manager.status()).expect("status serializes");
-            if let Some(plugins) = status.get_mut("plugins").and_then(|p| p.as_array_mut()) {
-                for p in plugins {
-                    let n = p.get("name").and_then(|n| n.as_str()).and_then(|n| differing.get(n)).copied();
-                    p["shadow_hosts_differing"] = n.unwrap_or(0).into();
-                }
-            }
-            Ok(json_response(StatusCode::OK, &status))
+fn plugin_manager(state: &AppState) -> Result<&dasher_policy::PluginManager, ApiError> {
+    state
+        .plugins
+        .as_deref()
+        .ok_or_else(|| ApiError::NotFound("plugins are not configured (set [plugins] or --plugins-dir)".into()))
+}
+
+/// `GET /api/v1/plugins`: the plugin host's status, plus per plugin the hosts whose last
+/// decision by it (as a shadow plugin) would have differed from the applied one, counted
+/// since the server started.
+fn plugin_status(state: &AppState) -> Resp {
+    let manager = plugin_manager(state)?;
+    let differing = state.sync.policy.shadow_hosts_differing();
+    let mut status = serde_json::to_value(manager.status()).expect("status serializes");
+    if let Some(plugins) = status.get_mut("plugins").and_then(|p| p.as_array_mut()) {
+        for p in plugins {
+            let n = p.get("name").and_then(|n| n.as_str()).and_then(|n| differing.get(n)).copied();
+            p["shadow_hosts_differing"] = n.unwrap_or(0).into();
         }
-        (Method::POST, ["reload"]) => Ok(json_response(StatusCode::OK, &manager.reload().await)),
-        (Method::POST, [name, "rollback"]) => match manager.rollback(name) {
-            Ok((from, to)) => {
-                Ok(json_response(StatusCode::OK, &serde_json::json!({"plugin": name, "from": from, "to": to})))
-            }
-            Err(e) => Err(ApiError::field("name", e.to_string())),
-        },
-        _ => Err(ApiError::NotFound("no such plugin route".into())),
     }
+    Ok(json_response(StatusCode::OK, &status))
 }
