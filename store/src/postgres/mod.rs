@@ -524,7 +524,8 @@ impl Store for PgStore {
             .await
             .map_err(pg_err)?;
         let row = client.query_opt(&select, &[&ns, &k]).await.map_err(pg_err)?;
-        row.map(|r| r.get(0)).ok_or_else(|| StoreError::Engine(format!("kv {namespace}/{key} vanished after its insert")))
+        row.map(|r| r.get(0))
+            .ok_or_else(|| StoreError::Engine(format!("kv {namespace}/{key} vanished after its insert")))
     }
 }
 
