@@ -104,6 +104,11 @@ pub struct Limits {
     /// Sync requests per machine id per minute, with a burst of the same size; more get 429
     /// with `Retry-After` (0 = unlimited).
     pub requests_per_machine_per_minute: u32,
+    /// Most rule sets one host's selection may hold (at least 3); a larger selection keeps the
+    /// first ones in precedence order, `global` always among them, and logs a warning.
+    pub max_rule_sets_per_host: usize,
+    /// Seconds the server spends on one sync request once its body is read; 503 after.
+    pub sync_request_timeout_secs: u64,
 }
 
 impl Default for Limits {
@@ -118,6 +123,8 @@ impl Default for Limits {
             body_read_timeout_secs: 60,
             max_connections: 4096,
             requests_per_machine_per_minute: 1200,
+            max_rule_sets_per_host: 64,
+            sync_request_timeout_secs: 30,
         }
     }
 }
@@ -252,6 +259,13 @@ impl Config {
         if self.limits.max_connections == 0 || self.limits.body_read_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_connections and limits.body_read_timeout_secs must be at least 1".into(),
+            ));
+        }
+        if self.limits.sync_request_timeout_secs == 0 || self.limits.max_rule_sets_per_host < 3 {
+            return Err(ConfigError::Invalid(
+                "limits.sync_request_timeout_secs must be at least 1 and limits.max_rule_sets_per_host at least 3 \
+                 (a host's own set, its plugin set and global)"
+                    .into(),
             ));
         }
         if self.storage.cache_mb == 0 || self.storage.cache_bytes().is_none() {

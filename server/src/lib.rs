@@ -164,12 +164,15 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
             (Arc::new(policy::plugins::PluginPolicy::new(manager.clone(), config_policy)), Some(manager))
         }
     };
+    // Once per start, not per request; racing replicas end with the one key the store kept.
+    let cursors = sync::cursor::CursorSigner::load(&*store).await.context("loading the rule-download cursor key")?;
     let state = Arc::new(http::AppState {
         sync: sync::SyncService {
             store: store.clone(),
             triage: triage::Triager::start(store.clone(), policy.clone()),
             policy,
             config: config.clone(),
+            cursors,
         },
         plugins,
         metrics,

@@ -36,6 +36,11 @@ pub use spec::{BadStoreSpec, OpenOptions, StoreSpec, connect, connect_with, open
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};
 
+/// The key/value namespace of the server's own secrets (e.g. the rule-download cursor key).
+/// Plugin namespaces are always `plugin:NAME`, `shadow:NAME` or `dasher-last-good:…` (formed
+/// by the plugin host, never by a plugin), so no plugin can read or write here.
+pub const SERVER_KV_NAMESPACE: &str = "dasher-server";
+
 /// Result of store operations.
 pub type Result<T> = std::result::Result<T, StoreError>;
 
@@ -171,4 +176,9 @@ pub trait Store: Send + Sync + 'static {
     async fn kv_put(&self, namespace: &str, key: &str, value: &[u8]) -> Result<()>;
     /// Deletes a value from a plugin's namespace.
     async fn kv_delete(&self, namespace: &str, key: &str) -> Result<()>;
+    /// Stores `value` under `key` unless a value is there already, and returns the value now
+    /// stored: `value`, or the existing one, untouched. Atomic across every writer of the
+    /// store (replicas included), so racing callers all get the same value — how replicas
+    /// agree on a server secret ([`SERVER_KV_NAMESPACE`]) at their first start.
+    async fn kv_put_if_absent(&self, namespace: &str, key: &str, value: &[u8]) -> Result<Vec<u8>>;
 }

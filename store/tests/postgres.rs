@@ -63,6 +63,37 @@ async fn concurrent_events() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_put_if_absent() {
+    let Some((db, store)) = fresh("kv_put_if_absent").await else { return };
+    conformance::kv_put_if_absent(store).await;
+    db.drop_database().await;
+}
+
+/// Two replicas (two pools on one database) racing for the server secret end with one value.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_put_if_absent_across_replicas() {
+    let Some(server) = server_url("kv_put_if_absent_across_replicas") else { return };
+    let db = TestDatabase::create(&server, "kv_put_if_absent_across_replicas").await;
+    let a: Arc<dyn Store> = Arc::new(PgStore::connect(&db.url).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(PgStore::connect(&db.url).await.unwrap());
+    let tasks: Vec<_> = (0..8u8)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                store.kv_put_if_absent(dasher_store::SERVER_KV_NAMESPACE, "secret", &[i; 32]).await.unwrap()
+            })
+        })
+        .collect();
+    let mut got = Vec::new();
+    for t in tasks {
+        got.push(t.await.unwrap());
+    }
+    assert!(got.windows(2).all(|w| w[0] == w[1]), "one value for every replica: {got:?}");
+    drop((a, b));
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen() {
     let Some(server) = server_url("reopen") else { return };
     let db = TestDatabase::create(&server, "reopen").await;

@@ -52,6 +52,10 @@ pub enum ApiError {
         /// Seconds until a request will be accepted (`Retry-After`).
         retry_after_secs: u64,
     },
+    /// The request was not handled within its server-side time budget
+    /// (`limits.sync_request_timeout_secs`); the client should retry later.
+    #[error("{0}")]
+    Busy(String),
     /// Storage failed; the client should retry later.
     #[error("storage unavailable: {0}")]
     Unavailable(String),
@@ -85,7 +89,9 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unsupported(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            ApiError::Unavailable(_) | ApiError::PolicyRejected(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Unavailable(_) | ApiError::Busy(_) | ApiError::PolicyRejected(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
         }
     }
 

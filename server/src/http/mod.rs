@@ -22,6 +22,7 @@ pub mod sync_auth;
 use crate::metrics::Metrics;
 use crate::sync::{DOCTOR_MACHINE_ID, SyncService};
 use bytes::Bytes;
+use dasher_sdk::names::MachineId;
 use dasher_sdk::wire::{Format, Stage, WireMessage};
 use error::{ApiError, bytes_response, json_response};
 use http::{Method, Request, Response, StatusCode, header};
@@ -221,22 +222,42 @@ async fn route(
                     limits.body_read_timeout_secs
                 ))
             })??;
+    // A time budget per request, so no input (however crafted) holds the server for longer;
+    // counted as `dasher_http_requests_total{status="503"}` of its stage.
+    let budget = std::time::Duration::from_secs(limits.sync_request_timeout_secs);
+    let out =
+        tokio::time::timeout(budget, run_stage(state, stage, &machine_id, &body, format)).await.map_err(|_| {
+            ApiError::Busy(format!(
+                "the server did not finish this request within {} s (limits.sync_request_timeout_secs); retry later",
+                limits.sync_request_timeout_secs
+            ))
+        })??;
+    Ok(bytes_response(StatusCode::OK, format.content_type(), out))
+}
+
+/// Decodes a sync body, runs its stage and encodes the answer.
+async fn run_stage(
+    state: &AppState,
+    stage: Stage,
+    machine_id: &MachineId,
+    body: &[u8],
+    format: Format,
+) -> Result<Vec<u8>, ApiError> {
     let sync = &state.sync;
-    let out = match stage {
+    Ok(match stage {
         Stage::Preflight => {
-            let resp = sync.preflight(&machine_id, decode(&body, format)?).await?;
+            let resp = sync.preflight(machine_id, decode(body, format)?).await?;
             state.metrics.record_preflight(&resp);
             resp.encode_to(format)
         }
-        Stage::EventUpload => sync.event_upload(&machine_id, decode(&body, format)?).await?.encode_to(format),
+        Stage::EventUpload => sync.event_upload(machine_id, decode(body, format)?).await?.encode_to(format),
         Stage::RuleDownload => {
-            let resp = sync.rule_download(&machine_id, decode(&body, format)?).await?;
+            let resp = sync.rule_download(machine_id, decode(body, format)?).await?;
             state.metrics.record_rules_sent(resp.rules.len());
             resp.encode_to(format)
         }
-        Stage::Postflight => sync.postflight(&machine_id, decode(&body, format)?).await?.encode_to(format),
-    };
-    Ok(bytes_response(StatusCode::OK, format.content_type(), out))
+        Stage::Postflight => sync.postflight(machine_id, decode(body, format)?).await?.encode_to(format),
+    })
 }
 
 /// With `tls.bind_identity`, the client certificate must name the machine (CN or SAN); 401 otherwise.

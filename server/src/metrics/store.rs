@@ -206,6 +206,12 @@ impl Store for MeteredStore {
         self.done("kv_delete", started, r)
     }
 
+    async fn kv_put_if_absent(&self, namespace: &str, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        let started = Instant::now();
+        let r = self.inner.kv_put_if_absent(namespace, key, value).await;
+        self.done("kv_put_if_absent", started, r)
+    }
+
     async fn insert_events(&self, machine_id: &str, events: &[NewEvent]) -> Result<InsertOutcome> {
         let started = Instant::now();
         let r = self.inner.insert_events(machine_id, events).await;

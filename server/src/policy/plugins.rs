@@ -212,20 +212,33 @@ impl StoreKv {
     }
 }
 
+/// Plugin namespaces are formed by the plugin host and never equal the server's own; refusing
+/// it here as well keeps the server's secrets out of reach even if that ever changed.
+fn plugin_namespace(namespace: &str) -> Result<&str, KvError> {
+    if namespace == dasher_store::SERVER_KV_NAMESPACE {
+        return Err(KvError(format!("kv namespace {namespace:?} is reserved for the server")));
+    }
+    Ok(namespace)
+}
+
 impl KvBackend for StoreKv {
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let namespace = plugin_namespace(namespace)?;
         self.runtime.block_on(self.store.kv_get(namespace, key)).map_err(|e| KvError(e.to_string()))
     }
     fn put(&self, namespace: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
+        let namespace = plugin_namespace(namespace)?;
         self.runtime.block_on(self.store.kv_put(namespace, key, value)).map_err(|e| KvError(e.to_string()))
     }
     fn delete(&self, namespace: &str, key: &str) -> Result<(), KvError> {
+        let namespace = plugin_namespace(namespace)?;
         self.runtime.block_on(self.store.kv_delete(namespace, key)).map_err(|e| KvError(e.to_string()))
     }
     /// Submits every write at once, so the store's group-committing writer usually takes them
     /// in one group: one durable wait per call instead of one per key (not one transaction:
     /// a crash may keep some of a call's writes).
     fn apply(&self, namespace: &str, writes: &BTreeMap<String, Option<Vec<u8>>>) -> Result<(), KvError> {
+        let namespace = plugin_namespace(namespace)?;
         self.runtime.block_on(async {
             let mut pending = tokio::task::JoinSet::new();
             for (key, value) in writes {

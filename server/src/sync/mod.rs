@@ -13,8 +13,8 @@ pub mod rules;
 
 use crate::config::Config;
 use crate::policy::{Configured, PolicyEngine, PolicyRejected, Selection};
-use cursor::{Cursor, Position};
-use dasher_sdk::domain::{ConfigDecision, HostFacts, RuleCounts, host_rule_set};
+use cursor::{Cursor, CursorSigner, Position};
+use dasher_sdk::domain::{ConfigDecision, GLOBAL_RULE_SET, HostFacts, RuleCounts};
 use dasher_sdk::names::MachineId;
 use dasher_sdk::version::{ClientCaps, Feature};
 use dasher_sdk::wire::{self, ClientMode, Decision, SyncType};
@@ -40,6 +40,8 @@ pub struct SyncService {
     pub triage: crate::triage::Triager,
     /// Configuration.
     pub config: Arc<Config>,
+    /// Signs and checks rule-download cursors (the key shared through the store).
+    pub cursors: CursorSigner,
 }
 
 /// Current Unix time in seconds.
@@ -132,6 +134,7 @@ impl SyncService {
             head,
         )
         .await?;
+        let rule_sets = self.bound_rule_sets(machine_id, rule_sets);
         let floor = self.store.history_floor().await?;
         let decision = &configured.decision;
         let (sync_type, reason) = decide_sync_type(&host, previous.as_ref(), &req, decision, &rule_sets, floor);
@@ -168,8 +171,45 @@ impl SyncService {
         let selection = self.policy.select_rule_sets(&host_facts(machine_id, host, now_unix())).await?;
         let head = self.store.head_version().await?;
         let acked = host.and_then(|h| h.sync.acked.as_ref());
-        Ok(host_rules::place(self.store.as_ref(), machine_id, &selection.host_rules, acked, selection.rule_sets, head)
-            .await?)
+        let sets =
+            host_rules::place(self.store.as_ref(), machine_id, &selection.host_rules, acked, selection.rule_sets, head)
+                .await?;
+        Ok(self.bound_rule_sets(machine_id, sets))
+    }
+
+    /// At most `limits.max_rule_sets_per_host` sets, so no selection makes a download walk
+    /// without bound: the first ones in precedence order, with `global` (the fleet-wide
+    /// baseline) kept last if it was cut. A real fleet never gets here; a warning says so.
+    fn bound_rule_sets(&self, machine_id: &str, mut sets: Vec<String>) -> Vec<String> {
+        let max = self.config.limits.max_rule_sets_per_host;
+        if sets.len() <= max {
+            return sets;
+        }
+        let selected = sets.len();
+        match sets.iter().position(|s| s == GLOBAL_RULE_SET) {
+            Some(global) if global >= max => {
+                let global = sets.remove(global);
+                sets.truncate(max - 1);
+                sets.push(global);
+            }
+            _ => sets.truncate(max),
+        }
+        tracing::warn!(
+            machine_id,
+            selected,
+            kept = max,
+            "rule-set selection cut to limits.max_rule_sets_per_host: the lowest-precedence sets are not sent"
+        );
+        sets
+    }
+
+    /// The sets a download for this host must walk: the plan its preflight recorded, or (no
+    /// preflight since the last postflight) the selection as it would be made now.
+    async fn planned_sets(&self, machine_id: &str, host: Option<&Host>) -> Result<Vec<String>, SyncError> {
+        match host.and_then(|h| h.sync.plan.as_ref()) {
+            Some(p) if !p.rule_sets.is_empty() => Ok(p.rule_sets.clone()),
+            _ => self.current_selection(machine_id, host).await,
+        }
     }
 
     /// Event upload: store durably (de-duplicated), then answer.
@@ -284,9 +324,13 @@ impl SyncService {
             self.first_cursor(machine_id, host.as_ref(), head).await?
         } else {
             let bad = |why: &str| SyncError::invalid("cursor", format!("{why}; restart the sync with a new preflight"));
-            let c = Cursor::decode(&req.cursor).map_err(|_| bad("cursor was not issued by this server"))?;
-            if c.sets.first() != Some(&host_rule_set(machine_id)) {
+            // Signature first: nothing of an unsigned payload is looked at, let alone stored.
+            let c = self.cursors.decode(&req.cursor).map_err(|e| bad(&e.to_string()))?;
+            if c.machine != machine_id {
                 return Err(bad("cursor was issued to another machine"));
+            }
+            if c.sets != self.planned_sets(machine_id, host.as_ref()).await? {
+                return Err(bad("cursor's rule sets are not this host's current plan (a newer preflight changed it)"));
             }
             if c.at > head {
                 return Err(bad("cursor names a rule version this server does not have"));
@@ -318,15 +362,12 @@ impl SyncService {
             });
             self.store.put_sync_state(machine_id, &state).await?;
         }
-        Ok(wire::RuleDownloadResponse { rules, cursor: next.map(|c| c.encode()) })
+        Ok(wire::RuleDownloadResponse { rules, cursor: next.map(|c| self.cursors.encode(&c)) })
     }
 
     async fn first_cursor(&self, machine_id: &str, host: Option<&Host>, head: u64) -> Result<Cursor, SyncError> {
         let plan = host.and_then(|h| h.sync.plan.clone());
-        let sets = match &plan {
-            Some(p) if !p.rule_sets.is_empty() => p.rule_sets.clone(),
-            _ => self.current_selection(machine_id, host).await?,
-        };
+        let sets = self.planned_sets(machine_id, host).await?;
         let acked = host.and_then(|h| h.sync.acked.as_ref());
         let pos = match acked {
             Some(ack) if !is_clean(plan.as_ref().and_then(|p| p.sync_type)) && ack.rule_sets == sets => {
@@ -334,7 +375,7 @@ impl SyncService {
             }
             _ => Position::Full { set: 0, after: None },
         };
-        Ok(Cursor { v: 1, at: head, sets, pos, sent: 0 })
+        Ok(Cursor { v: Cursor::VERSION, machine: machine_id.to_owned(), at: head, sets, pos, sent: 0 })
     }
 
     /// Postflight: acknowledge what the completed download delivered.

@@ -521,6 +521,33 @@ pub async fn plugin_kv(store: &dyn Store) {
     assert_eq!(store.kv_get("p2", "k").await.unwrap().as_deref(), Some(&b"other"[..]));
 }
 
+/// `kv_put_if_absent` stores only into an empty key and returns what is stored; callers that
+/// race on one key (as replicas do for the server secret at first start) all get one value.
+pub async fn kv_put_if_absent(store: Arc<dyn Store>) {
+    let ns = crate::SERVER_KV_NAMESPACE;
+    assert_eq!(store.kv_put_if_absent(ns, "k", b"first").await.unwrap(), b"first", "absent: stored");
+    assert_eq!(store.kv_put_if_absent(ns, "k", b"second").await.unwrap(), b"first", "present: kept");
+    assert_eq!(store.kv_get(ns, "k").await.unwrap().as_deref(), Some(&b"first"[..]), "not overwritten");
+    store.kv_put("p", "k", b"plugin").await.unwrap();
+    assert_eq!(store.kv_put_if_absent("p2", "k", b"other ns").await.unwrap(), b"other ns", "namespaces apart");
+    assert_eq!(store.kv_put_if_absent("p", "k", b"x").await.unwrap(), b"plugin", "sees kv_put values");
+    assert_eq!(store.kv_get(ns, "k").await.unwrap().as_deref(), Some(&b"first"[..]));
+
+    const RACERS: u8 = 8;
+    let mut tasks = Vec::new();
+    for i in 0..RACERS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.kv_put_if_absent(ns, "race", &[i; 32]).await.unwrap() }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        won.push(t.await.unwrap());
+    }
+    let stored = store.kv_get(ns, "race").await.unwrap().expect("one racer stored its value");
+    assert!(won.iter().all(|w| *w == stored), "every racer got the stored value: {won:?} vs {stored:?}");
+    assert!((0..RACERS).any(|i| stored == [i; 32]), "the stored value is one racer's");
+}
+
 /// Compaction keeps every read at or above the floor identical and rejects reads below it.
 pub async fn compaction(store: &dyn Store) {
     let a = |p: Policy| rule(RuleType::Binary, "aa", p);

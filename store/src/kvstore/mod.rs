@@ -312,6 +312,21 @@ impl<E: KvEngine> Store for KvStore<E> {
             })
             .await
     }
+
+    async fn kv_put_if_absent(&self, namespace: &str, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        let (k, v) = (kv_key(namespace, key), value.to_vec());
+        // The single writer runs jobs one at a time and its `get` sees the group's earlier
+        // writes, so the check and the put cannot interleave with another caller's.
+        self.writer
+            .submit(false, move |txn| {
+                if let Some(existing) = txn.get(&k)? {
+                    return Ok(existing);
+                }
+                txn.put(k, v.clone());
+                Ok(v)
+            })
+            .await
+    }
 }
 
 #[cfg(test)]

@@ -505,6 +505,28 @@ impl Store for PgStore {
         client.execute(&stmt, &[&namespace.as_bytes(), &key.as_bytes()]).await.map_err(pg_err)?;
         Ok(())
     }
+
+    async fn kv_put_if_absent(&self, namespace: &str, key: &str, value: &[u8]) -> Result<Vec<u8>> {
+        let client = self.client().await?;
+        // Two statements: the INSERT waits for a racing insert of the same key to commit and
+        // then does nothing; the SELECT, a new snapshot, sees whichever row won.
+        let insert = client
+            .prepare_cached(
+                "INSERT INTO dasher_plugin_kv (namespace, key, value) VALUES ($1, $2, $3)
+                 ON CONFLICT (namespace, key) DO NOTHING",
+            )
+            .await
+            .map_err(pg_err)?;
+        let (ns, k) = (namespace.as_bytes(), key.as_bytes());
+        client.execute(&insert, &[&ns, &k, &value]).await.map_err(pg_err)?;
+        let select = client
+            .prepare_cached("SELECT value FROM dasher_plugin_kv WHERE namespace = $1 AND key = $2")
+            .await
+            .map_err(pg_err)?;
+        let row = client.query_opt(&select, &[&ns, &k]).await.map_err(pg_err)?;
+        row.map(|r| r.get(0))
+            .ok_or_else(|| StoreError::Engine(format!("kv {namespace}/{key} vanished after its insert")))
+    }
 }
 
 #[cfg(test)]
