@@ -44,8 +44,8 @@ pub struct PluginsConfig {
     /// Debounce window of the directory watcher. A file missing for less than twice this
     /// (a build tool's remove-then-create) keeps its plugin loaded.
     pub debounce_ms: u64,
-    /// Consecutive faults after which a plugin is skipped for a backoff (1 s doubling to 60 s).
-    pub degrade_after_faults: u32,
+    /// Circuit breaker of every plugin's hooks (per plugin: `[plugins.plugin.NAME.breaker]`).
+    pub breaker: BreakerConfig,
     /// Scopes of triage rule proposals the server applies without review (`"host"`,
     /// `"rule_set"`, `"global"`). Default: none, every proposal waits for an admin.
     pub auto_apply_proposals: Vec<ProposalScope>,
@@ -63,7 +63,7 @@ impl Default for PluginsConfig {
             workers: 0,
             queue_capacity: 1024,
             debounce_ms: 200,
-            degrade_after_faults: 5,
+            breaker: BreakerConfig::default(),
             auto_apply_proposals: Vec::new(),
         }
     }
@@ -93,6 +93,11 @@ impl PluginsConfig {
         self.plugin.get(name).map(|p| p.mode).unwrap_or_default()
     }
 
+    /// The circuit-breaker settings for a plugin: its own if configured, else the defaults.
+    pub fn breaker_for(&self, name: &str) -> BreakerConfig {
+        self.plugin.get(name).and_then(|p| p.breaker).unwrap_or(self.breaker)
+    }
+
     /// The plugin's failure policy.
     pub fn on_failure_for(&self, name: &str) -> OnFailure {
         self.plugin.get(name).map(|p| p.on_failure).unwrap_or_default()
@@ -117,6 +122,47 @@ pub struct PluginConfig {
     pub fallback_configure: Option<ConfigDecision>,
     /// What a fault of this plugin does to a `configure`/`select-rules` answer.
     pub on_failure: OnFailure,
+    /// Circuit-breaker settings replacing the defaults for this plugin.
+    pub breaker: Option<BreakerConfig>,
+}
+
+/// Circuit breaker of a plugin's hook: a hook that keeps faulting is skipped for a cool-down.
+///
+/// Each hook (`configure`, `select-rules`, `triage`) of each plugin generation has its own
+/// breaker. It **opens** when, within the last `window_secs`, at least `open_after_faults`
+/// calls faulted and they were at least `min_fault_percent` of the calls. While open, calls
+/// never enter the guest and fail static as a fault does (last good decision, fallback;
+/// `on_failure = "reject"` still rejects). After the cool-down the next call is a **trial**
+/// (other calls keep being skipped while it runs): a live answer closes the breaker, a fault
+/// opens it again for twice the previous cool-down, up to `max_cool_down_ms`. A new
+/// generation of the plugin (file change, settings change, rollback) starts closed. Changes
+/// of these settings apply to running plugins at their next call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BreakerConfig {
+    /// Faults within the window that open the breaker; 0 turns the breaker off.
+    pub open_after_faults: u32,
+    /// Least share of the window's calls those faults must be, in percent (0–100), so that a
+    /// few hosts a plugin faults for do not take its live answers from the whole fleet.
+    pub min_fault_percent: u8,
+    /// Length of the sliding window faults and calls are counted in (at least 1).
+    pub window_secs: u64,
+    /// First cool-down after opening.
+    pub cool_down_ms: u64,
+    /// Longest cool-down (it doubles after each failed trial call).
+    pub max_cool_down_ms: u64,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        BreakerConfig {
+            open_after_faults: 5,
+            min_fault_percent: 10,
+            window_secs: 60,
+            cool_down_ms: 1_000,
+            max_cool_down_ms: 60_000,
+        }
+    }
 }
 
 /// Failure policy of a plugin for the synchronous hooks.
@@ -203,8 +249,12 @@ mod tests {
             settings = { lockdown_after_days = 14, lockdown_groups = ["it"] }
             [plugin.staged-rollout.limits]
             deadline_ms = 20
+            [plugin.staged-rollout.breaker]
+            cool_down_ms = 5000
             [fallback.configure]
             client_mode = "LOCKDOWN"
+            [breaker]
+            open_after_faults = 3
             "#,
         )
         .unwrap();
@@ -213,6 +263,9 @@ mod tests {
         assert_eq!(c.settings_json("other"), "{}");
         assert_eq!(c.limits_for("staged-rollout").deadline_ms, 20);
         assert_eq!(c.limits_for("other"), Limits::default());
+        assert_eq!(c.breaker_for("other").open_after_faults, 3);
+        let own = c.breaker_for("staged-rollout");
+        assert_eq!((own.cool_down_ms, own.open_after_faults), (5000, 5), "a plugin's own table replaces the defaults");
         assert!(c.fallback.configure.unwrap().client_mode.is_some());
         assert_eq!(c.auto_apply_proposals, vec![ProposalScope::Host, ProposalScope::RuleSet]);
         assert!(PluginsConfig::default().auto_apply_proposals.is_empty(), "nothing applies without review by default");

@@ -88,12 +88,13 @@ pub enum Fault {
     PluginError(String),
     /// No worker was free (queue full) or the worker pool stopped.
     Overloaded,
-    /// The plugin is skipped after repeated faults (backoff).
-    Degraded,
+    /// Not called: the hook's circuit breaker is open after repeated faults. The guest was
+    /// not entered; the call fails static like any fault.
+    BreakerOpen,
 }
 
 impl Fault {
-    /// Short kind name for counters: `trap`, `timeout`, `oom`, `invalid_output`, `plugin_error`, `overloaded`, `degraded`.
+    /// Short kind name for counters: `trap`, `timeout`, `oom`, `invalid_output`, `plugin_error`, `overloaded`, `breaker_open`.
     pub fn kind(&self) -> &'static str {
         match self {
             Fault::Trap(_) => "trap",
@@ -102,7 +103,7 @@ impl Fault {
             Fault::InvalidOutput(_) => "invalid_output",
             Fault::PluginError(_) => "plugin_error",
             Fault::Overloaded => "overloaded",
-            Fault::Degraded => "degraded",
+            Fault::BreakerOpen => "breaker_open",
         }
     }
 }
@@ -116,7 +117,9 @@ impl fmt::Display for Fault {
             Fault::InvalidOutput(m) => write!(f, "invalid output: {m}"),
             Fault::PluginError(m) => write!(f, "plugin error: {m}"),
             Fault::Overloaded => f.write_str("no plugin worker available"),
-            Fault::Degraded => f.write_str("skipped after repeated faults"),
+            Fault::BreakerOpen => {
+                f.write_str("skipped: the plugin's circuit breaker for this hook is open after repeated faults")
+            }
         }
     }
 }

@@ -19,6 +19,8 @@
 //! Map of the crate:
 //! - [`config`]: [`PluginsConfig`] (serde, embedded in the server's TOML).
 //! - `manager`: [`PluginManager`] — the chain, fail-static, status, reload, rollback.
+//! - `breaker`: the circuit breaker per plugin generation and hook ([`BreakerConfig`]).
+//! - [`log_limit`]: [`LogLimiter`], aggregation of repeated log lines.
 //! - [`merge`]: the documented merge rule per hook.
 //! - `runtime`: wasmtime engine, pooling allocator, epoch ticker, limits, instance reuse.
 //! - `watch`: the directory watcher. `exec`: the bounded worker pool.
@@ -26,12 +28,14 @@
 //! - [`meta`]: reading the `dasher:plugin` metadata section before compiling.
 //! - [`tools`]: `build`, `inspect`, `install`, `test` for the CLI.
 
+mod breaker;
 pub mod config;
 mod convert;
 mod error;
 mod exec;
 pub mod kv;
 mod last_good;
+pub mod log_limit;
 mod manager;
 pub mod merge;
 pub mod meta;
@@ -41,13 +45,14 @@ mod stats;
 pub mod tools;
 mod watch;
 
-pub use config::{Fallback, Limits, Mode, OnFailure, PluginConfig, PluginsConfig};
+pub use config::{BreakerConfig, Fallback, Limits, Mode, OnFailure, PluginConfig, PluginsConfig};
 pub use convert::event_facts;
 pub use error::{Fault, LoadError, PolicyError};
 pub use kv::{KvBackend, KvError, MemoryKv};
+pub use log_limit::LogLimiter;
 pub use manager::{
-    Contribution, Decided, FaultRecord, LoadFailure, ManagerStatus, PluginManager, PluginSet, PluginStatus,
-    ReloadReport, ShadowRecord, Source,
+    BreakerState, BreakerStatus, Contribution, Decided, FaultRecord, LoadFailure, ManagerStatus, PluginManager,
+    PluginSet, PluginStatus, ReloadReport, ShadowRecord, Source,
 };
 pub use meta::{SERVER_VERSION, check_compatible, read_metadata};
 pub use runtime::{LoadedPlugin, content_hash};

@@ -7,12 +7,14 @@
 //! snapshot from start to end (in-flight calls finish on the old generation); a file that
 //! fails to load never replaces a loaded plugin.
 
+use crate::breaker::{Admit, Transition};
 use crate::config::{Mode, OnFailure, PluginsConfig};
 use crate::convert::event_facts;
 use crate::error::{Fault, LoadError, PolicyError};
 use crate::exec::Executor;
 use crate::kv::KvBackend;
 use crate::last_good::LastGood;
+use crate::log_limit::Emit;
 use crate::merge::{merge_config, merge_selection, merge_verdicts};
 use crate::meta;
 use crate::runtime::{LoadedPlugin, Runtime, content_hash, scratch_kv};
@@ -34,7 +36,8 @@ const GENERATIONS_KEPT: usize = 3;
 const MAX_INSTANCES: u32 = 256;
 
 pub use crate::report::{
-    Contribution, Decided, FaultRecord, LoadFailure, ManagerStatus, PluginStatus, ReloadReport, ShadowRecord, Source,
+    BreakerState, BreakerStatus, Contribution, Decided, FaultRecord, LoadFailure, ManagerStatus, PluginStatus,
+    ReloadReport, ShadowRecord, Source,
 };
 
 /// The immutable set of active plugins, in chain order.
@@ -294,11 +297,10 @@ impl Inner {
         let mut shadow_values: Vec<(Arc<LoadedPlugin>, Option<serde_json::Value>)> = vec![];
         for p in set.plugins.iter().filter(|p| p.meta.has(hook)) {
             let result = if overloaded {
+                self.record_fault(p, hook, &Fault::Overloaded);
                 Err(Fault::Overloaded)
-            } else if p.stats.is_degraded() {
-                Err(Fault::Degraded)
             } else {
-                self.call_one::<T>(p, hook, input, &check)
+                self.call_guarded::<T>(p, hook, input, &check)
             };
             let (value, source) = match result {
                 Ok((value, json)) => {
@@ -308,7 +310,6 @@ impl Inner {
                     (Some(value), Source::Live)
                 }
                 Err(fault) => {
-                    self.record_fault(p, hook, &fault);
                     out.faults.push(FaultRecord {
                         plugin: p.meta.name.clone(),
                         generation: p.hash.clone(),
@@ -379,15 +380,53 @@ impl Inner {
         Ok((value, out.json))
     }
 
-    fn record_fault(&self, p: &LoadedPlugin, hook: Hook, fault: &Fault) {
-        if *fault == Fault::Degraded {
-            p.stats.record_fault(fault.kind(), fault.to_string(), 0);
-            return;
+    /// One plugin's call through its hook's circuit breaker: skipped while it is open (the
+    /// guest is not entered, so nothing runs and no kv write is staged), else run, recorded
+    /// and reported to the breaker. Faults are counted and logged here.
+    fn call_guarded<T: DeserializeOwned + Serialize>(
+        &self,
+        p: &LoadedPlugin,
+        hook: Hook,
+        input: &str,
+        check: &impl Fn(&T) -> Result<(), String>,
+    ) -> Result<(T, String), Fault> {
+        let settings = self.cfg().breaker_for(&p.meta.name);
+        let ticket = match p.breakers.get(hook).admit(&settings, Instant::now()) {
+            Admit::Enter(ticket) => ticket,
+            Admit::Skip => return Err(Fault::BreakerOpen),
+        };
+        let result = self.call_one(p, hook, input, check);
+        let transition = match &result {
+            Ok(_) => ticket.succeeded(&settings, Instant::now()),
+            Err(fault) => {
+                self.record_fault(p, hook, fault);
+                ticket.faulted(&settings, Instant::now())
+            }
+        };
+        if let Some(t) = transition {
+            log_transition(p, hook, &t);
         }
-        tracing::warn!(plugin = %p.meta.name, generation = %&p.hash[..12], hook = %hook, kind = fault.kind(), "plugin fault: {fault}");
-        let degrade_after = self.cfg().degrade_after_faults;
-        if p.stats.record_fault(fault.kind(), format!("{hook}: {fault}"), degrade_after) {
-            tracing::warn!(plugin = %p.meta.name, "plugin degraded after {degrade_after} consecutive faults; skipped for a backoff");
+        result
+    }
+
+    /// Counts a fault and logs it: a plugin's first fault per hook in full, then at most one
+    /// summary line per interval ("N more faults in the last 60 s, last: …").
+    fn record_fault(&self, p: &LoadedPlugin, hook: Hook, fault: &Fault) {
+        let message = fault.to_string();
+        p.stats.record_fault(fault.kind(), format!("{hook}: {message}"));
+        let name = &p.meta.name;
+        let generation = &p.hash[..12];
+        match p.fault_log.note(hook, &message) {
+            Emit::Quiet => {}
+            Emit::Full { earlier } => {
+                if let Some(r) = earlier {
+                    tracing::warn!(plugin = %name, generation, hook = %hook, "plugin {name} hook {hook}: {} more faults in {} s, last: {}", r.count_text(), r.over.as_secs().max(1), r.last);
+                }
+                tracing::warn!(plugin = %name, generation, hook = %hook, kind = fault.kind(), "plugin fault: {message}");
+            }
+            Emit::Summary(r) => {
+                tracing::warn!(plugin = %name, generation, hook = %hook, "plugin {name} hook {hook}: {} more faults in the last {} s, last: {}", r.count_text(), r.over.as_secs().max(1), r.last);
+            }
         }
     }
 
@@ -395,11 +434,21 @@ impl Inner {
         let set = self.set.load_full();
         let errors = self.load_errors.lock().unwrap_or_else(|e| e.into_inner()).clone();
         let history = self.history.lock().unwrap_or_else(|e| e.into_inner());
+        let cfg = self.cfg();
+        let now = Instant::now();
         let plugins = set
             .plugins
             .iter()
             .map(|p| {
                 let (faults, last_error, p50_us, p99_us) = p.stats.snapshot();
+                let breaker = cfg.breaker_for(&p.meta.name);
+                let breakers: Vec<BreakerStatus> = p
+                    .meta
+                    .hooks
+                    .iter()
+                    .filter(|h| **h != Hook::Init)
+                    .map(|h| p.breakers.get(*h).status(*h, &breaker, now))
+                    .collect();
                 PluginStatus {
                     name: p.meta.name.clone(),
                     version: p.meta.version.clone(),
@@ -420,7 +469,9 @@ impl Inner {
                         .filter(|f| f.plugin.as_deref() == Some(&p.meta.name))
                         .map(|f| f.error.clone())
                         .next_back(),
-                    degraded: p.stats.is_degraded(),
+                    degraded: breakers.iter().any(|b| b.state != BreakerState::Closed),
+                    skipped_calls: breakers.iter().map(|b| b.skipped_calls).sum(),
+                    breakers,
                     shadow_disagreements: p.stats.shadow_disagreements.load(Ordering::Relaxed),
                     generations: history
                         .get(&p.meta.name)
@@ -594,6 +645,8 @@ impl Inner {
             pos.checked_sub(1).and_then(|i| h.get(i)).ok_or_else(|| PolicyError::NoOlderGeneration(name.to_owned()))?;
         let target = Arc::clone(target);
         drop(history);
+        // Back in service as the active generation: its breakers start closed, as a new one's.
+        target.breakers.reset();
         let mut next: Vec<Arc<LoadedPlugin>> = current.plugins.clone();
         for p in next.iter_mut() {
             if p.meta.name == name {
@@ -604,6 +657,29 @@ impl Inner {
         self.set.store(Arc::new(PluginSet { generation: current.generation + 1, plugins: next }));
         tracing::info!(plugin = name, from = %&active.hash[..12], to = %&target.hash[..12], "plugin rolled back");
         Ok((active.hash.clone(), target.hash.clone()))
+    }
+}
+
+/// Logs a breaker transition in full (never aggregated: they are rare and each one matters).
+fn log_transition(p: &LoadedPlugin, hook: Hook, t: &Transition) {
+    let name = &p.meta.name;
+    let generation = &p.hash[..12];
+    match t {
+        Transition::Opened { faults, calls, window, cool_down } => tracing::warn!(
+            plugin = %name, generation, hook = %hook,
+            "plugin {name} hook {hook}: circuit breaker open after {faults} faults in {calls} calls within {} s; calls skip the plugin and fail static for {} ms, then one trial call decides",
+            window.as_secs(), cool_down.as_millis()
+        ),
+        Transition::Reopened { cool_down } => tracing::warn!(
+            plugin = %name, generation, hook = %hook,
+            "plugin {name} hook {hook}: trial call faulted; circuit breaker open again for {} ms",
+            cool_down.as_millis()
+        ),
+        Transition::Closed { open_for, skipped } => tracing::info!(
+            plugin = %name, generation, hook = %hook,
+            "plugin {name} hook {hook}: trial call answered; circuit breaker closed after {} s open, {skipped} calls skipped",
+            open_for.as_secs()
+        ),
     }
 }
 

@@ -94,7 +94,7 @@ pub struct PluginStatus {
     pub mode: Mode,
     /// When this generation was loaded (Unix seconds).
     pub loaded_at_unix: u64,
-    /// Calls to this generation.
+    /// Calls to this generation that entered the guest (and overloaded calls).
     pub calls: u64,
     /// Faulted calls of this generation.
     pub errors: u64,
@@ -108,12 +108,50 @@ pub struct PluginStatus {
     pub last_error: Option<String>,
     /// Last failed load of a new file for this plugin (the active generation kept serving).
     pub last_load_error: Option<String>,
-    /// Skipped for a backoff after repeated faults.
+    /// True while any hook's breaker is open or half-open (calls skip the plugin).
     pub degraded: bool,
+    /// Circuit breaker of each declared hook.
+    pub breakers: Vec<BreakerStatus>,
+    /// Calls that skipped this generation because a breaker was open (all hooks); they
+    /// never entered the guest and are not in `calls`.
+    pub skipped_calls: u64,
     /// Shadow decisions that differed from the applied ones.
     pub shadow_disagreements: u64,
     /// Kept generations, newest first (the active one included).
     pub generations: Vec<String>,
+}
+
+/// The circuit breaker of one hook of a plugin generation (see `BreakerConfig`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct BreakerStatus {
+    /// The hook.
+    pub hook: Hook,
+    /// Closed, open or half-open.
+    pub state: BreakerState,
+    /// While open: when the cool-down ends and the next call becomes a trial (Unix ms).
+    pub open_until_unix_ms: Option<u64>,
+    /// Current cool-down (doubles after each failed trial, back to the configured one on closing).
+    pub cool_down_ms: u64,
+    /// Calls that entered the guest within the window (while closed).
+    pub calls_in_window: u64,
+    /// Of those, faulted calls.
+    pub faults_in_window: u64,
+    /// Times it opened since this generation was loaded.
+    pub times_opened: u64,
+    /// Calls skipped while it was open.
+    pub skipped_calls: u64,
+}
+
+/// State of a circuit breaker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerState {
+    /// Calls enter the guest.
+    Closed,
+    /// Calls are skipped (fail-static) until the cool-down ends.
+    Open,
+    /// The cool-down is over: the next call (or the one running) is the trial that decides.
+    HalfOpen,
 }
 
 /// A file that failed to load.

@@ -7,13 +7,16 @@
 //! applied together when it returns); every call sets its own epoch deadline; outputs are
 //! size-checked before parsing.
 
+use crate::breaker::Breakers;
 use crate::config::{Limits, Mode};
 use crate::error::{Fault, LoadError};
 use crate::kv::{KvBackend, MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_WRITE_BYTES_PER_CALL, MemoryKv};
+use crate::log_limit::{Emit, LogLimiter};
 use crate::meta;
 use crate::stats::Stats;
 use dasher_sdk::plugin::{Hook, PluginMetadata};
 use std::collections::BTreeMap;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -36,6 +39,13 @@ use bindings::{Policy, PolicyPre};
 const TICK: Duration = Duration::from_millis(1);
 /// Instances per plugin kept idle for reuse (one per worker is the steady state).
 const MAX_IDLE_INSTANCES: usize = 16;
+/// Repeated fault lines and identical guest warn/error lines: one summary per this interval.
+pub(crate) const REPEAT_LOG_INTERVAL: Duration = Duration::from_secs(60);
+/// Distinct guest warn/error lines tracked per generation for aggregation.
+const GUEST_LOG_KEYS: usize = 1024;
+
+/// Aggregation of a generation's identical guest log lines, by (level, hash of the line).
+type GuestLog = LogLimiter<(u8, u64)>;
 
 /// Per-store state: limits and the context of the current call.
 pub(crate) struct HostState {
@@ -47,6 +57,7 @@ pub(crate) struct HostState {
     kv: Arc<dyn KvBackend>,
     namespace: String,
     log_budget: usize,
+    guest_log: Arc<GuestLog>,
     /// The current call's kv writes, applied together when it returns (see [`HostState::flush`]).
     pending: BTreeMap<String, Option<Vec<u8>>>,
     pending_bytes: usize,
@@ -117,12 +128,33 @@ impl wit_host::Host for HostState {
         self.log_budget -= end;
         let msg = &message[..end];
         let plugin = &*self.plugin;
-        match level {
-            LogLevel::Trace => tracing::trace!(plugin, "{msg}"),
-            LogLevel::Debug => tracing::debug!(plugin, "{msg}"),
-            LogLevel::Info => tracing::info!(plugin, "{msg}"),
-            LogLevel::Warn => tracing::warn!(plugin, "{msg}"),
-            LogLevel::Error => tracing::error!(plugin, "{msg}"),
+        let key = match level {
+            // A plugin's panic hook logs an error at every trap: identical warn/error lines are
+            // aggregated (the first in full, then a count at most once per interval).
+            LogLevel::Warn | LogLevel::Error => {
+                let mut h = DefaultHasher::new();
+                msg.hash(&mut h);
+                (u8::from(matches!(level, LogLevel::Error)), h.finish())
+            }
+            LogLevel::Trace | LogLevel::Debug | LogLevel::Info => return guest_line(level, plugin, msg),
+        };
+        match self.guest_log.note(key, msg) {
+            Emit::Quiet => {}
+            Emit::Full { earlier } => {
+                if let Some(r) = earlier {
+                    guest_line(
+                        level,
+                        plugin,
+                        &format!("(logged {} more times in {} s) {}", r.count_text(), r.over.as_secs().max(1), r.last),
+                    );
+                }
+                guest_line(level, plugin, msg);
+            }
+            Emit::Summary(r) => guest_line(
+                level,
+                plugin,
+                &format!("(logged {} more times in the last {} s) {}", r.count_text(), r.over.as_secs().max(1), r.last),
+            ),
         }
     }
 
@@ -157,6 +189,17 @@ impl wit_host::Host for HostState {
             return Err(format!("key longer than {MAX_KEY_BYTES} bytes"));
         }
         self.stage(key, None)
+    }
+}
+
+/// Writes one guest log line at its level.
+fn guest_line(level: LogLevel, plugin: &str, msg: &str) {
+    match level {
+        LogLevel::Trace => tracing::trace!(plugin, "{msg}"),
+        LogLevel::Debug => tracing::debug!(plugin, "{msg}"),
+        LogLevel::Info => tracing::info!(plugin, "{msg}"),
+        LogLevel::Warn => tracing::warn!(plugin, "{msg}"),
+        LogLevel::Error => tracing::error!(plugin, "{msg}"),
     }
 }
 
@@ -263,6 +306,11 @@ pub struct LoadedPlugin {
     pub(crate) mode: Mode,
     pub(crate) limits: Limits,
     pub(crate) stats: Stats,
+    /// Circuit breaker per hook; a new generation starts with all closed.
+    pub(crate) breakers: Breakers,
+    /// Aggregation of this generation's fault lines, per hook.
+    pub(crate) fault_log: LogLimiter<Hook>,
+    guest_log: Arc<GuestLog>,
     settings_json: String,
     namespace: String,
     pre: PolicyPre<HostState>,
@@ -299,6 +347,9 @@ impl LoadedPlugin {
             mode,
             limits,
             stats: Stats::default(),
+            breakers: Breakers::default(),
+            fault_log: LogLimiter::new(REPEAT_LOG_INTERVAL, 8),
+            guest_log: Arc::new(LogLimiter::new(REPEAT_LOG_INTERVAL, GUEST_LOG_KEYS)),
             settings_json,
             namespace,
             pre: compiled.pre,
@@ -347,6 +398,7 @@ impl LoadedPlugin {
             kv: Arc::clone(kv),
             namespace: self.namespace.clone(),
             log_budget: self.limits.max_log_bytes_per_call,
+            guest_log: Arc::clone(&self.guest_log),
             pending: BTreeMap::new(),
             pending_bytes: 0,
         };

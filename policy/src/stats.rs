@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// Call times kept for percentiles.
 const SAMPLES: usize = 1024;
@@ -21,9 +21,6 @@ struct Inner {
     samples_us: VecDeque<u64>,
     faults: BTreeMap<&'static str, u64>,
     last_error: Option<String>,
-    consecutive_faults: u32,
-    skip_until: Option<Instant>,
-    backoff: Duration,
 }
 
 impl Stats {
@@ -34,34 +31,15 @@ impl Stats {
             inner.samples_us.pop_front();
         }
         inner.samples_us.push_back(elapsed.as_micros() as u64);
-        inner.consecutive_faults = 0;
-        inner.backoff = Duration::ZERO;
     }
 
-    /// Records a fault; returns true if the plugin just became degraded.
-    pub(crate) fn record_fault(&self, kind: &'static str, message: String, degrade_after: u32) -> bool {
+    /// Records a faulted call (skipped calls are counted by the breaker, not here).
+    pub(crate) fn record_fault(&self, kind: &'static str, message: String) {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.errors.fetch_add(1, Ordering::Relaxed);
         let mut inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
         *inner.faults.entry(kind).or_default() += 1;
         inner.last_error = Some(message);
-        if kind == "degraded" {
-            return false;
-        }
-        inner.consecutive_faults += 1;
-        if degrade_after > 0 && inner.consecutive_faults >= degrade_after {
-            inner.backoff = (inner.backoff * 2).clamp(Duration::from_secs(1), Duration::from_secs(60));
-            inner.skip_until = Some(Instant::now() + inner.backoff);
-            inner.consecutive_faults = 0;
-            return true;
-        }
-        false
-    }
-
-    /// True while the plugin is in backoff after repeated faults.
-    pub(crate) fn is_degraded(&self) -> bool {
-        let inner = self.inner.lock().unwrap_or_else(|e| e.into_inner());
-        inner.skip_until.is_some_and(|t| Instant::now() < t)
     }
 
     pub(crate) fn snapshot(&self) -> (BTreeMap<String, u64>, Option<String>, u64, u64) {

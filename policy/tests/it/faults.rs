@@ -27,7 +27,7 @@ async fn check_fixture(fixture: &str, expected_kind: &str) {
         }),
         select_rules: Some(SelectionDecision { rule_sets: Some(vec!["fallback-set".into()]), host_rules: None }),
     };
-    cfg.degrade_after_faults = 0; // every call really runs the guest
+    cfg.breaker.open_after_faults = 0; // every call really runs the guest
     if expected_kind == "oom" {
         // Reaching 32 MiB takes a few page-zeroing grows: allow for 2 busy shared cores.
         cfg.limits.deadline_ms = 2_000;
@@ -109,20 +109,6 @@ async fn a_plugin_failing_its_smoke_test_is_not_loaded() {
 }
 
 #[tokio::test]
-async fn repeated_faults_degrade_the_plugin_for_a_backoff() {
-    let dir = plugin_dir(&["fault-trap"]);
-    let mut cfg = config(dir.path(), &[]);
-    cfg.degrade_after_faults = 2;
-    let (m, _) = start(cfg);
-    let bad = faulty(&host("h"));
-    m.configure(&bad).await;
-    m.configure(&bad).await;
-    let d = m.configure(&host("healthy")).await;
-    assert_eq!(d.faults[0].kind, "degraded", "skipped while degraded: {d:?}");
-    assert!(m.status().plugins[0].degraded);
-}
-
-#[tokio::test]
 async fn a_plugin_needing_a_newer_server_is_refused_naming_both_versions() {
     let bytes = component("staged-rollout");
     let patched = dasher_policy::tools::set_min_server_version(&bytes, "99.0.0").unwrap();
@@ -139,7 +125,7 @@ async fn a_plugin_needing_a_newer_server_is_refused_naming_both_versions() {
 async fn a_trapped_call_saves_none_of_its_kv_writes() {
     let dir = plugin_dir(&["fault-trap"]);
     let mut cfg = config(dir.path(), &[]);
-    cfg.degrade_after_faults = 0;
+    cfg.breaker.open_after_faults = 0;
     let (m, kv) = start(cfg);
     assert_eq!(m.configure(&host("ok")).await.made_by[0].source, Source::Live);
     let d = timeout(NO_HANG, m.configure(&faulty(&host("bad")))).await.expect("did not hang");

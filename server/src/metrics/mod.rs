@@ -55,6 +55,13 @@ struct PluginHookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PluginBreakerLabels {
+    plugin: String,
+    generation: String,
+    hook: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginQuantileLabels {
     plugin: String,
     generation: String,
@@ -245,6 +252,9 @@ fn register_plugins(r: &mut Registry, status: &ManagerStatus) {
     let degraded = Family::<PluginLabels, Gauge>::default();
     let latency = Family::<PluginQuantileLabels, Gauge<f64, AtomicU64>>::default();
     let hooks = Family::<PluginHookLabels, Gauge>::default();
+    let breaker_open = Family::<PluginBreakerLabels, Gauge>::default();
+    let breaker_until = Family::<PluginBreakerLabels, Gauge<f64, AtomicU64>>::default();
+    let skipped = Family::<PluginBreakerLabels, Counter>::default();
     for p in &status.plugins {
         let l = PluginLabels { plugin: p.name.clone(), generation: p.hash.clone() };
         calls.get_or_create(&l).inc_by(p.calls);
@@ -270,6 +280,13 @@ fn register_plugins(r: &mut Registry, status: &ManagerStatus) {
             dasher_policy::Mode::Shadow => "shadow",
         }
         .to_owned();
+        for b in &p.breakers {
+            let l =
+                PluginBreakerLabels { plugin: p.name.clone(), generation: p.hash.clone(), hook: b.hook.name().into() };
+            breaker_open.get_or_create(&l).set(i64::from(b.state != dasher_policy::BreakerState::Closed));
+            breaker_until.get_or_create(&l).set(b.open_until_unix_ms.map_or(0.0, |ms| ms as f64 / 1e3));
+            skipped.get_or_create(&l).inc_by(b.skipped_calls);
+        }
         for hook in &p.hooks {
             let labels = PluginHookLabels { plugin: p.name.clone(), hook: hook.name().to_owned(), mode: mode.clone() };
             hooks.get_or_create(&labels).set(1);
@@ -279,7 +296,18 @@ fn register_plugins(r: &mut Registry, status: &ManagerStatus) {
     r.register("plugin_errors", "Faulted calls to a plugin generation", errors);
     r.register("plugin_faults", "Faulted calls by kind (trap, timeout, oom, …)", faults);
     r.register("plugin_shadow_disagreements", "Shadow decisions that differed from the applied ones", shadow);
-    r.register("plugin_degraded", "1 while a plugin is skipped in backoff after repeated faults", degraded);
+    r.register("plugin_degraded", "1 while a breaker of the plugin is open or half-open", degraded);
+    r.register(
+        "plugin_breaker_open",
+        "1 while a hook's circuit breaker is open or half-open (calls skip the plugin)",
+        breaker_open,
+    );
+    r.register(
+        "plugin_breaker_open_until_seconds",
+        "Unix time when an open breaker's cool-down ends (0 unless open)",
+        breaker_until,
+    );
+    r.register("plugin_calls_skipped", "Calls that skipped a plugin hook because its breaker was open", skipped);
     r.register("plugin_call_duration_seconds", "Recent call time of a plugin generation, by quantile", latency);
     r.register("plugin_hook", "1 for each hook a loaded plugin implements, with its mode", hooks);
 }
