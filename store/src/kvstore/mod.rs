@@ -401,16 +401,19 @@ mod tests {
                 let batch: Vec<NewEvent> = (from..from + 50).map(event).collect();
                 assert_eq!(store.insert_events("m", &batch).await.unwrap().stored, 50);
             }
-            // Training runs on its own thread; the insert after it finishes stores it.
+            // Training runs on its own thread; the insert after it finishes stores it. A debug
+            // build on two busy cores can take minutes to train: wait up to ten (bounded).
             let mut next = total;
-            for _ in 0..600 {
-                if store.engine.get(&[keys::META_EVENT_DICT, &1u32.to_be_bytes()].concat()).unwrap().is_some() {
+            let dict_key = [keys::META_EVENT_DICT, &1u32.to_be_bytes()].concat();
+            for _ in 0..12_000 {
+                if store.engine.get(&dict_key).unwrap().is_some() {
                     break;
                 }
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 store.insert_events("m", &[event(next)]).await.unwrap();
                 next += 1;
             }
+            assert!(store.engine.get(&dict_key).unwrap().is_some(), "no dictionary was trained within ten minutes");
             let body = store.engine.get(&keys::event_key(next)).unwrap().expect("the last event");
             assert_eq!(body[0], 2, "bodies after training use the dictionary");
             let first = store.engine.get(&keys::event_key(1)).unwrap().expect("the first event");
