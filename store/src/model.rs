@@ -44,6 +44,12 @@ pub struct HostInventory {
     pub first_seen_unix: i64,
     /// Last preflight (Unix seconds).
     pub last_seen_unix: i64,
+    /// Lists the last preflight reported longer than the server keeps, cut to their first
+    /// entries: wire field name → the length the client reported (e.g.
+    /// `primary_user_groups` → 1000 with `limits.max_user_groups` = 256). Empty when nothing
+    /// was cut (and in records stored before it existed).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub truncated: BTreeMap<String, u64>,
 }
 
 /// A host as the admin API and the sync path see it.
@@ -518,5 +524,17 @@ mod tests {
         let state = HostSyncState { decided: Some(decided), ..Default::default() };
         let json = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<HostSyncState>(&json).unwrap(), state);
+    }
+
+    #[test]
+    fn inventory_truncation_round_trips_and_old_records_read() {
+        let old = r#"{"machine_id":"m1","hostname":"h","primary_user_groups":["a"],"last_seen_unix":5}"#;
+        let inv: HostInventory = serde_json::from_str(old).unwrap();
+        assert!(inv.truncated.is_empty(), "records from before truncation read as not cut");
+        assert!(!serde_json::to_string(&inv).unwrap().contains("truncated"), "nothing cut, nothing said");
+        let cut = HostInventory { truncated: BTreeMap::from([("primary_user_groups".into(), 1000)]), ..inv };
+        let json = serde_json::to_string(&cut).unwrap();
+        assert!(json.contains(r#""truncated":{"primary_user_groups":1000}"#), "{json}");
+        assert_eq!(serde_json::from_str::<HostInventory>(&json).unwrap(), cut);
     }
 }

@@ -114,6 +114,12 @@ impl From<dasher_store::StoreError> for ApiError {
     }
 }
 
+impl From<crate::sync::inventory::FieldTooLong> for ApiError {
+    fn from(e: crate::sync::inventory::FieldTooLong) -> Self {
+        ApiError::field(e.field.clone(), e.to_string())
+    }
+}
+
 impl From<crate::proposals::ReviewError> for ApiError {
     fn from(e: crate::proposals::ReviewError) -> Self {
         use crate::proposals::ReviewError;

@@ -8,6 +8,7 @@
 
 pub mod cursor;
 pub mod host_rules;
+pub mod inventory;
 pub mod rules;
 
 use crate::config::Config;
@@ -84,28 +85,11 @@ impl SyncService {
         machine_id: &str,
         req: wire::PreflightRequest,
     ) -> Result<wire::PreflightResponse, ApiError> {
+        inventory::check_preflight(&req, &self.config.limits)?;
         let now = now_unix();
         let existing = self.store.get_host(machine_id).await?;
         let previous = existing.as_ref().and_then(|h| h.inventory.clone());
-        let inventory = HostInventory {
-            machine_id: machine_id.to_owned(),
-            serial_number: req.serial_num.clone(),
-            hostname: req.hostname.clone(),
-            os_version: req.os_version.clone(),
-            os_build: req.os_build.clone(),
-            model_identifier: req.model_identifier.clone(),
-            santa_version: req.santa_version.clone(),
-            primary_user: req.primary_user.clone(),
-            primary_user_groups: req.primary_user_groups.clone(),
-            client_mode: ClientMode::try_from(req.client_mode).ok().filter(|m| *m != ClientMode::Unknown),
-            push_notification_token: req.push_notification_token.clone(),
-            rule_counts: reported_counts(&req),
-            sip_status: (req.sip_status != 0).then_some(req.sip_status),
-            rules_hash: (!req.rules_hash.is_empty()).then(|| req.rules_hash.clone()),
-            request_clean_sync: req.request_clean_sync,
-            first_seen_unix: previous.as_ref().map_or(now, |p| p.first_seen_unix),
-            last_seen_unix: now,
-        };
+        let inventory = inventory::build(machine_id, &req, previous.as_ref(), now, &self.config.limits);
         // Stored with the sync state at the end (or the refusal's): one durable write.
         let mut host = existing.unwrap_or_else(|| Host { machine_id: machine_id.to_owned(), ..Default::default() });
         host.inventory = Some(inventory.clone());
@@ -338,6 +322,7 @@ impl SyncService {
         machine_id: &str,
         req: wire::PostflightRequest,
     ) -> Result<wire::PostflightResponse, ApiError> {
+        inventory::check_postflight(&req, &self.config.limits)?;
         let Some(host) = self.store.get_host(machine_id).await? else {
             tracing::info!(machine_id, "postflight from a machine that never sent a preflight");
             return Ok(wire::PostflightResponse {});
