@@ -2,7 +2,7 @@
 //! Everything has a sensible default so `dasher serve` runs with no file at all.
 
 use dasher_sdk::domain::ConfigDecision;
-use dasher_sdk::wire::{ClientMode, Stage};
+use dasher_sdk::wire::{ClientMode, Stage, SyncType};
 use dasher_store::{OpenOptions, StoreSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -321,6 +321,15 @@ impl Config {
                     )));
                 }
             }
+            // A standing CLEAN would be sent at every sync: the client wipes its rules each
+            // time (and on NPS ≥ 2026.4 every synced setting too).
+            if let Some(t @ (SyncType::Clean | SyncType::CleanAll)) = d.sync_type {
+                let key = if std::ptr::eq(d, &self.defaults) { name.to_owned() } else { format!("tags.{name}.config") };
+                return Err(ConfigError::Invalid(format!(
+                    "{key}.sync_type = \"{t}\" would force a clean sync at every sync of every host it applies to; \
+                     remove it and ask for one clean sync per host with POST /api/v1/hosts/{{machine_id}}/clean-sync"
+                )));
+            }
             if d.batch_size == Some(0) {
                 return Err(ConfigError::Invalid(format!("{name}.batch_size must be at least 1")));
             }
@@ -385,6 +394,21 @@ mod tests {
         assert_eq!(c.store_spec().to_string(), "postgres://dasher:***@db.internal:5432/dasher");
         let err = Config::from_toml("store = \"postgres://db.internal/dasher\"").unwrap_err().to_string();
         assert!(err.contains("no user"), "names what is missing: {err}");
+    }
+
+    /// Issue 11 item 10: a standing CLEAN/CLEAN_ALL in `[defaults]` or a tag wiped every
+    /// host it applied to at every sync.
+    #[test]
+    fn clean_sync_types_in_config_are_refused() {
+        for t in ["CLEAN", "CLEAN_ALL"] {
+            let err = Config::from_toml(&format!("[tags.lab.config]\nsync_type = \"{t}\"")).unwrap_err().to_string();
+            assert!(err.contains("tags.lab.config.sync_type") && err.contains(t), "names the key: {err}");
+            assert!(err.contains("/clean-sync"), "says what to do instead: {err}");
+            let err = Config::from_toml(&format!("[defaults]\nsync_type = \"{t}\"")).unwrap_err().to_string();
+            assert!(err.contains("defaults.sync_type"), "{err}");
+        }
+        let c = Config::from_toml("[tags.lab.config]\nsync_type = \"NORMAL\"").unwrap();
+        assert_eq!(c.tags["lab"].config.sync_type, Some(SyncType::Normal), "NORMAL forces nothing");
     }
 
     #[test]

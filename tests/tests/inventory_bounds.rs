@@ -1,8 +1,10 @@
-//! Issue 11, items 3 and 9 over real loopback HTTP: per-stage body limits, bounded
+//! Issue 11, items 3, 9 and 10 over real loopback HTTP: per-stage body limits, bounded
 //! inventory strings and lists (a cut list keeps the host syncing and says so in its record),
-//! and unknown Santa versions answered as the oldest generation.
+//! unknown Santa versions answered as the oldest generation, and a standing CLEAN sync type
+//! refused in the config file.
 
 use dasher_sdk::wire::ClientMode;
+use dasher_server::config::Config;
 use dasher_tests::{ClientRules, TestServer};
 use flate2::Compression;
 use flate2::write::ZlibEncoder;
@@ -182,4 +184,22 @@ async fn an_unknown_santa_version_is_answered_as_the_oldest_generation() {
         let again = s.stage("preflight", id, &pre).await.json();
         assert!(again.get("clean_sync").is_none(), "{id}: {again}");
     }
+}
+
+/// A tag (or `[defaults]`) with `sync_type = "CLEAN_ALL"` forced a CLEAN_ALL at every sync.
+#[tokio::test]
+async fn a_standing_clean_sync_type_in_the_config_is_refused() {
+    for (toml, key) in [
+        ("[tags.lab.config]\nsync_type = \"CLEAN_ALL\"", "tags.lab.config.sync_type"),
+        ("[defaults]\nsync_type = \"CLEAN\"", "defaults.sync_type"),
+    ] {
+        let err = Config::from_toml(toml).unwrap_err().to_string();
+        assert!(err.contains(key) && err.contains("/api/v1/hosts/{machine_id}/clean-sync"), "{err}");
+    }
+    // Also when the config is built in code: the server refuses to start with it.
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = Config::for_tests(dir.path());
+    config.tags.entry("lab".into()).or_default().config.sync_type = Some(dasher_sdk::wire::SyncType::CleanAll);
+    let err = format!("{:#}", dasher_server::start(config).await.err().expect("the server refuses to start"));
+    assert!(err.contains("tags.lab.config.sync_type"), "{err}");
 }

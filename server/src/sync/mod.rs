@@ -118,7 +118,11 @@ impl SyncService {
         let (sync_type, reason) = decide_sync_type(&host, previous.as_ref(), &req, decision, &rule_sets, floor);
 
         let mut state = host.sync.clone();
-        state.plan = Some(SyncPlan { sync_type: Some(sync_type), rule_sets, started_unix: now });
+        let policy_clean = decision.sync_type.filter(|t| is_clean(Some(*t)));
+        if policy_clean.is_none() {
+            state.policy_clean_done = None;
+        }
+        state.plan = Some(SyncPlan { sync_type: Some(sync_type), rule_sets, started_unix: now, policy_clean });
         state.pending = None;
         state.last_sync_type = Some(sync_type);
         state.last_sync_reason = reason.to_owned();
@@ -341,8 +345,12 @@ impl SyncService {
                 };
                 state.acked = Some(ack);
                 state.acked_rules_hash = (!req.rules_hash.is_empty()).then(|| req.rules_hash.clone());
-                if host.clean_requested && is_clean(plan.as_ref().and_then(|p| p.sync_type)) {
+                let cleaned = is_clean(plan.as_ref().and_then(|p| p.sync_type));
+                if host.clean_requested && cleaned {
                     self.store.set_clean_requested(machine_id, false).await?;
+                }
+                if let Some(demanded) = plan.as_ref().and_then(|p| p.policy_clean).filter(|_| cleaned) {
+                    state.policy_clean_done = Some(demanded);
                 }
             }
             None => state.last_outcome = "incomplete: postflight without a completed rule download".into(),
@@ -399,7 +407,11 @@ fn decide_sync_type(
     rule_sets: &[String],
     history_floor: u64,
 ) -> (SyncType, &'static str) {
-    if let Some(t @ (SyncType::Clean | SyncType::CleanAll)) = decision.sync_type {
+    // Once per change of the demand: a policy that keeps returning CLEAN must not wipe
+    // the host at every sync (config files cannot set it, see `Config::validate`).
+    if let Some(t @ (SyncType::Clean | SyncType::CleanAll)) = decision.sync_type
+        && host.sync.policy_clean_done != Some(t)
+    {
         return (t, "policy");
     }
     if req.request_clean_sync {
