@@ -368,7 +368,9 @@ pub struct ConfigDecision {
     /// MONITOR / LOCKDOWN / STANDALONE.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub client_mode: Option<ClientMode>,
-    /// Force a CLEAN or CLEAN_ALL sync (NORMAL = no opinion beyond the default logic).
+    /// Force a CLEAN or CLEAN_ALL sync (NORMAL = no opinion beyond the default logic),
+    /// once per change of this demand: a host that completed the demanded clean sync is not
+    /// sent it again until the demand changes or is dropped. Config files may not set it.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sync_type: Option<SyncType>,
     /// Events per upload request.

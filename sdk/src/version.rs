@@ -18,11 +18,19 @@ impl SantaVersion {
         SantaVersion { year, release }
     }
 
-    /// Parses `CFBundleVersion`; an empty or unparseable string gives `None` (unknown client).
+    /// Parses `CFBundleVersion`: the year must be a number; the release is the leading
+    /// digits of the second part (`2026.7-beta` is 2026.7), 0 when absent. An empty or
+    /// unparseable string gives `None` (unknown client).
     pub fn parse(s: &str) -> Option<Self> {
         let mut parts = s.trim().split('.');
         let year = parts.next()?.parse().ok()?;
-        let release = parts.next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        let release = parts
+            .next()
+            .and_then(|p| {
+                let digits = p.bytes().take_while(u8::is_ascii_digit).count();
+                p[..digits].parse().ok()
+            })
+            .unwrap_or(0);
         Some(SantaVersion { year, release })
     }
 
@@ -81,20 +89,31 @@ impl Feature {
     }
 }
 
-/// What the server knows about a client's version. Unknown versions are treated as current:
-/// a client that does not say what it is most likely is new (old clients always send it).
+/// What the server knows about a client's version. An unknown version (`None`: empty or
+/// unparseable `santa_version`) is treated as the oldest supported generation: it supports
+/// no [`Feature`], so it is never sent a setting, mode or rule an old client would misread
+/// (every generation sends `santa_version`, so a client without one is not a known Santa).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub struct ClientCaps(pub Option<SantaVersion>);
 
 impl ClientCaps {
+    /// A client that supports every feature (e.g. the admin's view of a host that never
+    /// said which version it runs).
+    pub const EVERY_FEATURE: ClientCaps = ClientCaps(Some(SantaVersion::new(u32::MAX, u32::MAX)));
+
     /// From the preflight's `santa_version`.
     pub fn from_version_str(s: &str) -> Self {
         ClientCaps(SantaVersion::parse(s))
     }
 
-    /// Whether the client understands `feature`.
+    /// True when the client said which version it runs (in a form we could parse).
+    pub fn is_known(self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Whether the client understands `feature`; an unknown version understands none.
     pub fn supports(self, feature: Feature) -> bool {
-        self.0.is_none_or(|v| v >= feature.since())
+        self.0.is_some_and(|v| v >= feature.since())
     }
 }
 
@@ -107,8 +126,12 @@ mod tests {
         assert_eq!(SantaVersion::parse("2024.6.655965194"), Some(SantaVersion::new(2024, 6)));
         assert_eq!(SantaVersion::parse("2026.7"), Some(SantaVersion::new(2026, 7)));
         assert_eq!(SantaVersion::parse("1.13"), Some(SantaVersion::new(1, 13)));
+        assert_eq!(SantaVersion::parse("2026.7-beta.1"), Some(SantaVersion::new(2026, 7)));
+        assert_eq!(SantaVersion::parse("2026"), Some(SantaVersion::new(2026, 0)));
         assert_eq!(SantaVersion::parse(""), None);
+        assert_eq!(SantaVersion::parse("   "), None);
         assert_eq!(SantaVersion::parse("banana"), None);
+        assert_eq!(SantaVersion::parse("v2026.7"), None);
     }
 
     #[test]
@@ -117,9 +140,38 @@ mod tests {
         assert!(old.supports(Feature::SigningIdRules));
         assert!(!old.supports(Feature::CdHashRules));
         assert!(!old.supports(Feature::SyncType));
-        let unknown = ClientCaps::from_version_str("");
-        assert!(unknown.supports(Feature::SilentGuiTtyPolicies));
+        assert!(ClientCaps::EVERY_FEATURE.supports(Feature::SilentGuiTtyPolicies));
         assert!(!SantaVersion::new(2024, 5).is_proto_era());
         assert!(SantaVersion::new(2024, 10).is_proto_era());
+    }
+
+    /// Issue 11 item 9: an empty or garbage `santa_version` used to count as the newest
+    /// client and was sent STANDALONE, silent TTY rules and `removable_media_policy`.
+    #[test]
+    fn unknown_versions_are_the_oldest_generation() {
+        const EVERY: [Feature; 10] = [
+            Feature::SigningIdRules,
+            Feature::CdHashRules,
+            Feature::SyncType,
+            Feature::StandaloneMode,
+            Feature::CelRules,
+            Feature::EventDetailSettings,
+            Feature::RemovableMediaPolicy,
+            Feature::SilentGuiTtyPolicies,
+            Feature::AbsentMeansUnchanged,
+            Feature::RulesHash,
+        ];
+        for garbage in ["", " ", "banana", "santa", "-1.5", "\u{0}"] {
+            let caps = ClientCaps::from_version_str(garbage);
+            assert!(!caps.is_known(), "{garbage:?}");
+            for f in EVERY {
+                assert!(!caps.supports(f), "{garbage:?} must not get {f:?}");
+            }
+        }
+        let oldest = ClientCaps::from_version_str("1.13");
+        assert!(oldest.is_known());
+        assert!(EVERY.iter().all(|f| !oldest.supports(*f)), "1.x supports nothing either");
+        let current = ClientCaps::from_version_str("2026.7.1");
+        assert!(EVERY.iter().all(|f| current.supports(*f)));
     }
 }

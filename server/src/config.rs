@@ -2,7 +2,7 @@
 //! Everything has a sensible default so `dasher serve` runs with no file at all.
 
 use dasher_sdk::domain::ConfigDecision;
-use dasher_sdk::wire::ClientMode;
+use dasher_sdk::wire::{ClientMode, Stage, SyncType};
 use dasher_store::{OpenOptions, StoreSpec};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -87,8 +87,22 @@ impl Default for StorageSettings {
 pub struct Limits {
     /// Largest request body as sent (compressed).
     pub max_body_bytes: usize,
-    /// Largest request body after decompression.
+    /// Largest request body after decompression (event uploads; the other stages have
+    /// their own, smaller bounds below).
     pub max_inflated_bytes: usize,
+    /// Largest preflight body, before and after decompression (a real one is a few KiB).
+    pub max_preflight_bytes: usize,
+    /// Largest rule-download body, before and after decompression (it carries a cursor of
+    /// at most 64 KiB).
+    pub max_ruledownload_bytes: usize,
+    /// Largest postflight body, before and after decompression.
+    pub max_postflight_bytes: usize,
+    /// Longest string in a preflight or postflight (hostname, serial, user, each group,
+    /// versions, model, push token, rules hash); longer is refused with 400 naming the field.
+    pub max_inventory_string_bytes: usize,
+    /// Most `primary_user_groups` kept per host; the first ones are kept, the host keeps
+    /// syncing, and its record says the list was cut (`inventory.truncated`).
+    pub max_user_groups: usize,
     /// Most events in one upload.
     pub max_events_per_upload: usize,
     /// Longest machine id.
@@ -116,6 +130,11 @@ impl Default for Limits {
         Limits {
             max_body_bytes: 8 << 20,
             max_inflated_bytes: 64 << 20,
+            max_preflight_bytes: 256 << 10,
+            max_ruledownload_bytes: 128 << 10,
+            max_postflight_bytes: 64 << 10,
+            max_inventory_string_bytes: 1024,
+            max_user_groups: 256,
             max_events_per_upload: 10_000,
             max_machine_id_bytes: 256,
             max_rules_per_request: 100_000,
@@ -126,6 +145,20 @@ impl Default for Limits {
             max_rule_sets_per_host: 64,
             sync_request_timeout_secs: 30,
         }
+    }
+}
+
+impl Limits {
+    /// The body bounds of one sync stage: `(as sent, after decompression)`, and the
+    /// `[limits]` key that set them (named in the 413).
+    pub fn stage_body_limits(&self, stage: Stage) -> (usize, usize, &'static str) {
+        let (stage_max, key) = match stage {
+            Stage::EventUpload => return (self.max_body_bytes, self.max_inflated_bytes, "max_inflated_bytes"),
+            Stage::Preflight => (self.max_preflight_bytes, "max_preflight_bytes"),
+            Stage::RuleDownload => (self.max_ruledownload_bytes, "max_ruledownload_bytes"),
+            Stage::Postflight => (self.max_postflight_bytes, "max_postflight_bytes"),
+        };
+        (self.max_body_bytes.min(stage_max), self.max_inflated_bytes.min(stage_max), key)
     }
 }
 
@@ -268,6 +301,17 @@ impl Config {
                     .into(),
             ));
         }
+        for (key, v) in [
+            ("max_preflight_bytes", self.limits.max_preflight_bytes),
+            ("max_ruledownload_bytes", self.limits.max_ruledownload_bytes),
+            ("max_postflight_bytes", self.limits.max_postflight_bytes),
+            ("max_inventory_string_bytes", self.limits.max_inventory_string_bytes),
+            ("max_user_groups", self.limits.max_user_groups),
+        ] {
+            if v == 0 {
+                return Err(ConfigError::Invalid(format!("limits.{key} must be at least 1")));
+            }
+        }
         if self.storage.cache_mb == 0 || self.storage.cache_bytes().is_none() {
             return Err(ConfigError::Invalid(format!(
                 "storage.cache_mb must be at least 1 and its bytes fit in the address space (got {})",
@@ -293,6 +337,15 @@ impl Config {
                         "{name}.{field} must not be empty (clients may treat \"\" as match-all); use \"(?!)\" to match nothing"
                     )));
                 }
+            }
+            // A standing CLEAN would be sent at every sync: the client wipes its rules each
+            // time (and on NPS ≥ 2026.4 every synced setting too).
+            if let Some(t @ (SyncType::Clean | SyncType::CleanAll)) = d.sync_type {
+                let key = if std::ptr::eq(d, &self.defaults) { name.to_owned() } else { format!("tags.{name}.config") };
+                return Err(ConfigError::Invalid(format!(
+                    "{key}.sync_type = \"{t}\" would force a clean sync at every sync of every host it applies to; \
+                     remove it and ask for one clean sync per host with POST /api/v1/hosts/{{machine_id}}/clean-sync"
+                )));
             }
             if d.batch_size == Some(0) {
                 return Err(ConfigError::Invalid(format!("{name}.batch_size must be at least 1")));
@@ -370,5 +423,35 @@ mod tests {
         assert_eq!(c.store_spec().to_string(), "postgres://dasher:***@db.internal:5432/dasher");
         let err = Config::from_toml("store = \"postgres://db.internal/dasher\"").unwrap_err().to_string();
         assert!(err.contains("no user"), "names what is missing: {err}");
+    }
+
+    /// Issue 11 item 10: a standing CLEAN/CLEAN_ALL in `[defaults]` or a tag wiped every
+    /// host it applied to at every sync.
+    #[test]
+    fn clean_sync_types_in_config_are_refused() {
+        for t in ["CLEAN", "CLEAN_ALL"] {
+            let err = Config::from_toml(&format!("[tags.lab.config]\nsync_type = \"{t}\"")).unwrap_err().to_string();
+            assert!(err.contains("tags.lab.config.sync_type") && err.contains(t), "names the key: {err}");
+            assert!(err.contains("/clean-sync"), "says what to do instead: {err}");
+            let err = Config::from_toml(&format!("[defaults]\nsync_type = \"{t}\"")).unwrap_err().to_string();
+            assert!(err.contains("defaults.sync_type"), "{err}");
+        }
+        let c = Config::from_toml("[tags.lab.config]\nsync_type = \"NORMAL\"").unwrap();
+        assert_eq!(c.tags["lab"].config.sync_type, Some(SyncType::Normal), "NORMAL forces nothing");
+    }
+
+    #[test]
+    fn stage_body_limits_are_per_stage_and_never_above_the_global_ones() {
+        let l = Limits::default();
+        assert_eq!(l.stage_body_limits(Stage::Preflight), (256 << 10, 256 << 10, "max_preflight_bytes"));
+        assert_eq!(l.stage_body_limits(Stage::RuleDownload), (128 << 10, 128 << 10, "max_ruledownload_bytes"));
+        assert_eq!(l.stage_body_limits(Stage::Postflight), (64 << 10, 64 << 10, "max_postflight_bytes"));
+        assert_eq!(l.stage_body_limits(Stage::EventUpload), (8 << 20, 64 << 20, "max_inflated_bytes"));
+        let small = Limits { max_body_bytes: 1000, max_inflated_bytes: 2000, ..Limits::default() };
+        assert_eq!(small.stage_body_limits(Stage::Preflight), (1000, 2000, "max_preflight_bytes"));
+        let c = Config::from_toml("[limits]\nmax_preflight_bytes = 4096\nmax_user_groups = 8").unwrap();
+        assert_eq!((c.limits.max_preflight_bytes, c.limits.max_user_groups), (4096, 8));
+        let err = Config::from_toml("[limits]\nmax_inventory_string_bytes = 0").unwrap_err().to_string();
+        assert!(err.contains("limits.max_inventory_string_bytes"), "{err}");
     }
 }

@@ -45,6 +45,12 @@ pub struct HostInventory {
     pub first_seen_unix: i64,
     /// Last preflight (Unix seconds).
     pub last_seen_unix: i64,
+    /// Lists the last preflight reported longer than the server keeps, cut to their first
+    /// entries: wire field name → the length the client reported (e.g.
+    /// `primary_user_groups` → 1000 with `limits.max_user_groups` = 256). Empty when nothing
+    /// was cut (and in records stored before it existed).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub truncated: BTreeMap<String, u64>,
 }
 
 /// A host as the admin API and the sync path see it.
@@ -178,6 +184,11 @@ pub struct HostSyncState {
     /// Who made the decisions of the last answered preflight (`None` before the first one,
     /// and in records stored by versions that did not keep it).
     pub decided: Option<DecisionProvenance>,
+    /// The clean sync type a policy (plugin) demands that this host has completed: while
+    /// the policy keeps demanding the same type, it is not applied again (a standing CLEAN
+    /// would wipe the host at every sync). Cleared when the policy stops demanding one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_clean_done: Option<SyncType>,
 }
 
 /// Who made a host's policy decisions at one preflight: which plugin generation (or the
@@ -279,6 +290,10 @@ pub struct SyncPlan {
     pub rule_sets: Vec<String>,
     /// When the preflight happened (Unix seconds).
     pub started_unix: i64,
+    /// The clean sync type policy demanded at this preflight (recorded as done at the
+    /// postflight of a completed clean sync, see `HostSyncState::policy_clean_done`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy_clean: Option<SyncType>,
 }
 
 /// A point in rule history a host has (or is about to have) applied.
@@ -635,6 +650,26 @@ mod tests {
         });
         decided.rule_sets_by.push(Decider::config());
         let state = HostSyncState { decided: Some(decided), ..Default::default() };
+        let json = serde_json::to_string(&state).unwrap();
+        assert_eq!(serde_json::from_str::<HostSyncState>(&json).unwrap(), state);
+    }
+
+    #[test]
+    fn inventory_truncation_and_policy_clean_round_trip_and_old_records_read() {
+        let old = r#"{"machine_id":"m1","hostname":"h","primary_user_groups":["a"],"last_seen_unix":5}"#;
+        let inv: HostInventory = serde_json::from_str(old).unwrap();
+        assert!(inv.truncated.is_empty(), "records from before truncation read as not cut");
+        assert!(!serde_json::to_string(&inv).unwrap().contains("truncated"), "nothing cut, nothing said");
+        let cut = HostInventory { truncated: BTreeMap::from([("primary_user_groups".into(), 1000)]), ..inv };
+        let json = serde_json::to_string(&cut).unwrap();
+        assert!(json.contains(r#""truncated":{"primary_user_groups":1000}"#), "{json}");
+        assert_eq!(serde_json::from_str::<HostInventory>(&json).unwrap(), cut);
+
+        let state = HostSyncState {
+            policy_clean_done: Some(SyncType::CleanAll),
+            plan: Some(SyncPlan { policy_clean: Some(SyncType::Clean), ..Default::default() }),
+            ..Default::default()
+        };
         let json = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<HostSyncState>(&json).unwrap(), state);
     }

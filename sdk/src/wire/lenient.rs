@@ -201,17 +201,68 @@ pub fn ser_opt_enum_i32<E: WireEnum, S: Serializer>(v: &Option<i32>, s: S) -> Re
     }
 }
 
+struct StringsVisitor;
+
+impl<'de> Visitor<'de> for StringsVisitor {
+    type Value = Vec<String>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a list of strings or a string")
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(Vec::new())
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(self)
+    }
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(vec![v.to_owned()])
+    }
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+        Ok(vec![v])
+    }
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+        // Element by element: the list is never buffered a second time (an untagged enum
+        // would copy the whole body into serde's `Content` first). Its length is bounded by
+        // the stage's body limit; the server then keeps at most `limits.max_user_groups`.
+        let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(256));
+        while let Some(item) = seq.next_element::<Option<String>>()? {
+            out.extend(item);
+        }
+        Ok(out)
+    }
+}
+
 /// A list of strings; `null` → empty, a bare string → one element, `null` elements dropped.
 pub fn strings<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum OneOrMany {
-        One(String),
-        Many(Vec<Option<String>>),
+    d.deserialize_any(StringsVisitor)
+}
+
+#[cfg(test)]
+mod tests {
+    #[derive(serde::Deserialize, Default, Debug)]
+    #[serde(default)]
+    struct Groups {
+        #[serde(deserialize_with = "super::strings")]
+        g: Vec<String>,
     }
-    Ok(match Option::<OneOrMany>::deserialize(d)? {
-        None => Vec::new(),
-        Some(OneOrMany::One(s)) => vec![s],
-        Some(OneOrMany::Many(v)) => v.into_iter().flatten().collect(),
-    })
+
+    fn check(json: &str, expected: &[&str]) {
+        let parsed: Groups = serde_json::from_str(json).unwrap_or_else(|e| panic!("{json}: {e}"));
+        assert_eq!(parsed.g, expected, "{json}");
+    }
+
+    #[test]
+    fn strings_accept_lists_bare_strings_and_nulls() {
+        check(r#"{"g": ["a", "b"]}"#, &["a", "b"]);
+        check(r#"{"g": "a"}"#, &["a"]);
+        check(r#"{"g": null}"#, &[]);
+        check(r#"{"g": [null, "a", null]}"#, &["a"]);
+        check(r#"{"g": []}"#, &[]);
+        check(r#"{}"#, &[]);
+        assert!(serde_json::from_str::<Groups>(r#"{"g": [1]}"#).is_err(), "numbers are not strings");
+        assert!(serde_json::from_str::<Groups>(r#"{"g": {"a": 1}}"#).is_err());
+    }
 }

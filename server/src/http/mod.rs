@@ -213,15 +213,20 @@ async fn route(
         });
     }
     let body_timeout = std::time::Duration::from_secs(limits.body_read_timeout_secs);
-    let (format, body) =
-        tokio::time::timeout(body_timeout, read_sync_body(req, limits.max_body_bytes, limits.max_inflated_bytes))
-            .await
-            .map_err(|_| {
-                ApiError::Timeout(format!(
-                    "request body not received within {} s (limits.body_read_timeout_secs)",
-                    limits.body_read_timeout_secs
-                ))
-            })??;
+    // Each stage has its own bound: a preflight needs kilobytes, not an event upload's megabytes.
+    let (max_body_bytes, max_inflated_bytes, limit_key) = limits.stage_body_limits(stage);
+    let (format, body) = tokio::time::timeout(body_timeout, read_sync_body(req, max_body_bytes, max_inflated_bytes))
+        .await
+        .map_err(|_| {
+            ApiError::Timeout(format!(
+                "request body not received within {} s (limits.body_read_timeout_secs)",
+                limits.body_read_timeout_secs
+            ))
+        })?
+        .map_err(|e| match e {
+            ApiError::TooLarge(m) => ApiError::TooLarge(format!("{} {m} (limits.{limit_key})", stage.path())),
+            e => e,
+        })?;
     // A time budget per request, so no input (however crafted) holds the server for longer;
     // counted as `dasher_http_requests_total{status="503"}` of its stage.
     let budget = std::time::Duration::from_secs(limits.sync_request_timeout_secs);

@@ -10,8 +10,8 @@ pub enum SyncError {
     /// A request field is invalid; the same request will never succeed.
     #[error("{message}")]
     Invalid {
-        /// The offending field.
-        field: &'static str,
+        /// The offending field, e.g. `hostname` or `primary_user_groups[3]`.
+        field: String,
         /// What is wrong and what to do.
         message: String,
     },
@@ -27,9 +27,15 @@ pub enum SyncError {
     PolicyRejected(#[from] PolicyRejected),
 }
 
+impl From<super::inventory::FieldTooLong> for SyncError {
+    fn from(e: super::inventory::FieldTooLong) -> Self {
+        SyncError::Invalid { message: e.to_string(), field: e.field }
+    }
+}
+
 impl SyncError {
     /// An invalid field.
-    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
-        SyncError::Invalid { field, message: message.into() }
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Self {
+        SyncError::Invalid { field: field.into(), message: message.into() }
     }
 }

@@ -9,6 +9,7 @@
 pub mod cursor;
 pub mod error;
 pub mod host_rules;
+pub mod inventory;
 pub mod rules;
 
 use crate::config::Config;
@@ -89,28 +90,11 @@ impl SyncService {
         req: wire::PreflightRequest,
     ) -> Result<wire::PreflightResponse, SyncError> {
         let machine_id = machine_id.as_str();
+        inventory::check_preflight(&req, &self.config.limits)?;
         let now = now_unix();
         let existing = self.store.get_host(machine_id).await?;
         let previous = existing.as_ref().and_then(|h| h.inventory.clone());
-        let inventory = HostInventory {
-            machine_id: machine_id.to_owned(),
-            serial_number: req.serial_num.clone(),
-            hostname: req.hostname.clone(),
-            os_version: req.os_version.clone(),
-            os_build: req.os_build.clone(),
-            model_identifier: req.model_identifier.clone(),
-            santa_version: req.santa_version.clone(),
-            primary_user: req.primary_user.clone(),
-            primary_user_groups: req.primary_user_groups.clone(),
-            client_mode: ClientMode::try_from(req.client_mode).ok().filter(|m| *m != ClientMode::Unknown),
-            push_notification_token: req.push_notification_token.clone(),
-            rule_counts: reported_counts(&req),
-            sip_status: (req.sip_status != 0).then_some(req.sip_status),
-            rules_hash: (!req.rules_hash.is_empty()).then(|| req.rules_hash.clone()),
-            request_clean_sync: req.request_clean_sync,
-            first_seen_unix: previous.as_ref().map_or(now, |p| p.first_seen_unix),
-            last_seen_unix: now,
-        };
+        let inventory = inventory::build(machine_id, &req, previous.as_ref(), now, &self.config.limits);
         // Stored with the sync state at the end (or the refusal's): one durable write.
         let mut host = existing.unwrap_or_else(|| Host { machine_id: machine_id.to_owned(), ..Default::default() });
         host.inventory = Some(inventory.clone());
@@ -140,7 +124,11 @@ impl SyncService {
         let (sync_type, reason) = decide_sync_type(&host, previous.as_ref(), &req, decision, &rule_sets, floor);
 
         let mut state = host.sync.clone();
-        state.plan = Some(SyncPlan { sync_type: Some(sync_type), rule_sets, started_unix: now });
+        let policy_clean = decision.sync_type.filter(|t| is_clean(Some(*t)));
+        if policy_clean.is_none() {
+            state.policy_clean_done = None;
+        }
+        state.plan = Some(SyncPlan { sync_type: Some(sync_type), rule_sets, started_unix: now, policy_clean });
         state.pending = None;
         state.last_sync_type = Some(sync_type);
         state.last_sync_reason = reason.to_owned();
@@ -385,6 +373,7 @@ impl SyncService {
         req: wire::PostflightRequest,
     ) -> Result<wire::PostflightResponse, SyncError> {
         let machine_id = machine_id.as_str();
+        inventory::check_postflight(&req, &self.config.limits)?;
         let Some(host) = self.store.get_host(machine_id).await? else {
             tracing::info!(machine_id, "postflight from a machine that never sent a preflight");
             return Ok(wire::PostflightResponse {});
@@ -403,8 +392,12 @@ impl SyncService {
                 };
                 state.acked = Some(ack);
                 state.acked_rules_hash = (!req.rules_hash.is_empty()).then(|| req.rules_hash.clone());
-                if host.clean_requested && is_clean(plan.as_ref().and_then(|p| p.sync_type)) {
+                let cleaned = is_clean(plan.as_ref().and_then(|p| p.sync_type));
+                if host.clean_requested && cleaned {
                     self.store.set_clean_requested(machine_id, false).await?;
+                }
+                if let Some(demanded) = plan.as_ref().and_then(|p| p.policy_clean).filter(|_| cleaned) {
+                    state.policy_clean_done = Some(demanded);
                 }
             }
             None => state.last_outcome = SyncOutcome::Incomplete,
@@ -461,7 +454,11 @@ fn decide_sync_type(
     rule_sets: &[String],
     history_floor: u64,
 ) -> (SyncType, &'static str) {
-    if let Some(t @ (SyncType::Clean | SyncType::CleanAll)) = decision.sync_type {
+    // Once per change of the demand: a policy that keeps returning CLEAN must not wipe
+    // the host at every sync (config files cannot set it, see `Config::validate`).
+    if let Some(t @ (SyncType::Clean | SyncType::CleanAll)) = decision.sync_type
+        && host.sync.policy_clean_done != Some(t)
+    {
         return (t, "policy");
     }
     if req.request_clean_sync {

@@ -85,6 +85,7 @@ pub async fn hosts(store: &dyn Store) {
     let mut later = inventory("m1", 200);
     later.first_seen_unix = 200;
     later.hostname = "renamed".into();
+    later.truncated.insert("primary_user_groups".into(), 300);
     store.put_host_inventory(&later).await.unwrap();
 
     let h = store.get_host("m1").await.unwrap().expect("m1 stored");
@@ -92,6 +93,7 @@ pub async fn hosts(store: &dyn Store) {
     assert_eq!(inv.first_seen_unix, 100, "upsert keeps first_seen_unix");
     assert_eq!(inv.last_seen_unix, 200);
     assert_eq!(inv.hostname, "renamed");
+    assert_eq!(inv.truncated, later.truncated, "the record of a cut list is kept");
     assert_eq!(h.tags, vec!["eng".to_string(), "lab".to_string()], "inventory upsert must not clobber tags");
     assert!(h.clean_requested, "inventory upsert must not clobber the clean flag");
     assert_eq!(h.sync, sync, "inventory upsert must not clobber sync state");

@@ -337,7 +337,11 @@ async fn effective_rules(sync: &SyncService, id: &str) -> Resp {
     let host = sync.store.get_host(id).await?;
     let facts = host_facts(id, host.as_ref(), now_unix());
     let sets = sync.current_selection(id, host.as_ref()).await?;
-    let caps = ClientCaps::from_version_str(&facts.santa_version);
+    // A host that never reported a version is shown every rule (a sync adapts them to its version).
+    let caps = match host.as_ref().and_then(|h| h.inventory.as_ref()) {
+        Some(_) => ClientCaps::from_version_str(&facts.santa_version),
+        None => ClientCaps::EVERY_FEATURE,
+    };
     let version = sync.store.head_version().await?;
     let rules = Resolver::new(sync.store.as_ref(), caps).all_effective(&sets, version).await?;
     Ok(json_response(
