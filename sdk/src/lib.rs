@@ -6,7 +6,10 @@
 //! - [`domain`]: Dasher's own types (rules, host facts, policy decisions) that the server,
 //!   the store, plugins and the simulator share. No protocol quirk reaches these.
 //! - [`version`]: Santa client versions and the features each generation understands.
+//! - `cel` (feature `cel`, the server only): Santa CEL v1 expressions parsed and type-checked.
 
+#[cfg(feature = "cel")]
+pub mod cel;
 pub mod domain;
 #[cfg(feature = "plugin")]
 #[doc(hidden)]
