@@ -46,7 +46,9 @@ pub fn check(expr: &str) -> Result<(), CelError> {
         Ty::Int => checker.check_return_values(&ast),
         other => Err(checker.error(
             ast.id,
-            format!("the expression gives {other}; it must give a bool (true allows) or a ReturnValue such as BLOCKLIST"),
+            format!(
+                "the expression gives {other}; it must give a bool (true allows) or a ReturnValue such as BLOCKLIST"
+            ),
         )),
     }
 }
@@ -72,7 +74,11 @@ fn parse_error(errors: cel::ParseErrors) -> CelError {
 }
 
 fn truncate(s: &str, max_chars: usize) -> String {
-    if s.chars().count() <= max_chars { s.to_owned() } else { format!("{}…", s.chars().take(max_chars).collect::<String>()) }
+    if s.chars().count() <= max_chars {
+        s.to_owned()
+    } else {
+        format!("{}…", s.chars().take(max_chars).collect::<String>())
+    }
 }
 
 // ---- types --------------------------------------------------------------------------------
@@ -158,7 +164,9 @@ fn return_value_problem(v: i64) -> Option<String> {
     match v {
         _ if RETURN_VALUES.iter().any(|(_, n)| *n == v) => None,
         0 => Some("0 is UNSPECIFIED, which santad treats as an evaluation error".into()),
-        5..=8 => Some(format!("{v} is a CEL v2 result (REQUIRE_TOUCHID, REQUIRE_TOUCHID_ONLY, SEATBELT, AUDIT), not available to sync v1 clients")),
+        5..=8 => Some(format!(
+            "{v} is a CEL v2 result (REQUIRE_TOUCHID, REQUIRE_TOUCHID_ONLY, SEATBELT, AUDIT), not available to sync v1 clients"
+        )),
         _ => Some(format!("{v} is not a ReturnValue (1–4, 9, 10: ALLOWLIST … SILENT_TTY_BLOCKLIST)")),
     }
 }
@@ -577,7 +585,9 @@ impl Checker<'_> {
             Ty::Map(k, v) => ((**k).clone(), c.iter_var2.as_ref().map(|_| (**v).clone())),
             Ty::Dyn => (Ty::Dyn, c.iter_var2.as_ref().map(|_| Ty::Dyn)),
             other => {
-                return Err(self.error(c.iter_range.id, format!("{other} cannot be iterated (only lists and maps can)")));
+                return Err(
+                    self.error(c.iter_range.id, format!("{other} cannot be iterated (only lists and maps can)"))
+                );
             }
         };
         let accu = self.expr(&c.accu_init, depth)?;
@@ -593,8 +603,9 @@ impl Checker<'_> {
                 return Err(self.error(c.loop_cond.id, format!("a loop condition must be bool, not {cond}")));
             }
             let step = self.expr(&c.loop_step, depth)?;
-            let accu = join(&accu, &step)
-                .ok_or_else(|| self.error(c.loop_step.id, format!("a macro step of type {step} does not fit its result")))?;
+            let accu = join(&accu, &step).ok_or_else(|| {
+                self.error(c.loop_step.id, format!("a macro step of type {step} does not fit its result"))
+            })?;
             // The step may refine the accumulator (`[]` becomes `list(T)` in map()).
             self.scopes.truncate(mark);
             self.scopes.push((c.accu_var.clone(), accu));
@@ -778,7 +789,12 @@ mod tests {
     #[test]
     fn unknown_variables_and_fields_are_refused() {
         check_err("uid == 0", 1, 1, "undeclared reference to 'uid'");
-        check_err("euid == 0 && target.signing_tme < timestamp('2025-01-01T00:00:00Z')", 1, 20, "no field 'signing_tme'");
+        check_err(
+            "euid == 0 && target.signing_tme < timestamp('2025-01-01T00:00:00Z')",
+            1,
+            20,
+            "no field 'signing_tme'",
+        );
         check_err("has(target.cdhash)", 1, 4, "no field 'cdhash'");
         check_err("REQUIRE_TOUCHID", 1, 1, "undeclared reference");
         check_err("cwd.length > 3", 1, 4, "string has no fields");

@@ -116,7 +116,9 @@ pub enum RuleError {
     },
     /// A control character other than newline and tab in a text field (clients are
     /// Objective-C: a U+0000 ends the string there).
-    #[error("{field} contains the control character U+{code:04X} at character {index}; only newline and tab are allowed")]
+    #[error(
+        "{field} contains the control character U+{code:04X} at character {index}; only newline and tab are allowed"
+    )]
     ControlCharacter {
         /// Field name.
         field: &'static str,
@@ -557,10 +559,7 @@ mod tests {
         let ok = RuleSpec { custom_msg: Some("line one\n\tline two".into()), ..spec(Policy::Blocklist) };
         assert!(ok.validate().is_ok());
         let nul = RuleSpec { custom_msg: Some("Blocked\u{0}hidden".into()), ..spec(Policy::Blocklist) };
-        assert_eq!(
-            nul.validate().unwrap_err(),
-            RuleError::ControlCharacter { field: "custom_msg", code: 0, index: 7 }
-        );
+        assert_eq!(nul.validate().unwrap_err(), RuleError::ControlCharacter { field: "custom_msg", code: 0, index: 7 });
         let name = RuleSpec { notification_app_name: Some("App\u{1b}[31m".into()), ..spec(Policy::Allowlist) };
         assert_eq!(field_of(name), Ok("notification_app_name"));
         let label = RuleSpec { event_detail_button_label: Some("Open\r".into()), ..spec(Policy::Blocklist) };
@@ -577,11 +576,8 @@ mod tests {
 
     #[test]
     fn custom_url_must_be_http_or_https_with_a_host() {
-        for good in [
-            "https://example.com/block?sha=%file_sha%",
-            "HTTP://intranet:8080",
-            "https://user@example.com/#x",
-        ] {
+        for good in ["https://example.com/block?sha=%file_sha%", "HTTP://intranet:8080", "https://user@example.com/#x"]
+        {
             let s = RuleSpec { custom_url: Some(good.into()), ..spec(Policy::Blocklist) };
             assert!(s.validate().is_ok(), "{good}");
         }

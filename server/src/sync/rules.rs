@@ -319,7 +319,11 @@ mod tests {
             .iter()
             .map(|r| RuleChange { rule_set: GLOBAL_RULE_SET.into(), key: r.key(), rule: Some(r.clone()) })
             .collect();
-        changes.extend(removed.iter().map(|k| RuleChange { rule_set: GLOBAL_RULE_SET.into(), key: k.clone(), rule: None }));
+        changes.extend(removed.iter().map(|k| RuleChange {
+            rule_set: GLOBAL_RULE_SET.into(),
+            key: k.clone(),
+            rule: None,
+        }));
         store.commit_rules(&changes).await.unwrap()
     }
 
@@ -384,7 +388,9 @@ mod tests {
         let signing = rule(RuleType::SigningId, "EQHXZ8M8AV:com.example", Policy::Allowlist);
         let team = rule(RuleType::TeamId, "TEAMAAAAAA", Policy::Allowlist);
         let team_cel = cel(RuleType::TeamId, "TEAMCCCCCC");
-        let acked = commit(store, &[binary.clone(), cdhash.clone(), signing.clone(), team.clone(), team_cel.clone()], &[]).await;
+        let acked =
+            commit(store, &[binary.clone(), cdhash.clone(), signing.clone(), team.clone(), team_cel.clone()], &[])
+                .await;
         // Added as CEL and removed again within the window: only CEL clients could have it.
         let brief_cel = cel(RuleType::TeamId, "TEAMDDDDDD");
         // Allow, then CEL: an old client may hold the allow (e.g. from an unacknowledged sync).
@@ -449,7 +455,11 @@ mod tests {
                 apply(&mut db, &download(store, caps, acked, full()).await);
                 let delta = download(store, caps, head, delta_from(acked)).await;
                 let processed = delta.iter().filter(|r| processes(r, caps)).count();
-                assert_eq!(processed, delta.len(), "{caps:?} from {acked}: rules_processed < rules_received: {delta:?}");
+                assert_eq!(
+                    processed,
+                    delta.len(),
+                    "{caps:?} from {acked}: rules_processed < rules_received: {delta:?}"
+                );
                 apply(&mut db, &delta);
                 assert_eq!(db, want, "{caps:?}: delta from {acked} differs from a full download");
             }
