@@ -42,8 +42,13 @@ pub fn check(expr: &str) -> Result<(), CelError> {
     let (ast, info) = parsed.map_err(parse_error)?;
     let mut checker = Checker { info: &info, scopes: Vec::new() };
     match checker.expr(&ast, 0)? {
-        Ty::Bool | Ty::Dyn => Ok(()),
+        Ty::Bool => Ok(()),
         Ty::Int => checker.check_return_values(&ast),
+        // santad accepts only a bool or a ReturnValue result, known when it compiles.
+        Ty::Dyn => Err(checker.error(
+            ast.id,
+            "the expression's type is only known when it runs (dyn); make it give a bool, e.g. `… == true`",
+        )),
         other => Err(checker.error(
             ast.id,
             format!(
@@ -828,6 +833,7 @@ mod tests {
         check_err("euid == 0 ? 5 : ALLOWLIST", 1, 13, "CEL v2");
         check_err("euid == 0 ? BLOCKLIST : 42", 1, 25, "not a ReturnValue");
         check_err("1u", 1, 1, "gives uint");
+        check_err("dyn(euid)", 1, 4, "only known when it runs");
     }
 
     #[test]

@@ -95,16 +95,19 @@ async fn valid_cel_text_and_urls_are_accepted_and_delivered() {
     assert_eq!(binary["custom_url"], "https://it.example.com/req?sha=%file_sha%");
 }
 
-/// What a client of `version` does with a rule it receives (reference §5.5): it processes
-/// it only if it knows the rule type and the policy.
+/// What a client of `version` does with a rule it receives (reference §5.5, §6.1): it
+/// processes it only if it knows the rule type (SIGNINGID 2023.5, CDHASH 2024.3) and the
+/// policy (CEL 2025.6).
 fn processes(rule: &Value, version: &str) -> bool {
+    let v: Vec<u32> = version.split('.').map(|p| p.parse().unwrap()).collect();
+    let at_least = |year: u32, release: u32| (v[0], v[1]) >= (year, release);
     let known_type = match rule["rule_type"].as_str() {
-        Some("CDHASH") => version >= "2024.3",
-        Some("SIGNINGID") => version >= "2023.5",
+        Some("CDHASH") => at_least(2024, 3),
+        Some("SIGNINGID") => at_least(2023, 5),
         Some("BINARY" | "CERTIFICATE" | "TEAMID") => true,
         _ => false,
     };
-    known_type && (rule["policy"] != "CEL" || version >= "2025.6")
+    known_type && (rule["policy"] != "CEL" || at_least(2025, 6))
 }
 
 /// A client of one Santa version with its rule table (type, identifier) → policy.
