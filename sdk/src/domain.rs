@@ -113,6 +113,37 @@ pub enum RuleError {
         /// Maximum.
         max: usize,
     },
+    /// A control character other than newline and tab in a text field (clients are
+    /// Objective-C: a U+0000 ends the string there).
+    #[error(
+        "{field} contains the control character U+{code:04X} at character {index}; only newline and tab are allowed"
+    )]
+    ControlCharacter {
+        /// Field name.
+        field: &'static str,
+        /// The character's code point.
+        code: u32,
+        /// Its 0-based position, in characters.
+        index: usize,
+    },
+    /// A URL clients would not open as a web page.
+    #[error("{field} must be an http:// or https:// URL with a host: {reason}")]
+    BadUrl {
+        /// Field name.
+        field: &'static str,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// `cel_expr` would not compile in santad (checked only with the `cel` feature).
+    #[error("cel_expr does not compile at line {line}, column {column}: {message}")]
+    CelInvalid {
+        /// 1-based line.
+        line: usize,
+        /// 1-based column, in characters.
+        column: usize,
+        /// What is wrong.
+        message: String,
+    },
 }
 
 impl RuleError {
@@ -122,8 +153,10 @@ impl RuleError {
             RuleError::EmptyIdentifier | RuleError::BadIdentifier { .. } => "identifier",
             RuleError::UnknownRuleType => "rule_type",
             RuleError::UnknownPolicy => "policy",
-            RuleError::CelMismatch => "cel_expr",
-            RuleError::TooLong { field, .. } => field,
+            RuleError::CelMismatch | RuleError::CelInvalid { .. } => "cel_expr",
+            RuleError::TooLong { field, .. }
+            | RuleError::ControlCharacter { field, .. }
+            | RuleError::BadUrl { field, .. } => field,
         }
     }
 }
@@ -154,6 +187,9 @@ pub fn validate_identifier(rule_type: RuleType, identifier: &str) -> Result<Stri
         |expected| RuleError::BadIdentifier { rule_type, identifier: identifier.chars().take(80).collect(), expected };
     if id.len() > MAX_IDENTIFIER_BYTES {
         return Err(bad("at most 512 bytes"));
+    }
+    if id.chars().any(char::is_control) {
+        return Err(bad("no control characters"));
     }
     match rule_type {
         RuleType::Unknown => Err(RuleError::UnknownRuleType),
@@ -222,16 +258,45 @@ pub struct RuleSpec {
     pub event_detail_button_label: Option<String>,
 }
 
+/// A text field as stored: empty means unset; at most `max` characters; no control
+/// characters but newline and tab.
 fn clean_text(field: &'static str, v: &Option<String>, max: usize) -> Result<Option<String>, RuleError> {
     match v.as_deref() {
         None | Some("") => Ok(None),
         Some(s) if s.chars().count() > max => Err(RuleError::TooLong { field, max }),
-        Some(s) => Ok(Some(s.to_owned())),
+        Some(s) => match s.chars().enumerate().find(|(_, c)| c.is_control() && !matches!(c, '\n' | '\t')) {
+            Some((index, c)) => Err(RuleError::ControlCharacter { field, code: u32::from(c), index }),
+            None => Ok(Some(s.to_owned())),
+        },
     }
+}
+
+/// Refuses a URL that is not `http://` or `https://` with a host (a `javascript:` or `file:`
+/// URL behind the block dialog's button). Santa's `%placeholders%` are left alone.
+fn check_web_url(field: &'static str, url: &str) -> Result<(), RuleError> {
+    let bad = |reason| Err(RuleError::BadUrl { field, reason });
+    let Some((scheme, rest)) = url.split_once(':') else { return bad("it has no scheme") };
+    if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+        return bad("only the http and https schemes are allowed");
+    }
+    let Some(rest) = rest.strip_prefix("//") else { return bad("'//' must follow the scheme") };
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let host = authority.rsplit('@').next().unwrap_or_default();
+    if host.is_empty() || host.starts_with(':') {
+        return bad("the host is missing");
+    }
+    if url.chars().any(char::is_whitespace) {
+        return bad("it contains whitespace (percent-encode it as %20)");
+    }
+    Ok(())
 }
 
 impl RuleSpec {
     /// Validates the spec: `Ok(Some(rule))` to upsert, `Ok(None)` with the key to remove.
+    /// The one gate every rule passes before it is stored (admin API, proposals, plugin host
+    /// rules, rule files). With the `cel` feature (the server) `cel_expr` is parsed and
+    /// type-checked against Santa's CEL environment ([`crate::cel::check`]); without it
+    /// (plugins) only its presence is checked, and the server checks it again.
     pub fn validate(&self) -> Result<(RuleKey, Option<Rule>), RuleError> {
         if self.rule_type == RuleType::Unknown {
             return Err(RuleError::UnknownRuleType);
@@ -248,12 +313,24 @@ impl RuleSpec {
         if (self.policy == Policy::Cel) != cel_expr.is_some() {
             return Err(RuleError::CelMismatch);
         }
+        #[cfg(feature = "cel")]
+        if let Some(expr) = &cel_expr {
+            crate::cel::check(expr).map_err(|e| RuleError::CelInvalid {
+                line: e.line,
+                column: e.column,
+                message: e.message,
+            })?;
+        }
+        let custom_url = clean_text("custom_url", &self.custom_url, MAX_RULE_TEXT_CHARS)?;
+        if let Some(url) = &custom_url {
+            check_web_url("custom_url", url)?;
+        }
         let rule = Rule {
             identifier,
             rule_type: self.rule_type,
             policy: self.policy,
             custom_msg: clean_text("custom_msg", &self.custom_msg, MAX_RULE_TEXT_CHARS)?,
-            custom_url: clean_text("custom_url", &self.custom_url, MAX_RULE_TEXT_CHARS)?,
+            custom_url,
             cel_expr,
             notification_app_name: clean_text("notification_app_name", &self.notification_app_name, 256)?,
             event_detail_button_label: clean_text(
@@ -452,4 +529,82 @@ pub struct RuleSelection {
     /// first and `global` last unless listed explicitly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_sets: Option<Vec<String>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(policy: Policy) -> RuleSpec {
+        RuleSpec {
+            identifier: "EQHXZ8M8AV".into(),
+            rule_type: RuleType::TeamId,
+            policy,
+            custom_msg: None,
+            custom_url: None,
+            cel_expr: None,
+            notification_app_name: None,
+            event_detail_button_label: None,
+        }
+    }
+
+    fn field_of(s: RuleSpec) -> Result<&'static str, ()> {
+        match s.validate() {
+            Ok(_) => Err(()),
+            Err(e) => Ok(e.field()),
+        }
+    }
+
+    #[test]
+    fn control_characters_are_refused_in_every_text_field_but_newline_and_tab() {
+        let ok = RuleSpec { custom_msg: Some("line one\n\tline two".into()), ..spec(Policy::Blocklist) };
+        assert!(ok.validate().is_ok());
+        let nul = RuleSpec { custom_msg: Some("Blocked\u{0}hidden".into()), ..spec(Policy::Blocklist) };
+        assert_eq!(nul.validate().unwrap_err(), RuleError::ControlCharacter { field: "custom_msg", code: 0, index: 7 });
+        let name = RuleSpec { notification_app_name: Some("App\u{1b}[31m".into()), ..spec(Policy::Allowlist) };
+        assert_eq!(field_of(name), Ok("notification_app_name"));
+        let label = RuleSpec { event_detail_button_label: Some("Open\r".into()), ..spec(Policy::Blocklist) };
+        assert_eq!(field_of(label), Ok("event_detail_button_label"));
+        let del = RuleSpec { custom_url: Some("https://example.com/\u{7f}".into()), ..spec(Policy::Blocklist) };
+        assert_eq!(field_of(del), Ok("custom_url"));
+        let id = RuleSpec {
+            identifier: "EQHXZ8M8AV:com.example\u{0}.app".into(),
+            rule_type: RuleType::SigningId,
+            ..spec(Policy::Blocklist)
+        };
+        assert_eq!(field_of(id), Ok("identifier"));
+    }
+
+    #[test]
+    fn custom_url_must_be_http_or_https_with_a_host() {
+        for good in ["https://example.com/block?sha=%file_sha%", "HTTP://intranet:8080", "https://user@example.com/#x"]
+        {
+            let s = RuleSpec { custom_url: Some(good.into()), ..spec(Policy::Blocklist) };
+            assert!(s.validate().is_ok(), "{good}");
+        }
+        for bad in [
+            "javascript:alert(1)",
+            "JavaScript://%0aalert(1)",
+            "file:///etc/passwd",
+            "example.com/path",
+            "https:/example.com",
+            "https:///path",
+            "https://:443/x",
+            "https://example.com/a b",
+        ] {
+            let s = RuleSpec { custom_url: Some(bad.into()), ..spec(Policy::Blocklist) };
+            assert!(matches!(s.validate(), Err(RuleError::BadUrl { field: "custom_url", .. })), "{bad}");
+        }
+    }
+
+    #[cfg(feature = "cel")]
+    #[test]
+    fn cel_expressions_are_checked_with_the_cel_feature() {
+        let cel = |expr: &str| RuleSpec { cel_expr: Some(expr.into()), ..spec(Policy::Cel) };
+        assert!(cel("target.signing_time >= timestamp('2025-05-31T00:00:00Z')").validate().is_ok());
+        let err = cel("this is ((( not cel").validate().unwrap_err();
+        assert_eq!(err.field(), "cel_expr");
+        assert!(matches!(err, RuleError::CelInvalid { line: 1, column: 6, .. }), "{err:?}");
+        assert!(err.to_string().starts_with("cel_expr does not compile at line 1, column 6: syntax error"), "{err}");
+    }
 }

@@ -7,7 +7,10 @@
 //!   the store, plugins and the simulator share. No protocol quirk reaches these.
 //! - [`names`]: machine ids, rule-set names and tags, validated (reserved names refused here).
 //! - [`version`]: Santa client versions and the features each generation understands.
+//! - `cel` (feature `cel`, the server only): Santa CEL v1 expressions parsed and type-checked.
 
+#[cfg(feature = "cel")]
+pub mod cel;
 pub mod domain;
 #[cfg(feature = "plugin")]
 #[doc(hidden)]

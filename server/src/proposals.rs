@@ -169,7 +169,7 @@ pub async fn reject(store: &dyn Store, id: u64, by: &str, now: i64) -> Result<Pr
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dasher_sdk::domain::RuleSpec;
+    use dasher_sdk::domain::{RuleKey, RuleSpec};
     use dasher_sdk::wire::{Policy, RuleType};
     use std::sync::Arc;
 
@@ -231,5 +231,42 @@ mod tests {
             err.to_string(),
             format!("proposal {id} was already rejected by bob; a decided proposal cannot be approved")
         );
+    }
+
+    #[tokio::test]
+    async fn a_proposal_whose_cel_does_not_compile_is_never_stored_or_applied() {
+        let (_dir, store) = store();
+        let s = store.as_ref();
+        let cel = |expr: &str| {
+            let mut p = proposal(plugin::ProposalScope::Global, "EQHXZ8M8AV:com.a");
+            p.rule.policy = Policy::Cel;
+            p.rule.cel_expr = Some(expr.into());
+            p
+        };
+        intake(s, "m1", &cel("this is ((( not cel"), &[], &[ProposalScope::Global], 1).await.unwrap();
+        intake(s, "m1", &cel("uid == 0"), &[], &[ProposalScope::Global], 1).await.unwrap();
+        assert!(s.list_proposals(None, None, 10).await.unwrap().is_empty(), "nothing stored");
+        assert_eq!(s.head_version().await.unwrap(), 0, "nothing applied");
+
+        // One stored before the check existed is refused at approval, naming the field.
+        let stored = NewProposal {
+            scope: ProposalScope::Global,
+            rule_set: GLOBAL_RULE_SET.into(),
+            key: RuleKey { rule_type: RuleType::SigningId, identifier: "EQHXZ8M8AV:com.a".into() },
+            rule: cel("euid == 'root'").rule,
+            reason: "old".into(),
+            machine_id: "m1".into(),
+            proposed_by: vec![],
+            at_unix: 1,
+        };
+        let (p, _) = s.record_proposal(&stored).await.unwrap();
+        match approve(s, p.id, "alice", 2).await {
+            Err(ReviewError::InvalidRule { field, message, .. }) => {
+                assert_eq!(field, "rule.cel_expr");
+                assert!(message.contains("line 1, column 6"), "{message}");
+            }
+            other => panic!("expected InvalidRule, got {other:?}"),
+        }
+        assert_eq!(s.head_version().await.unwrap(), 0);
     }
 }

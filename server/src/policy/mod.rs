@@ -304,10 +304,12 @@ mod tests {
             spec("not a team id", Policy::Allowlist),
             spec("EQHXZ8M8AV", Policy::Blocklist),
             spec("ABCDE12345", Policy::Remove),
+            RuleSpec { cel_expr: Some("this is ((( not cel".into()), ..spec("ABCDE12345", Policy::Cel) },
         ]);
         assert_eq!(rules.len(), 1);
         assert_eq!(rules[0].policy, Policy::Allowlist);
-        assert_eq!(skipped.len(), 1, "{skipped:?}");
+        assert_eq!(skipped.len(), 2, "{skipped:?}");
         assert!(skipped[0].starts_with("host_rules[1]"), "{skipped:?}");
+        assert!(skipped[1].starts_with("host_rules[4]") && skipped[1].contains("cel_expr"), "{skipped:?}");
     }
 }

@@ -9,24 +9,31 @@
 //! a full download walks each set in key order; a delta download walks the change log
 //! after the acknowledged version and sends each touched key's effective value (or
 //! `REMOVE`). Both compute the winner with the same `Resolver::resolve`, a page of keys at a
-//! time.
+//! time. A `REMOVE` goes only to a client that could hold the key: never for a rule type its
+//! version does not know (it would drop it as invalid), and to a client older than CEL only
+//! if some value of the key in the delta's window was a rule it could use (`could_hold`), so
+//! the delta leaves the client with what a full download would.
 
 use super::cursor::{Cursor, Position};
 use dasher_sdk::domain::{Rule, RuleKey};
 use dasher_sdk::version::{ClientCaps, Feature};
 use dasher_sdk::wire::{self, Policy, RuleType};
-use dasher_store::{Result, Store};
-use std::collections::HashSet;
+use dasher_store::{ChangeEntry, Result, Store, StoreError};
+use std::collections::{BTreeMap, HashSet};
 
-/// The rule as this client should get it, or `None` if it cannot use it at all.
-pub fn adapt_for_client(rule: &Rule, caps: ClientCaps) -> Option<Rule> {
-    let type_ok = match rule.rule_type {
+/// Whether a client with `caps` accepts rules (and `REMOVE`s) of `rule_type` at all.
+pub fn knows_rule_type(rule_type: RuleType, caps: ClientCaps) -> bool {
+    match rule_type {
         RuleType::SigningId => caps.supports(Feature::SigningIdRules),
         RuleType::CdHash => caps.supports(Feature::CdHashRules),
         RuleType::Unknown => false,
-        _ => true,
-    };
-    if !type_ok {
+        RuleType::Binary | RuleType::Certificate | RuleType::TeamId => true,
+    }
+}
+
+/// The rule as this client should get it, or `None` if it cannot use it at all.
+pub fn adapt_for_client(rule: &Rule, caps: ClientCaps) -> Option<Rule> {
+    if !knows_rule_type(rule.rule_type, caps) {
         return None;
     }
     match rule.policy {
@@ -137,20 +144,30 @@ impl<'a> Resolver<'a> {
                     let want = page_size - out.len();
                     let changes = self.store.scan_changes(*after, cursor.at, want).await?;
                     let mut keys = Vec::new();
+                    let mut window = Vec::new();
                     for change in &changes {
                         *after = change.pos;
-                        if cursor.sets.contains(&change.rule_set) && seen.insert(change.key.clone()) {
-                            keys.push(change.key.clone());
+                        if cursor.sets.contains(&change.rule_set) {
+                            window.push(change);
+                            if seen.insert(change.key.clone()) {
+                                keys.push(change.key.clone());
+                            }
                         }
                     }
                     let n = cursor.sets.len();
-                    for (key, rule) in
-                        keys.iter().zip(self.resolve(&cursor.sets, &occupied, n, &keys, cursor.at).await?)
-                    {
-                        out.push(match rule {
-                            Some(rule) => rule.to_wire(),
-                            None => Rule::removal_to_wire(key),
-                        });
+                    let effective = self.resolve(&cursor.sets, &occupied, n, &keys, cursor.at).await?;
+                    let gone: Vec<&RuleKey> =
+                        keys.iter().zip(&effective).filter(|(_, r)| r.is_none()).map(|(k, _)| k).collect();
+                    let held = self.could_hold(&gone, &window).await?;
+                    for (key, rule) in keys.iter().zip(effective) {
+                        match rule {
+                            Some(rule) => out.push(rule.to_wire()),
+                            None if held.contains(key) => out.push(Rule::removal_to_wire(key)),
+                            // Not sent: a later change of the key on this page is judged anew.
+                            None => {
+                                seen.remove(key);
+                            }
+                        }
                     }
                     if changes.len() < want {
                         break true;
@@ -168,6 +185,54 @@ impl<'a> Resolver<'a> {
         } else {
             Ok((out, Some(cursor)))
         }
+    }
+
+    /// Which of `gone` (keys without an effective rule at the snapshot, changed in `window`)
+    /// this client could hold, so needs a `REMOVE` for. Not a key of a type it does not know.
+    /// For a client that knows CEL, every other key: each change touched a rule it could use.
+    /// For an older one, a key only if one of its values just before or just after a change in
+    /// `window` was a rule it could use (not CEL): an incomplete earlier download may have
+    /// delivered any of them. If that history was compacted meanwhile, the key is removed.
+    async fn could_hold(&self, gone: &[&RuleKey], window: &[&ChangeEntry]) -> Result<HashSet<RuleKey>> {
+        let mut held = HashSet::new();
+        let mut ask: HashSet<&RuleKey> = HashSet::new();
+        for &key in gone {
+            if !knows_rule_type(key.rule_type, self.caps) {
+                continue;
+            }
+            if self.caps.supports(Feature::CelRules) {
+                held.insert(key.clone());
+            } else {
+                ask.insert(key);
+            }
+        }
+        if ask.is_empty() {
+            return Ok(held);
+        }
+        let mut reads: BTreeMap<(&str, u64), Vec<RuleKey>> = BTreeMap::new();
+        for change in window.iter().filter(|c| ask.contains(&c.key)) {
+            let version = change.pos.version;
+            for at in [version.saturating_sub(1), version] {
+                let keys = reads.entry((change.rule_set.as_str(), at)).or_default();
+                if !keys.contains(&change.key) {
+                    keys.push(change.key.clone());
+                }
+            }
+        }
+        for ((set, at), keys) in reads {
+            match self.store.get_rules(set, &keys, at).await {
+                Ok(values) => {
+                    for (key, value) in keys.into_iter().zip(values) {
+                        if value.is_some_and(|r| adapt_for_client(&r, self.caps).is_some()) {
+                            held.insert(key);
+                        }
+                    }
+                }
+                Err(StoreError::VersionCompacted { .. }) => held.extend(keys),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(held)
     }
 
     /// Every effective rule over `sets` at `at`, in set-then-key order.
@@ -199,7 +264,11 @@ impl<'a> Resolver<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dasher_sdk::domain::GLOBAL_RULE_SET;
     use dasher_sdk::version::SantaVersion;
+    use dasher_store::{ChangePos, RuleChange, StoreSpec};
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     fn rule(t: RuleType, id: &str, p: Policy) -> Rule {
         Rule {
@@ -224,5 +293,189 @@ mod tests {
         let new = ClientCaps(Some(SantaVersion::new(2026, 7)));
         let kept = adapt_for_client(&rule(RuleType::Binary, "a", Policy::SilentGuiBlocklist), new).unwrap();
         assert_eq!(kept.policy, Policy::SilentGuiBlocklist);
+    }
+
+    const OLD_2023_10: ClientCaps = ClientCaps(Some(SantaVersion::new(2023, 10)));
+    const PRE_CEL_2025_5: ClientCaps = ClientCaps(Some(SantaVersion::new(2025, 5)));
+    const CURRENT_2026_7: ClientCaps = ClientCaps(Some(SantaVersion::new(2026, 7)));
+
+    fn key(t: RuleType, id: &str) -> RuleKey {
+        RuleKey { rule_type: t, identifier: id.into() }
+    }
+
+    fn cel(t: RuleType, id: &str) -> Rule {
+        Rule { cel_expr: Some("euid == 0".into()), ..rule(t, id, Policy::Cel) }
+    }
+
+    fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
+        let dir = tempfile::tempdir().unwrap();
+        let store = dasher_store::open(&StoreSpec::Redb(dir.path().join("db.redb"))).unwrap();
+        (dir, store)
+    }
+
+    /// Commits `rules` (upserts) and `removed` keys into `global`; returns the version.
+    async fn commit(store: &dyn Store, rules: &[Rule], removed: &[RuleKey]) -> u64 {
+        let mut changes: Vec<RuleChange> = rules
+            .iter()
+            .map(|r| RuleChange { rule_set: GLOBAL_RULE_SET.into(), key: r.key(), rule: Some(r.clone()) })
+            .collect();
+        changes.extend(removed.iter().map(|k| RuleChange {
+            rule_set: GLOBAL_RULE_SET.into(),
+            key: k.clone(),
+            rule: None,
+        }));
+        store.commit_rules(&changes).await.unwrap()
+    }
+
+    /// Every rule of a download (all pages, 2 rules a page) as the client receives them.
+    async fn download(store: &dyn Store, caps: ClientCaps, at: u64, pos: Position) -> Vec<wire::Rule> {
+        let mut cursor =
+            Cursor { v: Cursor::VERSION, machine: "m1".into(), at, sets: vec![GLOBAL_RULE_SET.into()], pos, sent: 0 };
+        let mut rules = Vec::new();
+        for _ in 0..100 {
+            let (page, next) = Resolver::new(store, caps).page(cursor, 2).await.unwrap();
+            rules.extend(page);
+            match next {
+                Some(next) => cursor = next,
+                None => return rules,
+            }
+        }
+        panic!("the download did not end within 100 pages");
+    }
+
+    fn full() -> Position {
+        Position::Full { set: 0, after: None }
+    }
+
+    fn delta_from(acked: u64) -> Position {
+        Position::Delta { after: ChangePos { version: acked, seq: u32::MAX } }
+    }
+
+    /// Whether the client would process `r` (reference §5.5: a known rule type, and a policy
+    /// its version knows; CEL only from 2025.6).
+    fn processes(r: &wire::Rule, caps: ClientCaps) -> bool {
+        let Ok(t) = RuleType::try_from(r.rule_type) else { return false };
+        knows_rule_type(t, caps) && (r.policy != Policy::Cel as i32 || caps.supports(Feature::CelRules))
+    }
+
+    /// The client's rule table after applying `rules` in order.
+    fn apply(db: &mut BTreeMap<(i32, String), wire::Rule>, rules: &[wire::Rule]) {
+        for r in rules {
+            let k = (r.rule_type, r.identifier.clone());
+            if r.policy == Policy::Remove as i32 {
+                db.remove(&k);
+            } else {
+                db.insert(k, r.clone());
+            }
+        }
+    }
+
+    /// The identifiers removed, sorted (a key changed on two pages is sent on both).
+    fn removals(rules: &[wire::Rule]) -> Vec<String> {
+        let mut ids: Vec<String> =
+            rules.iter().filter(|r| r.policy == Policy::Remove as i32).map(|r| r.identifier.clone()).collect();
+        ids.sort();
+        ids.dedup();
+        ids
+    }
+
+    #[tokio::test]
+    async fn remove_only_reaches_clients_that_could_hold_the_rule() {
+        let (_dir, store) = store();
+        let store = store.as_ref();
+        let (b, c) = ("b".repeat(64), "c".repeat(40));
+        let binary = rule(RuleType::Binary, &b, Policy::Blocklist);
+        let cdhash = rule(RuleType::CdHash, &c, Policy::Blocklist);
+        let signing = rule(RuleType::SigningId, "EQHXZ8M8AV:com.example", Policy::Allowlist);
+        let team = rule(RuleType::TeamId, "TEAMAAAAAA", Policy::Allowlist);
+        let team_cel = cel(RuleType::TeamId, "TEAMCCCCCC");
+        let acked =
+            commit(store, &[binary.clone(), cdhash.clone(), signing.clone(), team.clone(), team_cel.clone()], &[])
+                .await;
+        // Added as CEL and removed again within the window: only CEL clients could have it.
+        let brief_cel = cel(RuleType::TeamId, "TEAMDDDDDD");
+        // Allow, then CEL: an old client may hold the allow (e.g. from an unacknowledged sync).
+        let turned_cel = rule(RuleType::TeamId, "TEAMEEEEEE", Policy::Allowlist);
+        commit(store, &[brief_cel.clone(), turned_cel.clone()], &[]).await;
+        commit(store, &[cel(RuleType::TeamId, "TEAMEEEEEE")], &[brief_cel.key()]).await;
+        let all = [&binary, &cdhash, &signing, &team, &team_cel].map(Rule::key);
+        let head = commit(store, &[], &all).await;
+
+        let got = download(store, OLD_2023_10, head, delta_from(acked)).await;
+        assert_eq!(removals(&got), ["EQHXZ8M8AV:com.example", "TEAMAAAAAA", "TEAMEEEEEE", b.as_str()]);
+        assert!(got.iter().all(|r| processes(r, OLD_2023_10)), "{got:?}");
+
+        let got = download(store, PRE_CEL_2025_5, head, delta_from(acked)).await;
+        assert_eq!(removals(&got), ["EQHXZ8M8AV:com.example", "TEAMAAAAAA", "TEAMEEEEEE", b.as_str(), c.as_str()]);
+        assert!(got.iter().all(|r| processes(r, PRE_CEL_2025_5)), "{got:?}");
+
+        let got = download(store, CURRENT_2026_7, head, delta_from(acked)).await;
+        let all_removed = ["EQHXZ8M8AV:com.example", "TEAMAAAAAA", "TEAMCCCCCC", "TEAMDDDDDD", b.as_str(), c.as_str()];
+        assert_eq!(removals(&got), all_removed);
+        assert!(got.iter().any(|r| r.identifier == "TEAMEEEEEE" && r.policy == Policy::Cel as i32));
+    }
+
+    #[tokio::test]
+    async fn delta_and_full_downloads_agree_for_every_client_generation() {
+        let (_dir, store) = store();
+        let store = store.as_ref();
+        let hash = |c: char| c.to_string().repeat(64);
+        let cd = |c: char| c.to_string().repeat(40);
+        let mut versions = vec![
+            commit(
+                store,
+                &[
+                    rule(RuleType::Binary, &hash('a'), Policy::Blocklist),
+                    rule(RuleType::CdHash, &cd('a'), Policy::Allowlist),
+                    cel(RuleType::TeamId, "TEAMAAAAAA"),
+                    rule(RuleType::Binary, &hash('b'), Policy::SilentGuiBlocklist),
+                ],
+                &[],
+            )
+            .await,
+        ];
+        let steps: Vec<(Vec<Rule>, Vec<RuleKey>)> = vec![
+            (vec![cel(RuleType::Binary, &hash('a')), rule(RuleType::CdHash, &cd('b'), Policy::Blocklist)], vec![]),
+            (vec![rule(RuleType::TeamId, "TEAMAAAAAA", Policy::Blocklist)], vec![key(RuleType::CdHash, &cd('a'))]),
+            (vec![cel(RuleType::CdHash, &cd('c'))], vec![key(RuleType::Binary, &hash('b'))]),
+            (vec![], vec![key(RuleType::Binary, &hash('a')), key(RuleType::CdHash, &cd('c'))]),
+            (vec![cel(RuleType::TeamId, "TEAMAAAAAA")], vec![key(RuleType::CdHash, &cd('b'))]),
+        ];
+        for (rules, removed) in &steps {
+            versions.push(commit(store, rules, removed).await);
+        }
+        let head = *versions.last().unwrap();
+        for caps in [OLD_2023_10, PRE_CEL_2025_5, CURRENT_2026_7] {
+            let want = {
+                let mut db = BTreeMap::new();
+                apply(&mut db, &download(store, caps, head, full()).await);
+                db
+            };
+            for &acked in &versions {
+                let mut db = BTreeMap::new();
+                apply(&mut db, &download(store, caps, acked, full()).await);
+                let delta = download(store, caps, head, delta_from(acked)).await;
+                let processed = delta.iter().filter(|r| processes(r, caps)).count();
+                assert_eq!(
+                    processed,
+                    delta.len(),
+                    "{caps:?} from {acked}: rules_processed < rules_received: {delta:?}"
+                );
+                apply(&mut db, &delta);
+                assert_eq!(db, want, "{caps:?}: delta from {acked} differs from a full download");
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_empty_clean_download_still_carries_the_sentinel_for_old_clients() {
+        let (_dir, store) = store();
+        let store = store.as_ref();
+        let cd = rule(RuleType::CdHash, &"c".repeat(40), Policy::Blocklist);
+        let head = commit(store, &[cd, cel(RuleType::TeamId, "TEAMAAAAAA")], &[]).await;
+        // Everything in the set is something a 2023.10 client cannot hold.
+        let got = download(store, OLD_2023_10, head, full()).await;
+        assert_eq!(got, vec![clean_sync_sentinel()]);
+        assert!(processes(&got[0], OLD_2023_10));
     }
 }
