@@ -96,8 +96,22 @@ pub struct Limits {
     pub header_read_timeout_secs: u64,
     /// Seconds to receive a sync request body once its headers arrived (408 after).
     pub body_read_timeout_secs: u64,
-    /// Most client connections open at once per listener; more are closed at accept.
+    /// Most client connections open at once per listener. At the limit the longest-idle
+    /// connection is closed to make room; a new one is refused only when none is idle.
     pub max_connections: usize,
+    /// Most connections open at once from one client address, per listener, with the same
+    /// make-room rule (0 = unlimited). Behind a reverse proxy every client shares its address.
+    pub max_connections_per_peer: usize,
+    /// Seconds a connection may stay idle (no request in progress) between requests before it
+    /// is closed; the first request is bounded by `header_read_timeout_secs`.
+    pub idle_connection_timeout_secs: u64,
+    /// Seconds between HTTP/2 keep-alive pings; an unanswered ping closes the connection after
+    /// as long again (0 = no pings).
+    pub http2_keep_alive_interval_secs: u64,
+    /// Most concurrent HTTP/2 streams (requests) per connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Largest HTTP/2 header list (decoded, as HTTP/2 counts it) per request.
+    pub http2_max_header_list_bytes: u32,
     /// Sync requests per machine id per minute, with a burst of the same size; more get 429
     /// with `Retry-After` (0 = unlimited).
     pub requests_per_machine_per_minute: u32,
@@ -114,6 +128,11 @@ impl Default for Limits {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 60,
             max_connections: 4096,
+            max_connections_per_peer: 1024,
+            idle_connection_timeout_secs: 60,
+            http2_keep_alive_interval_secs: 30,
+            http2_max_concurrent_streams: 100,
+            http2_max_header_list_bytes: 64 << 10,
             requests_per_machine_per_minute: 1200,
         }
     }
@@ -249,6 +268,17 @@ impl Config {
         if self.limits.max_connections == 0 || self.limits.body_read_timeout_secs == 0 {
             return Err(ConfigError::Invalid(
                 "limits.max_connections and limits.body_read_timeout_secs must be at least 1".into(),
+            ));
+        }
+        let l = &self.limits;
+        if l.idle_connection_timeout_secs == 0
+            || l.http2_max_concurrent_streams == 0
+            || l.http2_max_header_list_bytes < 1024
+        {
+            return Err(ConfigError::Invalid(
+                "limits.idle_connection_timeout_secs and limits.http2_max_concurrent_streams must be at least 1, \
+                 limits.http2_max_header_list_bytes at least 1024"
+                    .into(),
             ));
         }
         if self.storage.cache_mb == 0 || self.storage.cache_bytes().is_none() {
