@@ -402,6 +402,43 @@ mod tests {
         assert!(is_signalled(&a));
     }
 
+    #[test]
+    fn refusals_are_logged_once_per_reason_and_period() {
+        #[derive(Clone, Default)]
+        struct Captured(Arc<Mutex<Vec<u8>>>);
+        impl std::io::Write for Captured {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0.lock().unwrap().extend_from_slice(b);
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let out = Captured::default();
+        let writer = out.clone();
+        let subscriber = tracing_subscriber::fmt().with_writer(move || writer.clone()).with_ansi(false).finish();
+        let log = RefusalLog::default();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..4180 {
+                log.refused(Refusal::ConnectionLimit);
+            }
+            log.refused(Refusal::PeerLimit);
+            log.evicted();
+            log.flush(Duration::from_secs(10));
+            log.flush(Duration::from_secs(10));
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "one line per reason, nothing when nothing happened: {text}");
+        assert!(
+            lines[0].contains("WARN")
+                && lines[0].contains("refused 4180 connections in the last 10 s: connection limit")
+        );
+        assert!(lines[1].contains("refused 1 connections in the last 10 s: per-address connection limit"));
+        assert!(lines[2].contains("closed 1 idle connections"), "{text}");
+    }
+
     #[tokio::test]
     async fn the_first_request_and_later_idle_periods_have_their_own_bounds() {
         let table = ConnTable::new(0, Duration::from_secs(3), Duration::from_secs(60));
