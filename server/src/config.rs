@@ -365,6 +365,19 @@ mod tests {
     }
 
     #[test]
+    fn connection_bounds_default_on_and_refuse_0() {
+        let l = Config::from_toml("").unwrap().limits;
+        assert_eq!((l.idle_connection_timeout_secs, l.max_connections_per_peer), (60, 1024));
+        assert!(Config::from_toml("[limits]\nmax_connections_per_peer = 0").is_ok(), "0 = unlimited");
+        for bad in
+            ["idle_connection_timeout_secs = 0", "http2_max_concurrent_streams = 0", "http2_max_header_list_bytes = 10"]
+        {
+            let err = Config::from_toml(&format!("[limits]\n{bad}")).unwrap_err().to_string();
+            assert!(err.contains(bad.split(' ').next().unwrap()), "names the key: {err}");
+        }
+    }
+
+    #[test]
     fn store_may_be_a_postgres_url() {
         let c = Config::from_toml("store = \"postgres://dasher:pw@db.internal:5432/dasher\"").unwrap();
         assert!(matches!(c.store_spec(), StoreSpec::Postgres(_)));
