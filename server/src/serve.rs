@@ -5,7 +5,8 @@
 //! - TLS handshake: `limits.header_read_timeout_secs`;
 //! - the first request (protocol detection, a partial HTTP/2 preface, HTTP/2 SETTINGS with no
 //!   stream, HTTP/1 headers): its headers must be complete within
-//!   `limits.header_read_timeout_secs` of accept (hyper's own HTTP/1 header timeout as well);
+//!   `limits.header_read_timeout_secs` of accept, or of the TLS handshake's end (hyper's own
+//!   HTTP/1 header timeout as well);
 //! - idle between requests (HTTP/1 keep-alive, HTTP/2 with no open stream):
 //!   `limits.idle_connection_timeout_secs` (hyper's HTTP/1 header timeout also runs from the end
 //!   of the previous request, so an idle HTTP/1 connection goes after the smaller of the two);
