@@ -113,8 +113,22 @@ pub struct Limits {
     pub header_read_timeout_secs: u64,
     /// Seconds to receive a sync request body once its headers arrived (408 after).
     pub body_read_timeout_secs: u64,
-    /// Most client connections open at once per listener; more are closed at accept.
+    /// Most client connections open at once per listener. At the limit the longest-idle
+    /// connection is closed to make room; a new one is refused only when none is idle.
     pub max_connections: usize,
+    /// Most connections open at once from one client address, per listener, with the same
+    /// make-room rule (0 = unlimited). Behind a reverse proxy every client shares its address.
+    pub max_connections_per_peer: usize,
+    /// Seconds a connection may stay idle (no request in progress) between requests before it
+    /// is closed; the first request is bounded by `header_read_timeout_secs`.
+    pub idle_connection_timeout_secs: u64,
+    /// Seconds between HTTP/2 keep-alive pings; an unanswered ping closes the connection after
+    /// as long again (0 = no pings).
+    pub http2_keep_alive_interval_secs: u64,
+    /// Most concurrent HTTP/2 streams (requests) per connection.
+    pub http2_max_concurrent_streams: u32,
+    /// Largest HTTP/2 header list (decoded, as HTTP/2 counts it) per request.
+    pub http2_max_header_list_bytes: u32,
     /// Sync requests per machine id per minute, with a burst of the same size; more get 429
     /// with `Retry-After` (0 = unlimited).
     pub requests_per_machine_per_minute: u32,
@@ -141,6 +155,11 @@ impl Default for Limits {
             header_read_timeout_secs: 10,
             body_read_timeout_secs: 60,
             max_connections: 4096,
+            max_connections_per_peer: 1024,
+            idle_connection_timeout_secs: 60,
+            http2_keep_alive_interval_secs: 30,
+            http2_max_concurrent_streams: 100,
+            http2_max_header_list_bytes: 64 << 10,
             requests_per_machine_per_minute: 1200,
             max_rule_sets_per_host: 64,
             sync_request_timeout_secs: 30,
@@ -312,6 +331,17 @@ impl Config {
                 return Err(ConfigError::Invalid(format!("limits.{key} must be at least 1")));
             }
         }
+        let l = &self.limits;
+        if l.idle_connection_timeout_secs == 0
+            || l.http2_max_concurrent_streams == 0
+            || l.http2_max_header_list_bytes < 1024
+        {
+            return Err(ConfigError::Invalid(
+                "limits.idle_connection_timeout_secs and limits.http2_max_concurrent_streams must be at least 1, \
+                 limits.http2_max_header_list_bytes at least 1024"
+                    .into(),
+            ));
+        }
         if self.storage.cache_mb == 0 || self.storage.cache_bytes().is_none() {
             return Err(ConfigError::Invalid(format!(
                 "storage.cache_mb must be at least 1 and its bytes fit in the address space (got {})",
@@ -414,6 +444,19 @@ mod tests {
         assert!(err.contains("storage.cache_mb"), "an overflowing size is refused: {err}");
         let err = Config::from_toml("[storage]\ncache_gb = 1").unwrap_err().to_string();
         assert!(err.contains("cache_gb"), "unknown key named: {err}");
+    }
+
+    #[test]
+    fn connection_bounds_default_on_and_refuse_0() {
+        let l = Config::from_toml("").unwrap().limits;
+        assert_eq!((l.idle_connection_timeout_secs, l.max_connections_per_peer), (60, 1024));
+        assert!(Config::from_toml("[limits]\nmax_connections_per_peer = 0").is_ok(), "0 = unlimited");
+        for bad in
+            ["idle_connection_timeout_secs = 0", "http2_max_concurrent_streams = 0", "http2_max_header_list_bytes = 10"]
+        {
+            let err = Config::from_toml(&format!("[limits]\n{bad}")).unwrap_err().to_string();
+            assert!(err.contains(bad.split(' ').next().unwrap()), "names the key: {err}");
+        }
     }
 
     #[test]

@@ -307,12 +307,18 @@ async fn read_until_close(conn: &mut tokio::net::TcpStream) -> String {
 async fn connections_beyond_the_limit_are_closed_at_accept() {
     let s = TestServer::start_with(|c| c.limits.max_connections = 1).await;
     let addr = s.handle.as_ref().unwrap().addr();
-    // The one allowed connection: a keep-alive request proves it was accepted and is held.
+    // The one allowed connection, busy: a request whose body never comes (the 100 Continue
+    // proves the request is in progress). An idle one would make room instead
+    // (tests/idle_connections.rs).
     let mut held = tokio::net::TcpStream::connect(addr).await.unwrap();
-    held.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await.unwrap();
+    held.write_all(
+        b"POST /santa/preflight/m1 HTTP/1.1\r\nhost: x\r\nexpect: 100-continue\r\ncontent-length: 100\r\n\r\n",
+    )
+    .await
+    .unwrap();
     let mut buf = [0u8; 512];
     let n = held.read(&mut buf).await.unwrap();
-    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 100"));
     // A second one is closed without an answer.
     let mut extra = tokio::net::TcpStream::connect(addr).await.unwrap();
     let _ = extra.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;

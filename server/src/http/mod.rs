@@ -7,6 +7,9 @@
 //! - `/api/v1/...` and `/healthz` → [`admin`]
 //! - `/metrics`, `/readyz` → [`ops`]
 //!
+//! `HEAD` is answered wherever `GET` is: routed as `GET`, with the headers (and
+//! `Content-Length`) of the `GET` answer and no body.
+//!
 //! Every response carries `X-Request-Id` ([`request_id`]), also recorded in the request's
 //! tracing span, and is counted in [`crate::metrics`]. No redirects, no trailing-slash rewriting.
 
@@ -72,12 +75,16 @@ pub struct ConnInfo {
 /// Answers one request; never fails (errors become responses).
 pub async fn handle(
     state: Arc<AppState>,
-    req: Request<hyper::body::Incoming>,
+    mut req: Request<hyper::body::Incoming>,
     conn: Arc<ConnInfo>,
 ) -> Response<Full<Bytes>> {
     let started = Instant::now();
     let path = req.uri().path().to_owned();
     let method = req.method().clone();
+    // HEAD is routed (and authorized) as GET; the body is dropped below, its length kept.
+    if method == Method::HEAD {
+        *req.method_mut() = Method::GET;
+    }
     let request_id = request_id::from_header(req.headers().get(request_id::HEADER));
     let stage = stage_label(&state.sync.config.sync_prefix, &path);
     let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
@@ -102,6 +109,11 @@ pub async fn handle(
         resp.headers_mut().insert(request_id::HEADER, v);
     }
     state.metrics.record_request(stage, resp.status().as_u16(), started.elapsed());
+    if method == Method::HEAD {
+        let len = hyper::body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+        resp.headers_mut().insert(header::CONTENT_LENGTH, http::HeaderValue::from(len));
+        *resp.body_mut() = Full::new(Bytes::new());
+    }
     resp
 }
 
@@ -204,6 +216,9 @@ async fn route(
     {
         state.metrics.record_auth_failure("rate_limited");
         let retry_after_secs = wait.as_secs() + 1;
+        // hyper closes a keep-alive connection whose request body was left unread.
+        let body_timeout = std::time::Duration::from_secs(limits.body_read_timeout_secs);
+        discard_body(req.into_body(), limits.max_body_bytes, body_timeout).await;
         return Err(ApiError::TooManyRequests {
             message: format!(
                 "machine {machine_id} exceeded {} requests per minute (limits.requests_per_machine_per_minute); retry in {retry_after_secs} s",
@@ -312,6 +327,16 @@ pub async fn read_sync_body(
         body::BodyError::Corrupt(_) => ApiError::bad(e.to_string()),
     })?;
     Ok((format, body))
+}
+
+/// Reads and drops a body of at most `max` bytes within `timeout`, so the connection can serve
+/// another request after an early answer; a longer or slower body is left (hyper then closes).
+async fn discard_body(body: hyper::body::Incoming, max: usize, timeout: std::time::Duration) {
+    let drain = async {
+        let mut body = Limited::new(body, max);
+        while let Some(Ok(_)) = body.frame().await {}
+    };
+    let _ = tokio::time::timeout(timeout, drain).await;
 }
 
 /// Collects a body of at most `max` bytes.

@@ -145,7 +145,7 @@ impl Metrics {
         r.register("connections_open", "Client connections currently open", m.connections_open.clone());
         r.register(
             "connections_refused",
-            "Connections closed at once because max_connections were open",
+            "Connections closed at accept: max_connections or max_connections_per_peer open, none idle",
             m.connections_refused.clone(),
         );
         r.register("auth_failures", "Refused credentials, by reason", m.auth_failures.clone());
@@ -197,7 +197,7 @@ impl Metrics {
         &self.connections_open
     }
 
-    /// Counts a connection refused for the connection limit.
+    /// Counts a connection refused at `max_connections` or `max_connections_per_peer`.
     pub fn record_connection_refused(&self) {
         self.connections_refused.inc();
     }

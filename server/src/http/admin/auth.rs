@@ -62,8 +62,12 @@ impl AdminAuth {
     pub fn authenticate(&self, headers: &HeaderMap) -> Result<Identity, AuthError> {
         let value = headers.get(header::AUTHORIZATION).ok_or(AuthError::Missing)?;
         let value = value.to_str().map_err(|_| AuthError::Missing)?;
-        let token =
-            value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")).ok_or(AuthError::Missing)?.trim();
+        // RFC 7235 §2.1: the scheme is case-insensitive and followed by one or more spaces.
+        let (scheme, token) = value.trim_start().split_once(' ').ok_or(AuthError::Missing)?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(AuthError::Missing);
+        }
+        let token = token.trim();
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found: Option<usize> = None;
         for (i, (_, _, hash)) in self.tokens.iter().enumerate() {
@@ -167,6 +171,23 @@ mod tests {
             check("e-secret", Method::POST, "/api/v1/maintenance/compact-history"),
             Err(AuthError::Forbidden { .. })
         ));
+    }
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        let auth = AdminAuth::new(&AdminSettings::default(), Some("root-secret")).unwrap();
+        let with = |value: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(header::AUTHORIZATION, value.parse().unwrap());
+            auth.authenticate(&h).map(|i| i.name)
+        };
+        for ok in ["Bearer root-secret", "bearer root-secret", "BEARER root-secret", "bEaReR   root-secret "] {
+            assert_eq!(with(ok).unwrap(), "admin_token", "{ok:?}");
+        }
+        for missing in ["Basic root-secret", "Bearerroot-secret", "Bearer", "root-secret"] {
+            assert!(matches!(with(missing), Err(AuthError::Missing)), "{missing:?}");
+        }
+        assert!(matches!(with("bearer other"), Err(AuthError::Unknown)));
     }
 
     #[test]
