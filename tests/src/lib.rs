@@ -222,3 +222,29 @@ pub fn component(name: &str, dir: &Path) {
     dasher_policy::tools::build(&workspace.join("plugins").join(name), Some(&out), &options)
         .unwrap_or_else(|e| panic!("{name}: {e}"));
 }
+
+/// A server with the named example or fixture plugins compiled into a fresh directory, in that
+/// chain order, not watched, with a generous deadline (behaviour, not speed: a loaded 2-core
+/// CI machine must not hit the default 10 ms); `tweak` adjusts the plugin config. Keep the
+/// directory alive as long as the server.
+pub async fn plugin_server(
+    names: &[&str],
+    tweak: impl FnOnce(&mut dasher_policy::PluginsConfig) + Send + 'static,
+) -> (TestServer, tempfile::TempDir) {
+    let plugins = tempfile::tempdir().unwrap();
+    for name in names {
+        component(name, plugins.path());
+    }
+    let dir = plugins.path().to_owned();
+    let order = names.iter().map(|n| n.to_string()).collect();
+    let s = TestServer::start_with(move |c| {
+        let mut p = dasher_policy::PluginsConfig::for_dir(&dir);
+        p.watch = false;
+        p.limits.deadline_ms = 5_000;
+        p.order = order;
+        tweak(&mut p);
+        c.plugins = Some(p);
+    })
+    .await;
+    (s, plugins)
+}

@@ -5,35 +5,19 @@
 //! preflight into a 503 and leaves the host's rules alone, as does fail-static.
 
 use dasher_policy::{Mode, OnFailure, PluginsConfig};
-use dasher_tests::component;
+use dasher_tests::plugin_server;
 use dasher_tests::{ClientRules, TestServer};
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
 
 const TEAM: &str = "EQHXZ8M8AV";
 
-/// A server with the named plugins compiled into a fresh directory, in that chain order.
+/// A server with the named plugins, in that chain order ([`plugin_server`]).
 async fn server(
     names: &[&str],
     tweak: impl FnOnce(&mut PluginsConfig) + Send + 'static,
 ) -> (TestServer, tempfile::TempDir) {
-    let plugins = tempfile::tempdir().unwrap();
-    for name in names {
-        component(name, plugins.path());
-    }
-    let dir = plugins.path().to_owned();
-    let order = names.iter().map(|n| n.to_string()).collect();
-    let s = TestServer::start_with(move |c| {
-        let mut p = PluginsConfig::for_dir(&dir);
-        p.watch = false;
-        // Behaviour, not speed: a loaded 2-core CI machine must not hit the 10 ms deadline.
-        p.limits.deadline_ms = 5_000;
-        p.order = order;
-        tweak(&mut p);
-        c.plugins = Some(p);
-    })
-    .await;
-    (s, plugins)
+    plugin_server(names, tweak).await
 }
 
 /// Settings of ruleset-targeting pinning an allow rule on hosts tagged `cad`.
