@@ -1,6 +1,6 @@
 //! Client state-machine tests against a scripted sync server on 127.0.0.1 (a stand-in that
 //! answers with exact bytes, so every response shape — including broken ones — can be tried).
-//! The tests against the real Dasher server live in `tests/tests/sim_*.rs`.
+//! The tests against the real Dasher server live in `tests/tests/e2e/sim_*.rs`.
 
 use crate::client::{ClientConfig, Ctx, SimClient, SyncError};
 use crate::encode::{ContentEncoding, WireOptions};
