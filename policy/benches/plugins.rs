@@ -21,7 +21,7 @@ fn workspace() -> PathBuf {
 fn manager(dir: &Path, name: &str, settings: serde_json::Value) -> PluginManager {
     // Cargo holds the bench's target directory; build the guest in its own one.
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("target"));
-    let options = BuildOptions { target_dir: Some(target.join("wasm-plugins")), debug: false };
+    let options = BuildOptions { target_dir: Some(target.join("wasm-plugins")), ..Default::default() };
     let plugin_dir = dir.join(name);
     std::fs::create_dir_all(&plugin_dir).expect("plugin dir");
     build(&workspace().join("plugins").join(name), Some(&plugin_dir.join(format!("{name}.wasm"))), &options)

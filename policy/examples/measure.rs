@@ -28,7 +28,7 @@ async fn main() {
         std::env::var_os("CARGO_TARGET_DIR").map(std::path::PathBuf::from).unwrap_or_else(|| root.join("target"));
     let dir = std::env::temp_dir().join(format!("dasher-measure-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let options = BuildOptions { target_dir: Some(target.join("wasm-plugins")), debug: false };
+    let options = BuildOptions { target_dir: Some(target.join("wasm-plugins")), ..Default::default() };
     for name in ["staged-rollout", "ruleset-targeting", "event-triage"] {
         let r = build(&root.join("plugins").join(name), Some(&dir.join(format!("{name}.wasm"))), &options).unwrap();
         println!("{name}: core {} bytes, component {} bytes", r.core_bytes, r.component_bytes);

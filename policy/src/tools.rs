@@ -4,7 +4,12 @@
 //!   wit-component (as a library) turns the core module into a component.
 //! - [`inspect`]: metadata, hash and size of a component, without compiling it.
 //! - [`install`]: validated, atomic deploy into a plugin directory (temp file + rename).
-//! - [`test`]: runs JSON fixture cases through the same host code the server uses.
+//! - [`test`]: runs JSON fixture cases through the same host code the server uses
+//!   ([`fixtures`] has the format).
+
+pub mod fixtures;
+
+pub use fixtures::{Case, CaseReport, Step, TestReport, test};
 
 use crate::config::{Limits, Mode};
 use crate::error::{LoadError, PolicyError};
@@ -12,8 +17,8 @@ use crate::kv::{KvBackend, MemoryKv};
 use crate::meta::{check_compatible, read_metadata};
 use crate::runtime::{LoadedPlugin, Runtime, content_hash};
 use dasher_sdk::domain::ConfigDecision;
-use dasher_sdk::plugin::{Hook, METADATA_SECTION, PluginMetadata, SelectionDecision, Verdicts};
-use serde::{Deserialize, Serialize};
+use dasher_sdk::plugin::{Hook, METADATA_SECTION, PluginMetadata, SelectionDecision};
+use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
@@ -30,6 +35,55 @@ pub struct BuildOptions {
     pub target_dir: Option<PathBuf>,
     /// Build with the `dev` profile (fast compile, large output) instead of the size profile.
     pub debug: bool,
+    /// Show cargo's (and rustup's) progress on stderr, for a person at a terminal.
+    pub progress: bool,
+}
+
+/// The target plugins are compiled for.
+pub const WASM_TARGET: &str = "wasm32-unknown-unknown";
+
+/// Makes sure the Rust toolchain can build for [`WASM_TARGET`]: if the sysroot of `rustc`
+/// lacks it, runs `rustup target add` once per process (with its output on stderr when
+/// `progress`). Without rustup, or if it fails, the error says what to run.
+pub fn ensure_wasm_target(progress: bool) -> Result<(), PolicyError> {
+    static DONE: std::sync::Mutex<bool> = std::sync::Mutex::new(false);
+    let mut done = DONE.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    if *done || wasm_target_installed() {
+        *done = true;
+        return Ok(());
+    }
+    if progress {
+        eprintln!("Installing the {WASM_TARGET} target with rustup (once per toolchain)…");
+    }
+    let mut cmd = Command::new("rustup");
+    cmd.args(["target", "add", WASM_TARGET]);
+    if !progress {
+        cmd.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
+    }
+    let outcome = cmd.status();
+    // Another process may have installed it meanwhile (rustup then fails on its lock).
+    if wasm_target_installed() {
+        *done = true;
+        return Ok(());
+    }
+    let why = match outcome {
+        Ok(status) => format!("`rustup target add {WASM_TARGET}` failed ({status})"),
+        Err(e) => format!("rustup could not be run ({e})"),
+    };
+    Err(tool_err(format!(
+        "the {WASM_TARGET} target is not installed and {why}; install it with `rustup target add {WASM_TARGET}` \
+         (or your distribution's package of the Rust standard library for {WASM_TARGET})"
+    )))
+}
+
+/// True if the sysroot of the `rustc` cargo would run has the standard library for [`WASM_TARGET`].
+fn wasm_target_installed() -> bool {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let Ok(out) = Command::new(rustc).args(["--print", "sysroot"]).output() else {
+        return false;
+    };
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    out.status.success() && sysroot.join("lib").join("rustlib").join(WASM_TARGET).join("lib").is_dir()
 }
 
 /// What [`build`] produced.
@@ -49,13 +103,14 @@ pub struct BuildReport {
 
 /// Builds the plugin crate in `crate_dir` into a component at `out` (default
 /// `<crate_dir>/<name>.wasm`). Size profile: opt-level "s", LTO, one codegen unit, stripped,
-/// panic = abort (~10× smaller than a default release build). Needs
-/// `rustup target add wasm32-unknown-unknown`.
+/// panic = abort (~10× smaller than a default release build). Installs the
+/// `wasm32-unknown-unknown` target first if it is missing ([`ensure_wasm_target`]).
 pub fn build(crate_dir: &Path, out: Option<&Path>, options: &BuildOptions) -> Result<BuildReport, PolicyError> {
     let manifest = crate_dir.join("Cargo.toml");
     if !manifest.is_file() {
         return Err(tool_err(format!("{} has no Cargo.toml", crate_dir.display())));
     }
+    ensure_wasm_target(options.progress)?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.arg("rustc").arg("--manifest-path").arg(&manifest).args([
@@ -94,9 +149,16 @@ pub fn build(crate_dir: &Path, out: Option<&Path>, options: &BuildOptions) -> Re
     }
     // The plugin is a guest: no host flags from the caller's environment.
     cmd.env_remove("RUSTFLAGS").env_remove("CARGO_ENCODED_RUSTFLAGS");
+    if options.progress {
+        cmd.stderr(std::process::Stdio::inherit());
+    }
     let output = cmd.output().map_err(|e| tool_err(format!("cannot run cargo: {e}")))?;
     if !output.status.success() {
-        return Err(tool_err(format!("cargo build failed:\n{}", String::from_utf8_lossy(&output.stderr))));
+        return Err(tool_err(if options.progress {
+            "cargo could not build the plugin (its messages are above)".to_owned()
+        } else {
+            format!("cargo build failed:\n{}", String::from_utf8_lossy(&output.stderr))
+        }));
     }
     let core_path = String::from_utf8_lossy(&output.stdout)
         .lines()
@@ -248,249 +310,6 @@ pub fn install_bytes(bytes: &[u8], dir: &Path, file_stem: &str) -> Result<PathBu
         tool_err(format!("cannot install into {}: {e}", dir.display()))
     })?;
     Ok(target)
-}
-
-/// One fixture case: `{"hook": "configure", "settings": {...}, "input": {...}, "expect": {...}, "kv": {...}}`.
-/// `expect` is matched as a subset of the output (objects: listed keys only; arrays: same
-/// length, element-wise). `expect_error: true` expects the call to fail. `kv` seeds the
-/// plugin's namespace (values are JSON, stored as their text).
-#[derive(Clone, Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Case {
-    /// Hook to call.
-    pub hook: Option<Hook>,
-    /// Settings for `init`.
-    pub settings: serde_json::Value,
-    /// Input document.
-    pub input: serde_json::Value,
-    /// Expected subset of the output.
-    pub expect: Option<serde_json::Value>,
-    /// Expect a fault.
-    pub expect_error: bool,
-    /// Initial kv.
-    pub kv: serde_json::Map<String, serde_json::Value>,
-}
-
-/// One case's result.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct CaseReport {
-    /// Fixture file.
-    pub file: PathBuf,
-    /// Passed.
-    pub passed: bool,
-    /// Output JSON, or the fault.
-    pub output: String,
-    /// Why it failed.
-    pub failure: Option<String>,
-    /// Call time (µs), including instance creation and `init`.
-    pub time_us: u64,
-    /// Peak linear memory (bytes).
-    pub peak_memory_bytes: usize,
-    /// Output size.
-    pub output_bytes: usize,
-    /// Wasm instructions executed by the call (fuel; harness only).
-    pub instructions: u64,
-}
-
-/// What [`test`] reports.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct TestReport {
-    /// The plugin.
-    pub metadata: PluginMetadata,
-    /// Production limits the cases ran under.
-    pub limits: Limits,
-    /// One per fixture file, by file name.
-    pub cases: Vec<CaseReport>,
-}
-
-impl TestReport {
-    /// True if every case passed.
-    pub fn passed(&self) -> bool {
-        self.cases.iter().all(|c| c.passed)
-    }
-}
-
-impl std::fmt::Display for TestReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        writeln!(
-            f,
-            "{} {} (limits: {} ms, triage {} ms, {} MiB, output {} bytes)",
-            self.metadata.name,
-            self.metadata.version,
-            self.limits.deadline_ms,
-            self.limits.triage_deadline_ms,
-            self.limits.memory_bytes >> 20,
-            self.limits.max_output_bytes
-        )?;
-        for c in &self.cases {
-            let name = c.file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            writeln!(
-                f,
-                "{} {name}: {} µs, {} instructions, {} KiB memory, {} bytes out",
-                if c.passed { "ok  " } else { "FAIL" },
-                c.time_us,
-                c.instructions,
-                c.peak_memory_bytes >> 10,
-                c.output_bytes
-            )?;
-            if let Some(why) = &c.failure {
-                writeln!(f, "     {why}")?;
-                writeln!(f, "     output: {}", c.output)?;
-            }
-        }
-        Ok(())
-    }
-}
-
-/// Runs every `*.json` case in `fixtures_dir` against `component` through the server's own
-/// host code (same metadata checks, limits, output validation), each case on a fresh
-/// instance initialised with the case's settings.
-pub fn test(component: &Path, fixtures_dir: &Path) -> Result<TestReport, PolicyError> {
-    let bytes = std::fs::read(component)
-        .map_err(|e| PolicyError::Load(LoadError::Io(format!("{}: {e}", component.display()))))?;
-    let limits = Limits::default();
-    let runtime = Runtime::with_fuel(limits.memory_bytes, 16, true).map_err(PolicyError::Engine)?;
-    let mut files: Vec<PathBuf> = std::fs::read_dir(fixtures_dir)
-        .map_err(|e| tool_err(format!("cannot read {}: {e}", fixtures_dir.display())))?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| p.extension().is_some_and(|e| e == "json"))
-        .collect();
-    files.sort();
-    let metadata = read_metadata(&bytes)?;
-    let mut cases = vec![];
-    for file in files {
-        cases.push(run_case(&runtime, &bytes, &limits, &file));
-    }
-    Ok(TestReport { metadata, limits, cases })
-}
-
-fn run_case(runtime: &Runtime, bytes: &[u8], limits: &Limits, file: &Path) -> CaseReport {
-    let mut report = CaseReport {
-        file: file.to_path_buf(),
-        passed: false,
-        output: String::new(),
-        failure: None,
-        time_us: 0,
-        peak_memory_bytes: 0,
-        output_bytes: 0,
-        instructions: 0,
-    };
-    let case: Case = match std::fs::read(file)
-        .map_err(|e| e.to_string())
-        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
-    {
-        Ok(c) => c,
-        Err(e) => {
-            report.failure = Some(format!("bad fixture: {e}"));
-            return report;
-        }
-    };
-    let Some(hook) = case.hook else {
-        report.failure = Some("fixture has no \"hook\"".into());
-        return report;
-    };
-    let kv = Arc::new(MemoryKv::new());
-    let compiled = match runtime.compile(bytes, limits) {
-        Ok(c) => c,
-        Err(e) => {
-            report.failure = Some(e.to_string());
-            return report;
-        }
-    };
-    for (k, v) in &case.kv {
-        let _ = kv.put(&format!("plugin:{}", compiled.meta.name), k, v.to_string().as_bytes());
-    }
-    let kv_dyn: Arc<dyn KvBackend> = kv;
-    let settings = if case.settings.is_null() { "{}".to_owned() } else { case.settings.to_string() };
-    let plugin = match LoadedPlugin::init(
-        compiled,
-        file.to_path_buf(),
-        settings,
-        Mode::Enforce,
-        limits.clone(),
-        Arc::clone(&kv_dyn),
-    ) {
-        Ok(p) => p,
-        Err(e) => {
-            report.output = e.to_string();
-            report.passed = case.expect_error && hook == Hook::Init;
-            if !report.passed {
-                report.failure = Some(e.to_string());
-            }
-            return report;
-        }
-    };
-    if hook == Hook::Init {
-        report.passed = !case.expect_error;
-        if case.expect_error {
-            report.failure = Some("init succeeded but an error was expected".into());
-        }
-        return report;
-    }
-    if !plugin.meta.has(hook) {
-        report.failure = Some(format!("the plugin does not declare hook {hook}"));
-        return report;
-    }
-    let result = plugin.call(hook, &case.input.to_string(), &kv_dyn).and_then(|out| {
-        let parsed = match hook {
-            Hook::Configure => serde_json::from_str::<ConfigDecision>(&out.json).map(|_| ()),
-            Hook::SelectRules => serde_json::from_str::<SelectionDecision>(&out.json).map(|_| ()),
-            Hook::Triage => serde_json::from_str::<Verdicts>(&out.json).map(|_| ()),
-            Hook::Init => Ok(()),
-        };
-        parsed.map_err(|e| crate::error::Fault::InvalidOutput(e.to_string()))?;
-        Ok(out)
-    });
-    match result {
-        Ok(out) => {
-            report.time_us = out.elapsed.as_micros() as u64;
-            report.peak_memory_bytes = out.peak_memory_bytes;
-            report.output_bytes = out.json.len();
-            report.instructions = out.instructions.unwrap_or(0);
-            report.output = out.json;
-            if case.expect_error {
-                report.failure = Some("call succeeded but an error was expected".into());
-            } else if let Some(expect) = &case.expect {
-                let actual: serde_json::Value = serde_json::from_str(&report.output).unwrap_or_default();
-                match subset(expect, &actual, "$") {
-                    Ok(()) => report.passed = true,
-                    Err(e) => report.failure = Some(e),
-                }
-            } else {
-                report.passed = true;
-            }
-        }
-        Err(fault) => {
-            report.output = fault.to_string();
-            report.passed = case.expect_error;
-            if !case.expect_error {
-                report.failure = Some(fault.to_string());
-            }
-        }
-    }
-    report
-}
-
-fn subset(expect: &serde_json::Value, actual: &serde_json::Value, path: &str) -> Result<(), String> {
-    use serde_json::Value;
-    match (expect, actual) {
-        (Value::Object(e), Value::Object(a)) => {
-            for (k, v) in e {
-                let p = format!("{path}.{k}");
-                match a.get(k) {
-                    Some(av) => subset(v, av, &p)?,
-                    None if v.is_null() => {}
-                    None => return Err(format!("{p}: missing, expected {v}")),
-                }
-            }
-            Ok(())
-        }
-        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => {
-            e.iter().zip(a).enumerate().try_for_each(|(i, (e, a))| subset(e, a, &format!("{path}[{i}]")))
-        }
-        _ if expect == actual => Ok(()),
-        _ => Err(format!("{path}: expected {expect}, got {actual}")),
-    }
 }
 
 /// One host of a [`replay`].

@@ -258,6 +258,60 @@ pub struct RuleSpec {
     pub event_detail_button_label: Option<String>,
 }
 
+impl RuleSpec {
+    /// A rule with no optional fields: `RuleSpec::new(RuleType::TeamId, "EQHXZ8M8AV", Policy::Allowlist)`.
+    pub fn new(rule_type: RuleType, identifier: impl Into<String>, policy: Policy) -> Self {
+        RuleSpec {
+            identifier: identifier.into(),
+            rule_type,
+            policy,
+            custom_msg: None,
+            custom_url: None,
+            cel_expr: None,
+            notification_app_name: None,
+            event_detail_button_label: None,
+        }
+    }
+
+    /// An `ALLOWLIST` rule.
+    pub fn allow(rule_type: RuleType, identifier: impl Into<String>) -> Self {
+        Self::new(rule_type, identifier, Policy::Allowlist)
+    }
+
+    /// A `BLOCKLIST` rule.
+    pub fn block(rule_type: RuleType, identifier: impl Into<String>) -> Self {
+        Self::new(rule_type, identifier, Policy::Blocklist)
+    }
+
+    /// A `REMOVE` (delete the rule with this key from its set).
+    pub fn remove(rule_type: RuleType, identifier: impl Into<String>) -> Self {
+        Self::new(rule_type, identifier, Policy::Remove)
+    }
+
+    /// A `CEL` rule with its expression.
+    pub fn cel(rule_type: RuleType, identifier: impl Into<String>, expr: impl Into<String>) -> Self {
+        Self::new(rule_type, identifier, Policy::Cel).with_cel(expr)
+    }
+
+    /// With the block dialog's message.
+    pub fn with_message(mut self, msg: impl Into<String>) -> Self {
+        self.custom_msg = Some(msg.into());
+        self
+    }
+
+    /// With the block dialog's "Open" button URL.
+    pub fn with_url(mut self, url: impl Into<String>) -> Self {
+        self.custom_url = Some(url.into());
+        self
+    }
+
+    /// With a CEL expression.
+    pub fn with_cel(mut self, expr: impl Into<String>) -> Self {
+        self.cel_expr = Some(expr.into());
+        self
+    }
+}
+
 /// A text field as stored: empty means unset; at most `max` characters; no control
 /// characters but newline and tab.
 fn clean_text(field: &'static str, v: &Option<String>, max: usize) -> Result<Option<String>, RuleError> {
@@ -436,6 +490,28 @@ pub struct HostFacts {
     pub first_seen_unix: i64,
     /// Now (Unix seconds): time arrives in the input so decisions are replayable.
     pub now_unix: i64,
+}
+
+impl HostFacts {
+    /// The macOS version (`os_version`), if it parses.
+    pub fn macos(&self) -> Option<crate::version::MacOsVersion> {
+        crate::version::MacOsVersion::parse(&self.os_version)
+    }
+
+    /// True if the host runs macOS `major.minor` or later (false when unknown).
+    pub fn macos_at_least(&self, major: u32, minor: u32) -> bool {
+        self.macos().is_some_and(|v| v >= crate::version::MacOsVersion::new(major, minor, 0))
+    }
+
+    /// The Santa version (`santa_version`), if it parses.
+    pub fn santa(&self) -> Option<crate::version::SantaVersion> {
+        crate::version::SantaVersion::parse(&self.santa_version)
+    }
+
+    /// True if the host runs Santa `year.release` or later (false when unknown).
+    pub fn santa_at_least(&self, year: u32, release: u32) -> bool {
+        self.santa().is_some_and(|v| v >= crate::version::SantaVersion::new(year, release))
+    }
 }
 
 /// Settings policy wants a host to have. Every field is optional: `None` = no opinion.

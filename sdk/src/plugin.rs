@@ -90,7 +90,12 @@ pub struct EventFacts {
 impl EventFacts {
     /// True for execution events the client blocked.
     pub fn is_block(&self) -> bool {
-        self.decision.starts_with("BLOCK_") || self.decision.starts_with("FILE_ACCESS_DECISION_DENIED")
+        self.decision().is_block()
+    }
+
+    /// The decision as a typed value (the `decision` field is its wire name).
+    pub fn decision(&self) -> EventDecision {
+        EventDecision::parse(&self.decision)
     }
 
     /// True for platform (Apple) binaries.
@@ -371,14 +376,51 @@ pub trait Triage {
     fn triage(&self, batch: &EventBatch) -> Result<Verdicts>;
 }
 
+/// What Santa decided for an event: an execution decision, a file-access decision, or a name
+/// this SDK does not know (a newer client).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EventDecision {
+    /// An execution event's decision (`BLOCK_BINARY`, `ALLOW_SIGNINGID`, …).
+    Execution(crate::wire::Decision),
+    /// A file-access event's decision (`FILE_ACCESS_DECISION_DENIED`, …).
+    FileAccess(crate::wire::FileAccessDecision),
+    /// A name neither enum has.
+    Other(String),
+}
+
+impl EventDecision {
+    /// From a wire name (canonical or alias).
+    pub fn parse(name: &str) -> Self {
+        use crate::wire::WireEnum;
+        if let Some(d) = crate::wire::Decision::from_name(name) {
+            EventDecision::Execution(d)
+        } else if let Some(d) = crate::wire::FileAccessDecision::from_name(name) {
+            EventDecision::FileAccess(d)
+        } else {
+            EventDecision::Other(name.to_owned())
+        }
+    }
+
+    /// True for every kind of block (execution blocks and denied file access).
+    pub fn is_block(&self) -> bool {
+        use crate::wire::FileAccessDecision as F;
+        match self {
+            EventDecision::Execution(d) => d.is_block(),
+            EventDecision::FileAccess(d) => matches!(d, F::Denied | F::DeniedInvalidSignature),
+            EventDecision::Other(_) => false,
+        }
+    }
+}
+
 /// Everything a plugin usually needs: `use dasher_sdk::plugin::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        Action, Configure, EventBatch, EventFacts, EventKind, PluginError, ProposalScope, Result, RuleProposal,
-        SelectRules, SelectionDecision, Severity, Triage, Validate, Verdict, Verdicts, kv, log,
+        Action, Configure, EventBatch, EventDecision, EventFacts, EventKind, PluginError, ProposalScope, Result,
+        RuleProposal, SelectRules, SelectionDecision, Severity, Triage, Validate, Verdict, Verdicts, kv, log,
     };
     pub use crate::domain::{ConfigDecision, HostFacts, RuleSpec};
-    pub use crate::wire::{ClientMode, Policy, RuleType, SyncType};
+    pub use crate::version::{MacOsVersion, SantaVersion};
+    pub use crate::wire::{ClientMode, Decision, FileAccessDecision, Policy, RuleType, SyncType};
 }
 
 /// Glue the export macro calls; stable only through `export_plugin!`.
@@ -540,6 +582,46 @@ mod tests {
         let batch: EventBatch = serde_json::from_str(r#"{"host":{"hostname":"h","new":1},"events":[{"id":3}]}"#)
             .expect("unknown input fields are ignored");
         assert_eq!(batch.events[0].id, 3);
+    }
+
+    #[test]
+    fn event_decisions_are_typed() {
+        use crate::wire::{Decision, FileAccessDecision};
+        let event = |d: &str| EventFacts { decision: d.into(), ..Default::default() };
+        assert_eq!(event("BLOCK_SIGNINGID").decision(), EventDecision::Execution(Decision::BlockSigningId));
+        assert!(event("BLOCK_BINARY_MISMATCH").is_block());
+        assert!(!event("ALLOW_PLATFORM").is_block());
+        assert_eq!(
+            event("FILE_ACCESS_DECISION_DENIED").decision(),
+            EventDecision::FileAccess(FileAccessDecision::Denied)
+        );
+        assert!(event("FILE_ACCESS_DECISION_DENIED_INVALID_SIGNATURE").is_block());
+        assert!(!event("FILE_ACCESS_DECISION_AUDIT_ONLY").is_block());
+        assert_eq!(event("BLOCK_SOMETHING_NEW").decision(), EventDecision::Other("BLOCK_SOMETHING_NEW".into()));
+        assert!(!event("BLOCK_SOMETHING_NEW").is_block(), "unknown names are not guessed");
+    }
+
+    #[test]
+    fn host_version_helpers() {
+        let host = HostFacts { os_version: "14.6.1".into(), santa_version: "2025.7.1".into(), ..Default::default() };
+        assert!(host.macos_at_least(14, 6) && !host.macos_at_least(14, 7) && !host.macos_at_least(15, 0));
+        assert!(host.santa_at_least(2025, 7) && !host.santa_at_least(2026, 1));
+        let unknown = HostFacts::default();
+        assert!(!unknown.macos_at_least(0, 0) && !unknown.santa_at_least(0, 0));
+    }
+
+    #[test]
+    fn rule_spec_builders() {
+        use crate::wire::{Policy, RuleType};
+        let r = RuleSpec::block(RuleType::TeamId, "EQHXZ8M8AV").with_message("no").with_url("https://x.example");
+        assert_eq!(
+            (r.policy, r.custom_msg.as_deref(), r.custom_url.as_deref()),
+            (Policy::Blocklist, Some("no"), Some("https://x.example"))
+        );
+        assert_eq!(RuleSpec::allow(RuleType::Binary, "ab").policy, Policy::Allowlist);
+        let c = RuleSpec::cel(RuleType::SigningId, "T:x", "target.signing_time > 0");
+        assert_eq!((c.policy, c.cel_expr.as_deref()), (Policy::Cel, Some("target.signing_time > 0")));
+        assert_eq!(RuleSpec::remove(RuleType::CdHash, "c").policy, Policy::Remove);
     }
 
     #[test]

@@ -46,6 +46,43 @@ impl fmt::Display for SantaVersion {
     }
 }
 
+/// A macOS version, `major.minor.patch` (`14.6.1`; `15` is `15.0.0`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct MacOsVersion {
+    /// Major (`14` for Sonoma).
+    pub major: u32,
+    /// Minor.
+    pub minor: u32,
+    /// Patch.
+    pub patch: u32,
+}
+
+impl MacOsVersion {
+    /// Builds a version.
+    pub const fn new(major: u32, minor: u32, patch: u32) -> Self {
+        MacOsVersion { major, minor, patch }
+    }
+
+    /// Parses `14.6.1`, `15.0` or `26`; missing parts are 0. Anything else (empty, letters,
+    /// more than three parts) is `None`.
+    pub fn parse(s: &str) -> Option<Self> {
+        let mut parts = s.trim().split('.');
+        let mut next = |required: bool| match parts.next() {
+            None if !required => Some(0),
+            Some(p) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => p.parse().ok(),
+            _ => None,
+        };
+        let v = MacOsVersion { major: next(true)?, minor: next(false)?, patch: next(false)? };
+        parts.next().is_none().then_some(v)
+    }
+}
+
+impl fmt::Display for MacOsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.major, self.minor, self.patch)
+    }
+}
+
 /// Protocol features whose support depends on the client version (reference §6.1).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Feature {
@@ -120,6 +157,19 @@ impl ClientCaps {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn macos_versions_parse_and_order() {
+        assert_eq!(MacOsVersion::parse("14.6.1"), Some(MacOsVersion::new(14, 6, 1)));
+        assert_eq!(MacOsVersion::parse("15"), Some(MacOsVersion::new(15, 0, 0)));
+        assert_eq!(MacOsVersion::parse(" 13.7 "), Some(MacOsVersion::new(13, 7, 0)));
+        for bad in ["", "14.", "fourteen", "14.6.1.2", "14.-1", "1.2b"] {
+            assert_eq!(MacOsVersion::parse(bad), None, "{bad:?}");
+        }
+        assert!(MacOsVersion::parse("13.7.2").unwrap() < MacOsVersion::parse("14.0").unwrap());
+        assert!(MacOsVersion::parse("14.10").unwrap() > MacOsVersion::parse("14.9.9").unwrap());
+        assert_eq!(MacOsVersion::new(26, 1, 0).to_string(), "26.1.0");
+    }
 
     #[test]
     fn parses_bundle_versions() {

@@ -18,7 +18,7 @@ pub fn sources() -> PathBuf {
 }
 
 /// Builds every example into `dir` (created), compiling in `build_dir`. Returns the component
-/// paths. Installs the `wasm32-unknown-unknown` target with rustup first when rustup is there.
+/// paths. [`tools::build`] installs the `wasm32-unknown-unknown` target with rustup if it is missing.
 pub fn build_into(dir: &Path, build_dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
     let src = sources();
     anyhow::ensure!(
@@ -27,16 +27,7 @@ pub fn build_into(dir: &Path, build_dir: &Path) -> anyhow::Result<Vec<PathBuf>> 
         src.display()
     );
     std::fs::create_dir_all(dir)?;
-    if let Ok(status) = std::process::Command::new("rustup")
-        .args(["target", "add", "wasm32-unknown-unknown"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        && !status.success()
-    {
-        tracing::warn!("`rustup target add wasm32-unknown-unknown` failed; building the examples anyway");
-    }
-    let options = BuildOptions { target_dir: Some(build_dir.to_owned()), debug: false };
+    let options = BuildOptions { target_dir: Some(build_dir.to_owned()), debug: false, progress: false };
     let mut built = Vec::new();
     for name in EXAMPLES {
         // Build beside the directory, then rename in: the watcher only ever sees whole files.

@@ -108,7 +108,9 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<std::process::ExitCode> 
     use dasher_policy::tools;
     let ok = match cmd {
         PluginCommand::Build { crate_dir, out } => {
-            let r = tools::build(&crate_dir, out.as_deref(), &tools::BuildOptions::default())?;
+            eprintln!("Building {} for {} (the first build takes a minute)…", crate_dir.display(), tools::WASM_TARGET);
+            let options = tools::BuildOptions { progress: true, ..Default::default() };
+            let r = tools::build(&crate_dir, out.as_deref(), &options)?;
             println!("{} ({} bytes)\nsha256 {}", r.component.display(), r.component_bytes, r.hash);
             true
         }
@@ -130,8 +132,19 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<std::process::ExitCode> 
     Ok(if ok { std::process::ExitCode::SUCCESS } else { std::process::ExitCode::FAILURE })
 }
 
-fn main() -> anyhow::Result<std::process::ExitCode> {
-    match Cli::parse().command {
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        // A sentence and its causes for a person, not a debug dump with a backtrace.
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    match cli.command {
         Command::Plugin(cmd) => plugin_command(cmd),
         Command::Token(TokenCommand::Hash) => {
             let mut input = String::new();

@@ -217,7 +217,8 @@ pub fn fleet_across(cfg: &dasher_sim::runner::RunConfig, servers: &[String]) -> 
 pub fn component(name: &str, dir: &Path) {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
-    let options = dasher_policy::tools::BuildOptions { target_dir: Some(target.join("wasm-plugins")), debug: false };
+    let options =
+        dasher_policy::tools::BuildOptions { target_dir: Some(target.join("wasm-plugins")), ..Default::default() };
     let out = dir.join(format!("{name}.wasm"));
     dasher_policy::tools::build(&workspace.join("plugins").join(name), Some(&out), &options)
         .unwrap_or_else(|e| panic!("{name}: {e}"));

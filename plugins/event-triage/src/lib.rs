@@ -104,16 +104,7 @@ impl EventTriage {
         };
         Ok(Some(RuleProposal {
             scope,
-            rule: RuleSpec {
-                identifier,
-                rule_type,
-                policy: Policy::Allowlist,
-                custom_msg: None,
-                custom_url: None,
-                cel_expr: None,
-                notification_app_name: None,
-                event_detail_button_label: None,
-            },
+            rule: RuleSpec::allow(rule_type, identifier),
             reason: format!("blocked on {} hosts; signed by approved Team ID {}", hosts.len(), e.team_id),
         }))
     }

@@ -24,7 +24,7 @@ pub fn component(name: &str) -> Vec<u8> {
     let out_dir = std::env::temp_dir().join(format!("dasher-plugin-components-{}", std::process::id()));
     std::fs::create_dir_all(&out_dir).unwrap();
     let out = out_dir.join(format!("{name}.wasm"));
-    let options = BuildOptions { target_dir: Some(target.join("wasm-plugins")), debug: false };
+    let options = BuildOptions { target_dir: Some(target.join("wasm-plugins")), ..Default::default() };
     let report = build(&workspace().join("plugins").join(name), Some(&out), &options)
         .unwrap_or_else(|e| panic!("building plugin {name}: {e}"));
     assert_eq!(report.metadata.name, name);

@@ -38,6 +38,48 @@ fn test_runs_fixture_cases_through_the_host() {
 }
 
 #[test]
+fn event_triage_fixtures_share_state_across_steps() {
+    let dir = plugin_dir(&["event-triage"]);
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/event-triage/fixtures");
+    let report = tools::test(&dir.path().join("event-triage.wasm"), &fixtures).unwrap();
+    assert!(report.cases.len() >= 4, "{report}");
+    assert!(report.passed(), "{report}");
+}
+
+#[test]
+fn fixture_failures_name_the_step_and_the_kv_key() {
+    let dir = plugin_dir(&["event-triage"]);
+    let fixtures = tempfile::tempdir().unwrap();
+    let block = |id: u64, m: &str| {
+        serde_json::json!({"hook": "triage", "input": {"host": {"machine_id": m}, "events": [
+            {"id": id, "decision": "BLOCK_SIGNINGID", "team_id": "EQHXZ8M8AV", "signing_id": "EQHXZ8M8AV:x"}]}})
+    };
+    let mut second = block(2, "m2");
+    second["expect"] = serde_json::json!({"verdicts": [{"event_id": 2, "proposals": []}]});
+    let case = serde_json::json!({
+        "settings": {"approved_team_ids": ["EQHXZ8M8AV"], "propose_after_hosts": 2},
+        "steps": [block(1, "m1"), second],
+    });
+    std::fs::write(fixtures.path().join("a_step.json"), case.to_string()).unwrap();
+    let kv_case = serde_json::json!({
+        "settings": {"approved_team_ids": ["EQHXZ8M8AV"]},
+        "hook": "triage", "input": block(1, "m1")["input"].clone(),
+        "expect_kv": {"seen:EQHXZ8M8AV:x": ["m9"]},
+    });
+    std::fs::write(fixtures.path().join("b_kv.json"), kv_case.to_string()).unwrap();
+    std::fs::write(
+        fixtures.path().join("c_error.json"),
+        r#"{"hook":"init","settings":{"propose_after_hosts":0},"expect_error":"Team ID"}"#,
+    )
+    .unwrap();
+    let report = tools::test(&dir.path().join("event-triage.wasm"), fixtures.path()).unwrap();
+    let why: Vec<&str> = report.cases.iter().map(|c| c.failure.as_deref().unwrap_or("passed")).collect();
+    assert!(why[0].starts_with("steps[1]: $.verdicts[0].proposals"), "{report}");
+    assert!(why[1].contains(r#"kv "seen:EQHXZ8M8AV:x""#) && why[1].contains("m1"), "{report}");
+    assert!(why[2].contains("expected a message containing \"Team ID\""), "{report}");
+}
+
+#[test]
 fn test_reports_failing_cases() {
     let dir = plugin_dir(&["staged-rollout"]);
     let fixtures = tempfile::tempdir().unwrap();
