@@ -14,7 +14,7 @@ use crate::ruledb::{Cleanup, RuleDb, RuleOp, validate_wire_rule};
 use crate::strict::{self, Parser, Response};
 use crate::transport::{Caller, RequestError, Transport, Xsrf};
 use dasher_sdk::wire::{
-    ClientMode, Event, EventUploadRequest, EventUploadResponse, Policy, PostflightRequest, PreflightRequest,
+    ClientMode, Decision, Event, EventUploadRequest, EventUploadResponse, Policy, PostflightRequest, PreflightRequest,
     PreflightResponse, RuleDownloadResponse, RuleType, SyncType,
 };
 use rand::Rng;
@@ -77,6 +77,8 @@ pub struct State {
     pub rng: ChaCha8Rng,
     /// Outcome of the last full sync.
     pub last_sync_ok: Option<bool>,
+    /// Executions the local engine blocked.
+    pub blocked_executions: u64,
 }
 
 /// Per-client configuration from the profile.
@@ -98,6 +100,10 @@ pub struct SimClient {
     pub host: Host,
     /// Configuration.
     pub config: ClientConfig,
+    /// The scenario group the host belongs to (index into the scenario's groups).
+    pub group: Option<usize>,
+    /// What the host runs, if its scenario group says (else the whole catalog).
+    pub software: Option<Arc<crate::scenario::Software>>,
     /// Mutable state.
     pub state: Mutex<State>,
 }
@@ -187,6 +193,8 @@ impl SimClient {
         SimClient {
             host,
             config,
+            group: None,
+            software: None,
             state: Mutex::new(State {
                 db: RuleDb::default(),
                 pending: VecDeque::new(),
@@ -198,6 +206,7 @@ impl SimClient {
                 recent_blocks: HashMap::new(),
                 rng,
                 last_sync_ok: None,
+                blocked_executions: 0,
             }),
         }
     }
@@ -538,10 +547,20 @@ impl SimClient {
         let (event, binary, immediate) = {
             let mut guard = self.lock();
             let st = &mut *guard;
-            let idx = st.rng.random_range(0..ctx.catalog.binaries.len());
+            let idx = match &self.software {
+                Some(sw) if !sw.runs.is_empty() => sw.runs[st.rng.random_range(0..sw.runs.len())],
+                _ => st.rng.random_range(0..ctx.catalog.binaries.len()),
+            };
             let b = &ctx.catalog.binaries[idx];
             let s = Self::engine_settings(st);
-            let d = events::decide(&st.db, b, s.lockdown);
+            let mut d = events::decide(&st.db, b, s.lockdown);
+            // A scenario's blocked software is blocked unless a rule decided otherwise.
+            if d == Decision::AllowUnknown && self.software.as_ref().is_some_and(|sw| sw.blocked.contains(&idx)) {
+                d = Decision::BlockUnknown;
+            }
+            if d.is_block() {
+                st.blocked_executions += 1;
+            }
             if !events::is_uploaded(d, s) {
                 return;
             }

@@ -14,7 +14,21 @@ use rand_chacha::ChaCha8Rng;
 use std::path::Path;
 
 /// A macOS release: `(ProductVersion, ProductBuildVersion, release date YYYY-MM-DD)`.
-type Release = (&'static str, &'static str, &'static str);
+pub type Release = (&'static str, &'static str, &'static str);
+
+/// Every macOS release the generator knows, newest major first.
+pub fn releases() -> impl Iterator<Item = Release> {
+    [TAHOE, SEQUOIA, SONOMA, OLDER].into_iter().flatten().copied()
+}
+
+/// True if Mac `model` (`hw.model`) can run macOS `major` (Apple silicon from its first
+/// release on; Intel up to its last).
+pub fn model_runs(model: &str, major: u32) -> bool {
+    if let Some(m) = APPLE_SILICON.iter().find(|m| m.0 == model) {
+        return major >= m.3;
+    }
+    INTEL.iter().find(|m| m.0 == model).is_some_and(|m| major <= m.4)
+}
 
 /// Current major (Tahoe 26), ≈ 70 % of a 2026 fleet (§1.3).
 const TAHOE: &[Release] = &[

@@ -16,6 +16,8 @@
 //! - [`fixtures`] — realistic requests and rule specs for benchmarks; [`bench`] — the
 //!   `dasher-sim bench` scenarios of `scripts/bench.sh`.
 //! - [`runner`] — open/closed-loop load, convergence check; [`metrics`] — counters and report.
+//! - [`scenario`] — `--scenario` fleets described by groups; [`scenario_run`] — their tags and
+//!   per-group report.
 //!
 //! Invariant checked by the runner: after a completed, fault-free sync a host's rule DB equals
 //! the server's effective rule set for it.
@@ -31,6 +33,8 @@ pub mod metrics;
 pub mod profile;
 pub mod ruledb;
 pub mod runner;
+pub mod scenario;
+pub mod scenario_run;
 pub mod strict;
 pub mod stub;
 pub mod transport;

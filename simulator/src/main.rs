@@ -133,6 +133,10 @@ struct RunArgs {
     /// Skip the final fault-free sync round before the convergence check.
     #[arg(long)]
     no_final_sync: bool,
+    /// Shape the fleet by groups from a TOML file (simulator/scenarios/ has examples); the
+    /// report then shows each group's client modes and rule sets.
+    #[arg(long)]
+    scenario: Option<PathBuf>,
 }
 
 fn config(a: &RunArgs, progress: bool) -> anyhow::Result<RunConfig> {
@@ -159,6 +163,7 @@ fn config(a: &RunArgs, progress: bool) -> anyhow::Result<RunConfig> {
         hosts_dir: a.hosts_dir.clone(),
         final_sync: !a.no_final_sync,
         progress,
+        scenario: a.scenario.as_deref().map(dasher_sim::scenario::Scenario::load).transpose()?,
     })
 }
 
@@ -169,6 +174,7 @@ async fn main() -> anyhow::Result<()> {
             let cfg = config(&a, true)?;
             let report = runner::run(&cfg).await?;
             print!("{}", human_table(&report));
+            print!("{}", dasher_sim::scenario_run::human_groups(&report["groups"]));
             if let Some(path) = &a.report {
                 std::fs::write(path, serde_json::to_vec_pretty(&report)?)
                     .with_context(|| path.display().to_string())?;
@@ -177,6 +183,13 @@ async fn main() -> anyhow::Result<()> {
         Cmd::SyncOnce(a) => {
             let cfg = config(&a, false)?;
             let fleet = runner::build_fleet(&cfg)?;
+            let admin = a.admin_url.clone().unwrap_or_else(|| {
+                runner::origin(&fleet.clients.first().map(|c| c.config.base_url.clone()).unwrap_or_default())
+            });
+            if let Some(scenario) = &cfg.scenario {
+                dasher_sim::scenario_run::apply_tags(&fleet, scenario, &admin, cfg.admin_token.as_deref(), 16).await?;
+            }
+            let mut lines = Vec::with_capacity(fleet.clients.len());
             for c in &fleet.clients {
                 let (r, _) = c.full_sync(&fleet.ctx).await;
                 let st = c.state.lock().expect("client state lock");
@@ -193,6 +206,23 @@ async fn main() -> anyhow::Result<()> {
                     }),
                 };
                 println!("{line}");
+                lines.push(line);
+            }
+            if let Some(path) = &a.report {
+                let mut report = serde_json::json!({ "hosts": lines });
+                if let Some(scenario) = &cfg.scenario {
+                    report["groups"] = dasher_sim::scenario_run::group_report(
+                        &fleet,
+                        scenario,
+                        &admin,
+                        cfg.admin_token.as_deref(),
+                        16,
+                    )
+                    .await;
+                    eprint!("{}", dasher_sim::scenario_run::human_groups(&report["groups"]));
+                }
+                std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| path.display().to_string())?;
             }
         }
         Cmd::Replay { server, file } => replay(&server, &file).await?,

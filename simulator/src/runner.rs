@@ -62,6 +62,8 @@ pub struct RunConfig {
     pub final_sync: bool,
     /// Show a progress bar.
     pub progress: bool,
+    /// Shape the fleet by groups (`--scenario`); its `hosts` and `seed` win over the fields above.
+    pub scenario: Option<crate::scenario::Scenario>,
 }
 
 impl Default for RunConfig {
@@ -85,6 +87,7 @@ impl Default for RunConfig {
             hosts_dir: None,
             final_sync: true,
             progress: false,
+            scenario: None,
         }
     }
 }
@@ -113,18 +116,30 @@ pub fn build_fleet(cfg: &RunConfig) -> anyhow::Result<Fleet> {
     let server =
         if cfg.server.is_empty() { profile.sync_base_url.clone().unwrap_or_default() } else { base_url(&cfg.server) };
     check_base_url(&server).map_err(anyhow::Error::msg)?;
-    let hosts: Vec<Host> = match &cfg.hosts_dir {
-        Some(dir) => {
+    let seed = cfg.scenario.as_ref().and_then(|s| s.seed).unwrap_or(cfg.seed);
+    let catalog = Catalog::new(seed);
+    // (group, index within the group) per host, when a scenario shapes the fleet.
+    let mut groups: Vec<(usize, usize)> = Vec::new();
+    let mut software = Vec::new();
+    let hosts: Vec<Host> = match (&cfg.hosts_dir, &cfg.scenario) {
+        (Some(_), Some(_)) => anyhow::bail!("--hosts-dir and --scenario cannot be combined"),
+        (Some(dir), None) => {
             let g = cfg.generations.first().map_or(Generation::Nps2026_7, |x| x.0);
             fleet::load_dir(dir, g)?
         }
-        None => fleet::generate(cfg.seed, cfg.hosts, &cfg.generations),
+        (None, Some(scenario)) => {
+            software = scenario.software(&catalog).map_err(anyhow::Error::msg)?;
+            groups = scenario.assign(scenario.hosts.unwrap_or(cfg.hosts));
+            groups
+                .iter()
+                .enumerate()
+                .map(|(i, &(g, k))| Host::from_spec(&scenario.host_spec(seed, i, g, k)))
+                .collect::<Result<_, _>>()?
+        }
+        (None, None) => fleet::generate(cfg.seed, cfg.hosts, &cfg.generations),
     };
     let metrics = Arc::new(Metrics::default());
-    let ctx = Arc::new(Ctx {
-        transport: Transport::new(metrics, cfg.backoff_scale, cfg.faults),
-        catalog: Catalog::new(cfg.seed),
-    });
+    let ctx = Arc::new(Ctx { transport: Transport::new(metrics, cfg.backoff_scale, cfg.faults), catalog });
     let config = ClientConfig {
         base_url: server,
         wire: profile.wire_options(),
@@ -150,7 +165,12 @@ pub fn build_fleet(cfg: &RunConfig) -> anyhow::Result<Fleet> {
             if !profile.machine_owner_groups.is_empty() {
                 h.groups = profile.machine_owner_groups.clone();
             }
-            Arc::new(SimClient::new(h, config.clone(), mode, cfg.seed, i as u64))
+            let mut client = SimClient::new(h, config.clone(), mode, seed, i as u64);
+            if let Some(&(g, _)) = groups.get(i) {
+                client.group = Some(g);
+                client.software = software.get(g).cloned().flatten();
+            }
+            Arc::new(client)
         })
         .collect();
     Ok(Fleet { clients, ctx })
@@ -313,6 +333,15 @@ pub async fn check_convergence(fleet: &Fleet, admin: &str, token: &str, concurre
 /// Runs a whole load test and returns the JSON report.
 pub async fn run(cfg: &RunConfig) -> anyhow::Result<Value> {
     let fleet = build_fleet(cfg)?;
+    let admin = || {
+        cfg.admin_url
+            .clone()
+            .unwrap_or_else(|| origin(&fleet.clients.first().map(|c| c.config.base_url.clone()).unwrap_or_default()))
+    };
+    if let Some(scenario) = &cfg.scenario {
+        crate::scenario_run::apply_tags(&fleet, scenario, &admin(), cfg.admin_token.as_deref(), cfg.concurrency)
+            .await?;
+    }
     let metrics = fleet.ctx.transport.metrics.clone();
     let bar = if cfg.progress { ProgressBar::new(cfg.duration.as_secs().max(1)) } else { ProgressBar::hidden() };
     bar.set_style(
@@ -347,10 +376,7 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<Value> {
             if cfg.final_sync {
                 sync_all(&fleet, cfg.concurrency).await;
             }
-            let admin = cfg.admin_url.clone().unwrap_or_else(|| {
-                origin(&fleet.clients.first().map(|c| c.config.base_url.clone()).unwrap_or_default())
-            });
-            check_convergence(&fleet, &admin, token, cfg.concurrency).await
+            check_convergence(&fleet, &admin(), token, cfg.concurrency).await
         }
         None => Convergence::default(),
     };
@@ -358,5 +384,10 @@ pub async fn run(cfg: &RunConfig) -> anyhow::Result<Value> {
     // Rates cover the load phase only, not the final convergence round.
     report["load_phase_syncs"] = load_syncs.into();
     report["syncs_per_sec"] = (load_syncs as f64 / elapsed.max(1e-9)).into();
+    if let Some(scenario) = &cfg.scenario {
+        report["groups"] =
+            crate::scenario_run::group_report(&fleet, scenario, &admin(), cfg.admin_token.as_deref(), cfg.concurrency)
+                .await;
+    }
     Ok(report)
 }

@@ -16,6 +16,7 @@ mod rule_input;
 mod security_http;
 mod sim_client;
 mod sim_convergence;
+mod sim_scenario;
 mod sync_protocol;
 mod tls_http;
 mod triage_http;
