@@ -398,6 +398,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn shipped_config_files_parse() {
+        let deploy = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        for file in ["dasher.toml", "container/dasher.toml", "compose/dasher.toml"] {
+            let c = Config::from_file(&deploy.join(file)).unwrap_or_else(|e| panic!("{file}: {e}"));
+            assert_eq!(c.defaults.client_mode, Some(ClientMode::Monitor), "{file}");
+        }
+        let packaged = Config::from_file(&deploy.join("dasher.toml")).unwrap();
+        assert_eq!(packaged.data_dir, Path::new("/var/lib/dasher"));
+        assert!(packaged.listen.ip().is_loopback(), "plain HTTP stays on loopback unless TLS is configured");
+        let container = Config::from_file(&deploy.join("container/dasher.toml")).unwrap();
+        assert_eq!(container.data_dir, Path::new("/data"));
+    }
+
+    #[test]
     fn parses_defaults_and_tag_overrides() {
         let c = Config::from_toml(
             r#"

@@ -11,6 +11,7 @@
 pub mod config;
 pub mod credentials;
 pub mod examples;
+pub mod health;
 pub mod http;
 pub mod maintenance;
 pub mod metrics;

@@ -29,6 +29,13 @@ enum Command {
     /// Admin-token and sync-secret helpers.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Exit 0 if a running server answers `GET /healthz` with 200 (container HEALTHCHECK,
+    /// which has no curl in a scratch image).
+    Healthcheck {
+        /// The health URL (plain http).
+        #[arg(long, env = "DASHER_HEALTHCHECK_URL", default_value = "http://127.0.0.1:8080/healthz")]
+        url: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -146,6 +153,16 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Plugin(cmd) => plugin_command(cmd),
+        Command::Healthcheck { url } => {
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            match runtime.block_on(dasher_server::health::check(&url)) {
+                Ok(()) => Ok(std::process::ExitCode::SUCCESS),
+                Err(e) => {
+                    eprintln!("unhealthy: {e}");
+                    Ok(std::process::ExitCode::FAILURE)
+                }
+            }
+        }
         Command::Token(TokenCommand::Hash) => {
             let mut input = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)?;
