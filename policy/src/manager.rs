@@ -241,7 +241,12 @@ impl PluginManager {
     }
 
     /// [`apply_config`](Self::apply_config) recording `trigger`.
-    pub async fn apply_config_as(&self, mut config: PluginsConfig, trigger: Trigger, by: Option<String>) -> ReloadReport {
+    pub async fn apply_config_as(
+        &self,
+        mut config: PluginsConfig,
+        trigger: Trigger,
+        by: Option<String>,
+    ) -> ReloadReport {
         let old = self.inner.cfg();
         config.dir = old.dir.clone();
         config.watch = old.watch;
@@ -300,7 +305,10 @@ impl Inner {
             merge_config,
             |name| {
                 let cfg = self.cfg();
-                cfg.plugin.get(name).and_then(|c| c.fallback_configure.clone()).or_else(|| cfg.fallback.configure.clone())
+                cfg.plugin
+                    .get(name)
+                    .and_then(|c| c.fallback_configure.clone())
+                    .or_else(|| cfg.fallback.configure.clone())
             },
             |_| Ok(()),
         )
@@ -408,6 +416,10 @@ impl Inner {
                         (OnUnavailable::Config, Hook::Configure) => (None, Source::NoOpinion),
                         _ => last_good_or_fallback(&u.name),
                     };
+                    // Nothing to say (a plugin never seen on this store): a fault, no part.
+                    if value.is_none() && u.on_unavailable != OnUnavailable::Reject {
+                        continue;
+                    }
                     let mut fields = vec![];
                     if let Some(v) = value {
                         fields = set_fields(&v);

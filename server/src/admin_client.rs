@@ -53,7 +53,9 @@ pub fn call(
 ) -> anyhow::Result<serde_json::Value> {
     let base = args.server.trim_end_matches('/');
     if !base.starts_with("http://") {
-        bail!("--server must be an http:// URL (this client does not speak HTTPS; use curl with the admin API for that)");
+        bail!(
+            "--server must be an http:// URL (this client does not speak HTTPS; use curl with the admin API for that)"
+        );
     }
     let token = args.token()?;
     let uri = format!("{base}{path}");
@@ -77,9 +79,9 @@ pub fn call(
             .await
             .map_err(|e| anyhow::anyhow!("{uri}: reading the answer: {e}"))?
             .to_bytes();
-        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            serde_json::json!({ "error": String::from_utf8_lossy(&bytes).chars().take(500).collect::<String>() })
-        });
+        let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap_or_else(
+            |_| serde_json::json!({ "error": String::from_utf8_lossy(&bytes).chars().take(500).collect::<String>() }),
+        );
         if !status.is_success() {
             bail!("{uri}: {status}: {}", v["error"].as_str().unwrap_or(&v.to_string()));
         }

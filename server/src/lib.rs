@@ -232,5 +232,14 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
     });
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, ?admin_addr, scheme, prefix = %config.sync_prefix, store = %spec, "dasher listening");
-    Ok(ServerHandle { addr, admin_addr, scheme, prefix: config.sync_prefix.clone(), admin_token, shutdown, task, reloader })
+    Ok(ServerHandle {
+        addr,
+        admin_addr,
+        scheme,
+        prefix: config.sync_prefix.clone(),
+        admin_token,
+        shutdown,
+        task,
+        reloader,
+    })
 }

@@ -237,16 +237,17 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         if examples {
             let data_dir = config.data_dir.clone();
-            config
-                .plugins
-                .get_or_insert_with(|| dasher_policy::PluginsConfig { dir: data_dir.join("plugins"), ..Default::default() });
+            config.plugins.get_or_insert_with(|| dasher_policy::PluginsConfig {
+                dir: data_dir.join("plugins"),
+                ..Default::default()
+            });
         }
     };
     overrides(&mut config);
-    let source = args.config.clone().map(|path| dasher_server::reload::ConfigSource {
-        path,
-        overrides: std::sync::Arc::new(overrides),
-    });
+    let source = args
+        .config
+        .clone()
+        .map(|path| dasher_server::reload::ConfigSource { path, overrides: std::sync::Arc::new(overrides) });
     if args.examples {
         let data_dir = config.data_dir.clone();
         let plugins = config.plugins.get_or_insert_with(Default::default);

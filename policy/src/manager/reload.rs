@@ -219,25 +219,43 @@ impl Inner {
             None => self.generations.history(name).last()?.sha256.clone(),
         };
         let bytes = self.generations.component(&sha)?;
-        let failed = self.load_errors.lock().unwrap_or_else(|e| e.into_inner()).iter().find_map(|(path, f)| {
-            (f.plugin.as_deref() == Some(name)).then(|| path.clone())
-        });
+        let failed = self
+            .load_errors
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find_map(|(path, f)| (f.plugin.as_deref() == Some(name)).then(|| path.clone()));
         let path = failed.clone().unwrap_or_else(|| cfg.dir.join(format!("{name}.wasm")));
         match self.load(&path, &bytes) {
             Ok(p) if p.meta.name == name => {
                 let p = Arc::new(p);
                 tracing::warn!(plugin = name, generation = %short(&sha), "configured plugin restored from the store");
-                self.generations.activated(name, (&p.meta.version, &p.meta.hooks), &p.hash, None, Trigger::StoreRestore, None);
+                self.generations.activated(
+                    name,
+                    (&p.meta.version, &p.meta.hooks),
+                    &p.hash,
+                    None,
+                    Trigger::StoreRestore,
+                    None,
+                );
                 self.remember(&p);
                 if failed.is_none() && !path.is_file() {
-                    let why = format!("no component file provides plugin {name}; generation {} restored from the store", short(&sha));
+                    let why = format!(
+                        "no component file provides plugin {name}; generation {} restored from the store",
+                        short(&sha)
+                    );
                     self.fail(report, &path, Some(name.to_owned()), LoadError::Io(why));
                 }
                 report.loaded.push((name.to_owned(), p.hash.clone()));
                 Some(p)
             }
             Ok(p) => {
-                tracing::warn!(plugin = name, "stored generation {} declares plugin {}; not restored", short(&sha), p.meta.name);
+                tracing::warn!(
+                    plugin = name,
+                    "stored generation {} declares plugin {}; not restored",
+                    short(&sha),
+                    p.meta.name
+                );
                 None
             }
             Err(e) => {
@@ -326,17 +344,16 @@ impl Inner {
             .unwrap_or_default();
         let sha = match to.map(str::trim) {
             None | Some("") => {
-                // The one before the active: in memory, else the latest other one in the store.
+                // The newest generation older than the active one: by number in the stored
+                // history, else by load order in memory.
+                let active_number = records.iter().find(|r| r.sha256 == active.hash).map(|r| r.number);
+                let older = active_number.and_then(|n| {
+                    records.iter().filter(|r| r.number < n).max_by_key(|r| r.number).map(|r| r.sha256.clone())
+                });
                 let pos = in_memory.iter().position(|g| g.hash == active.hash).unwrap_or(in_memory.len());
-                match pos.checked_sub(1).and_then(|i| in_memory.get(i)) {
-                    Some(g) => g.hash.clone(),
-                    None => records
-                        .iter()
-                        .rev()
-                        .find(|r| r.sha256 != active.hash)
-                        .map(|r| r.sha256.clone())
-                        .ok_or_else(|| PolicyError::NoOlderGeneration(name.to_owned()))?,
-                }
+                older
+                    .or_else(|| pos.checked_sub(1).and_then(|i| in_memory.get(i)).map(|g| g.hash.clone()))
+                    .ok_or_else(|| PolicyError::NoOlderGeneration(name.to_owned()))?
             }
             Some(n) if n.len() < 8 && n.bytes().all(|b| b.is_ascii_digit()) => {
                 let number: u64 = n.parse().map_err(|_| err(format!("generation number {n:?} is not a number")))?;
@@ -398,7 +415,14 @@ impl Inner {
         let file_hash = std::fs::read(&active.file).map_or_else(|_| active.hash.clone(), |b| content_hash(&b));
         let pin = Pin { generation: target.hash.clone(), file_hash: file_hash.clone() };
         self.generations.set_pin(name, (file_hash != target.hash).then_some(&pin));
-        self.generations.activated(name, (&target.meta.version, &target.meta.hooks), &target.hash, None, Trigger::Rollback, by);
+        self.generations.activated(
+            name,
+            (&target.meta.version, &target.meta.hooks),
+            &target.hash,
+            None,
+            Trigger::Rollback,
+            by,
+        );
         let unavailable = current.unavailable.clone();
         self.set.store(Arc::new(PluginSet::new(current.generation + 1, next, unavailable, &self.cfg())));
         tracing::info!(plugin = name, from = %short(&active.hash), to = %short(&target.hash), by = by.unwrap_or("-"), "plugin rolled back");

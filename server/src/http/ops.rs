@@ -50,14 +50,18 @@ pub async fn readyz(state: &AppState) -> Result<Response<Full<Bytes>>, ApiError>
             let mut missing: Vec<String> = status
                 .unavailable
                 .iter()
-                .map(|u| format!("plugin {} is configured but not loaded ({}): {}", u.name, on_unavailable(u), u.reason))
+                .map(|u| {
+                    format!("plugin {} is configured but not loaded ({}): {}", u.name, on_unavailable(u), u.reason)
+                })
                 .collect();
             missing.extend(
                 status
                     .load_errors
                     .iter()
                     .filter(|f| f.plugin.as_ref().is_none_or(|name| !status.plugins.iter().any(|p| &p.name == name)))
-                    .filter(|f| f.plugin.as_ref().is_none_or(|name| !status.unavailable.iter().any(|u| &u.name == name)))
+                    .filter(|f| {
+                        f.plugin.as_ref().is_none_or(|name| !status.unavailable.iter().any(|u| &u.name == name))
+                    })
                     .map(|f| format!("{}: {}", f.file.display(), f.error)),
             );
             if missing.is_empty() { Ok(()) } else { Err(format!("plugins not loaded: {}", missing.join("; "))) }

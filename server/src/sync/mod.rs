@@ -330,8 +330,9 @@ impl SyncService {
             }
             c
         };
-        let (rules, next) =
-            Resolver::new(self.store.as_ref(), caps).page(cursor.clone(), self.config.get().sync.page_size_rules).await?;
+        let (rules, next) = Resolver::new(self.store.as_ref(), caps)
+            .page(cursor.clone(), self.config.get().sync.page_size_rules)
+            .await?;
         if next.is_none()
             && let Some(host) = host
         {

@@ -249,7 +249,7 @@ pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Reque
         Op::RollbackPlugin => plugins_ops::rollback(state, params[0], req).await,
         Op::Metrics => super::ops::metrics(state, &req).await,
         Op::ReloadConfig => plugins_ops::reload_config(state, req).await,
-        Op::PluginHistory => plugins_ops::history(state, params[0]),
+        Op::PluginHistory => plugins_ops::history(state, params[0]).await,
     }
 }
 

@@ -28,9 +28,17 @@ fn reload_error(e: ReloadError) -> ApiError {
 
 fn plugin_name(name: &str) -> Result<&str, ApiError> {
     if name.is_empty() || name.len() > MAX_PLUGIN_NAME_BYTES || !name.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::field("name", format!("a plugin name is 1 to {MAX_PLUGIN_NAME_BYTES} printable characters")));
+        return Err(ApiError::field(
+            "name",
+            format!("a plugin name is 1 to {MAX_PLUGIN_NAME_BYTES} printable characters"),
+        ));
     }
     Ok(name)
+}
+
+fn manager_arc(state: &AppState) -> Result<std::sync::Arc<dasher_policy::PluginManager>, ApiError> {
+    plugin_manager(state)?;
+    Ok(state.plugins.clone().expect("checked by plugin_manager"))
 }
 
 /// `POST /api/v1/config/reload`: re-reads the config file; 400 naming the key if it is
@@ -73,7 +81,6 @@ struct RollbackRequest {
 
 /// `POST /api/v1/plugins/{name}/rollback` with an optional `{"to": "<sha or number>"}`.
 pub(super) async fn rollback(state: &AppState, name: &str, req: Request<hyper::body::Incoming>) -> Resp {
-    let manager = plugin_manager(state)?;
     let name = plugin_name(name)?;
     let by = caller(&req);
     let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
@@ -90,8 +97,15 @@ pub(super) async fn rollback(state: &AppState, name: &str, req: Request<hyper::b
             return Err(ApiError::field("to", "to must be a generation number or a SHA-256 (prefix of 8+ hex digits)"));
         }
     };
-    match manager.rollback_to(name, to.as_deref(), Some(&by)) {
-        Ok((from, to)) => Ok(json_response(StatusCode::OK, &serde_json::json!({"plugin": name, "from": from, "to": to}))),
+    // Blocking: the store-backed kv and a compile when the target is loaded from the store.
+    let (manager, plugin) = (manager_arc(state)?, name.to_owned());
+    let result = tokio::task::spawn_blocking(move || manager.rollback_to(&plugin, to.as_deref(), Some(&by)))
+        .await
+        .map_err(|e| ApiError::Busy(format!("rollback did not finish: {e}")))?;
+    match result {
+        Ok((from, to)) => {
+            Ok(json_response(StatusCode::OK, &serde_json::json!({"plugin": name, "from": from, "to": to})))
+        }
         Err(e @ PolicyError::UnknownPlugin(_)) => Err(ApiError::NotFound(e.to_string())),
         Err(e @ PolicyError::Generation { .. }) => Err(ApiError::field("to", e.to_string())),
         Err(e) => Err(ApiError::field("name", e.to_string())),
@@ -99,14 +113,16 @@ pub(super) async fn rollback(state: &AppState, name: &str, req: Request<hyper::b
 }
 
 /// `GET /api/v1/plugins/{name}/history`: activations of the plugin's generations, newest first.
-pub(super) fn history(state: &AppState, name: &str) -> Resp {
-    let manager = plugin_manager(state)?;
-    let name = plugin_name(name)?;
+pub(super) async fn history(state: &AppState, name: &str) -> Resp {
+    let manager = manager_arc(state)?;
+    let name = plugin_name(name)?.to_owned();
     let active = manager.plugin_set().plugins.iter().find(|p| p.name() == name).map(|p| p.hash().to_owned());
-    let mut records = manager.history(name).map_err(|e| ApiError::NotFound(e.to_string()))?;
+    // Blocking: the kv backend reads the store.
+    let (m, n) = (manager.clone(), name.clone());
+    let mut records = tokio::task::spawn_blocking(move || m.history(&n))
+        .await
+        .map_err(|e| ApiError::Busy(format!("reading the history did not finish: {e}")))?
+        .map_err(|e| ApiError::NotFound(e.to_string()))?;
     records.reverse();
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({"plugin": name, "active": active, "generations": records}),
-    ))
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"plugin": name, "active": active, "generations": records})))
 }
