@@ -39,9 +39,13 @@ impl ServerArgs {
     }
 }
 
-/// Percent-encodes one path segment.
+/// Characters left as they are in a path segment (RFC 3986 unreserved).
+const SEGMENT: &percent_encoding::AsciiSet =
+    &percent_encoding::NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+
+/// Percent-encodes one path segment (plugin names pass unchanged).
 pub fn segment(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    percent_encoding::utf8_percent_encode(s, SEGMENT).to_string()
 }
 
 /// Calls the admin API; a non-2xx answer is an error carrying the server's message.

@@ -113,8 +113,9 @@ async fn sighup_switches_shadow_to_enforce_under_load_and_invalid_files_change_n
         .arg("--config")
         .arg(&config)
         .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
+        // The log goes to stdout.
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::inherit())
         .spawn()
         .expect("dasher starts");
     let server = Server { child, base: format!("http://127.0.0.1:{port}"), log };
@@ -167,10 +168,12 @@ async fn sighup_switches_shadow_to_enforce_under_load_and_invalid_files_change_n
     // An invalid file (a typo'd key) changes nothing, by SIGHUP or by the API, and says why.
     write_config(&config, port, &data, &plugins, "mdoe = \"shadow\"\nsettings = { lockdown_hostnames = [\"lab-*\"] }");
     hangup(&server);
-    wait_for("the refusal logged", async || {
-        std::fs::read_to_string(&server.log).unwrap_or_default().contains("configuration reload refused")
-    })
-    .await;
+    let start = Instant::now();
+    while !std::fs::read_to_string(&server.log).unwrap_or_default().contains("configuration reload refused") {
+        let log = std::fs::read_to_string(&server.log).unwrap_or_default();
+        assert!(start.elapsed() < DEADLINE, "the refusal logged; the log:\n{}", &log[log.len().saturating_sub(3000)..]);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let logged = std::fs::read_to_string(&server.log).unwrap();
     assert!(logged.contains("mdoe"), "the log names the key");
     let (status, v) = request(&client, http::Method::POST, &format!("{base}/api/v1/config/reload"), None).await;
