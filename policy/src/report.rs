@@ -1,7 +1,7 @@
 //! What the [`crate::PluginManager`] tells its callers: decisions with their provenance
 //! and faults, plugin status for the admin API, and reload reports. Plain data, no logic.
 
-use crate::config::Mode;
+use crate::config::{Mode, OnUnavailable};
 use dasher_sdk::plugin::Hook;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -176,6 +176,27 @@ pub struct ManagerStatus {
     pub plugins: Vec<PluginStatus>,
     /// Files currently failing to load.
     pub load_errors: Vec<LoadFailure>,
+    /// Configured plugins that are not loaded (the server is not ready while any is).
+    pub unavailable: Vec<UnavailablePlugin>,
+}
+
+/// A configured plugin (a `[plugins.plugin.NAME]` table or a name in `order`) that is not
+/// loaded: its file is missing or failed to load and no generation of it could be restored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnavailablePlugin {
+    /// Plugin name.
+    pub name: String,
+    /// Why it is not loaded.
+    pub reason: String,
+    /// What hosts get meanwhile.
+    pub on_unavailable: OnUnavailable,
+    /// Its configured mode (a shadow plugin's absence changes no decision).
+    pub mode: Mode,
+    /// Hooks of its last known generation (`None`: never loaded here; treated as
+    /// `configure` and `select-rules`).
+    pub hooks: Option<Vec<Hook>>,
+    /// Its last known generation.
+    pub last_generation: Option<String>,
 }
 
 /// What a reload did.

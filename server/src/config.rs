@@ -10,7 +10,9 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod access;
+pub mod live;
 pub use access::{AdminSettings, MetricsSettings, Role, SyncAuthSettings, TlsSettings, TokenConfig};
+pub use live::LiveConfig;
 
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod policy;
 pub mod proposals;
+pub mod reload;
 mod serve;
 pub mod sync;
 pub mod tls;
@@ -38,6 +39,7 @@ pub struct ServerHandle {
     admin_token: Option<String>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    reloader: Arc<reload::ConfigReloader>,
 }
 
 impl ServerHandle {
@@ -75,6 +77,11 @@ impl ServerHandle {
     /// Waits until the server stops (after a shutdown signal).
     pub async fn wait(self) {
         let _ = self.task.await;
+    }
+
+    /// Re-reads the config file (what SIGHUP does).
+    pub fn config_reloader(&self) -> Arc<reload::ConfigReloader> {
+        self.reloader.clone()
     }
 
     /// A sender that stops the server when `true` is sent.
@@ -119,6 +126,12 @@ fn admin_token(config: &Config) -> anyhow::Result<Option<String>> {
 
 /// Opens storage, binds the listener and serves until shut down.
 pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
+    start_with_source(config, None).await
+}
+
+/// [`start`], remembering where `config` came from so that SIGHUP and the reload API can
+/// re-read it ([`reload::ConfigReloader`]).
+pub async fn start_with_source(config: Config, source: Option<reload::ConfigSource>) -> anyhow::Result<ServerHandle> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -148,8 +161,9 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding admin.listen {a}"))?),
     };
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
-    let config = Arc::new(config);
-    let config_policy = policy::ConfigPolicy::new((*config).clone());
+    let live = config::LiveConfig::new(config);
+    let config = live.snapshot();
+    let config_policy = policy::ConfigPolicy::live(live.clone());
     let (policy, plugins): (Arc<dyn policy::PolicyEngine>, _) = match &config.plugins {
         None => (Arc::new(config_policy), None),
         Some(plugins_config) => {
@@ -166,14 +180,16 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     };
     // Once per start, not per request; racing replicas end with the one key the store kept.
     let cursors = sync::cursor::CursorSigner::load(&*store).await.context("loading the rule-download cursor key")?;
+    let reloader = Arc::new(reload::ConfigReloader::new(source, live.clone(), plugins.clone()));
     let state = Arc::new(http::AppState {
         sync: sync::SyncService {
             store: store.clone(),
             triage: triage::Triager::start(store.clone(), policy.clone()),
             policy,
-            config: config.clone(),
+            config: live.clone(),
             cursors,
         },
+        reloader: reloader.clone(),
         plugins,
         metrics,
         admin_auth,
@@ -216,5 +232,14 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     });
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, ?admin_addr, scheme, prefix = %config.sync_prefix, store = %spec, "dasher listening");
-    Ok(ServerHandle { addr, admin_addr, scheme, prefix: config.sync_prefix.clone(), admin_token, shutdown, task })
+    Ok(ServerHandle {
+        addr,
+        admin_addr,
+        scheme,
+        prefix: config.sync_prefix.clone(),
+        admin_token,
+        shutdown,
+        task,
+        reloader,
+    })
 }

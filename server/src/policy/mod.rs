@@ -8,7 +8,7 @@
 //! which plugin generation, or the config file, decided each part, and what shadow plugins
 //! would have decided instead. The sync stores it with the host's sync state.
 
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 pub mod plugins;
 
 use async_trait::async_trait;
@@ -167,33 +167,40 @@ pub struct Triaged {
 
 /// The built-in policy: `[defaults]` and `[tags.*]` of the config file.
 pub struct ConfigPolicy {
-    config: Config,
+    config: LiveConfig,
 }
 
 impl ConfigPolicy {
     /// A policy reading `config`.
     pub fn new(config: Config) -> Self {
+        ConfigPolicy { config: LiveConfig::new(config) }
+    }
+
+    /// A policy reading the running configuration (a reload changes its decisions).
+    pub fn live(config: LiveConfig) -> Self {
         ConfigPolicy { config }
     }
 
     /// The settings the config file gives `host`.
     pub fn decide(&self, host: &HostFacts) -> ConfigDecision {
+        let config = self.config.get();
         let mut decision = ConfigDecision::default();
         for tag in &host.tags {
-            if let Some(p) = self.config.tags.get(tag) {
+            if let Some(p) = config.tags.get(tag) {
                 decision.fill_from(&p.config);
             }
         }
-        decision.fill_from(&self.config.defaults);
+        decision.fill_from(&config.defaults);
         decision
     }
 
     /// The rule sets the config file gives `host`, normalised.
     pub fn selection(&self, host: &HostFacts) -> Vec<String> {
+        let config = self.config.get();
         let mut sets = Vec::new();
         for tag in &host.tags {
             sets.push(tag.clone());
-            if let Some(p) = self.config.tags.get(tag) {
+            if let Some(p) = config.tags.get(tag) {
                 sets.extend(p.rule_sets.iter().cloned());
             }
         }

@@ -9,6 +9,7 @@ mod idle_connections;
 mod inventory_bounds;
 mod plugin_breaker;
 mod plugin_decisions;
+mod plugin_ops;
 mod plugins_http;
 mod postgres_replicas;
 mod reserved_names;

@@ -3,6 +3,7 @@
 //! Tokens and roles are checked by [`auth`] in [`crate::http`] before a request gets here.
 
 pub mod auth;
+mod plugins_ops;
 
 use crate::config::Role;
 use crate::http::error::{ApiError, json_response};
@@ -96,6 +97,10 @@ pub enum Op {
     RollbackPlugin,
     /// `GET /metrics` (when `metrics.require_token`)
     Metrics,
+    /// `POST /api/v1/config/reload`
+    ReloadConfig,
+    /// `GET /api/v1/plugins/{name}/history`
+    PluginHistory,
 }
 
 /// One admin route: method, path (`{}` matches one segment), the least role that may call
@@ -136,6 +141,8 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/api/v1/plugins/reload", Role::Admin, Op::ReloadPlugins),
     route(Method::POST, "/api/v1/plugins/{}/rollback", Role::Admin, Op::RollbackPlugin),
     route(Method::GET, "/metrics", Role::ReadOnly, Op::Metrics),
+    route(Method::POST, "/api/v1/config/reload", Role::Admin, Op::ReloadConfig),
+    route(Method::GET, "/api/v1/plugins/{}/history", Role::ReadOnly, Op::PluginHistory),
 ];
 
 /// Why no route answers a request.
@@ -190,7 +197,7 @@ impl From<NoRoute> for ApiError {
 pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Request<hyper::body::Incoming>) -> Resp {
     let sync = &state.sync;
     let machine_id = || {
-        parse_machine_id(params[0], sync.config.limits.max_machine_id_bytes)
+        parse_machine_id(params[0], sync.config.get().limits.max_machine_id_bytes)
             .map_err(|e| ApiError::field("machine_id", e.to_string()))
     };
     let proposal_id =
@@ -238,17 +245,11 @@ pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Reque
         Op::ApproveProposal => decide_proposal(sync, proposal_id()?, "approve", req).await,
         Op::RejectProposal => decide_proposal(sync, proposal_id()?, "reject", req).await,
         Op::Plugins => plugin_status(state),
-        Op::ReloadPlugins => Ok(json_response(StatusCode::OK, &plugin_manager(state)?.reload().await)),
-        Op::RollbackPlugin => {
-            let name = params[0];
-            match plugin_manager(state)?.rollback(name) {
-                Ok((from, to)) => {
-                    Ok(json_response(StatusCode::OK, &serde_json::json!({"plugin": name, "from": from, "to": to})))
-                }
-                Err(e) => Err(ApiError::field("name", e.to_string())),
-            }
-        }
+        Op::ReloadPlugins => plugins_ops::reload_plugins(state, req).await,
+        Op::RollbackPlugin => plugins_ops::rollback(state, params[0], req).await,
         Op::Metrics => super::ops::metrics(state, &req).await,
+        Op::ReloadConfig => plugins_ops::reload_config(state, req).await,
+        Op::PluginHistory => plugins_ops::history(state, params[0]).await,
     }
 }
 
@@ -268,7 +269,7 @@ struct RuleInput {
 
 async fn post_rules(sync: &SyncService, req: Request<hyper::body::Incoming>) -> Resp {
     let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
-    let changes = parse_rule_changes(&bytes, sync.config.limits.max_rules_per_request)?;
+    let changes = parse_rule_changes(&bytes, sync.config.get().limits.max_rules_per_request)?;
     let version = sync.store.commit_rules(&changes).await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({"version": version, "applied": changes.len()})))
 }
@@ -420,7 +421,7 @@ async fn compact_history(sync: &SyncService, req: Request<hyper::body::Incoming>
     {
         return Err(ApiError::field("keep_from", format!("keep_from {v} is above the head version {head}")));
     }
-    let days = body.active_within_days.unwrap_or(sync.config.sync.rule_history_days);
+    let days = body.active_within_days.unwrap_or(sync.config.get().sync.rule_history_days);
     let since = now_unix().saturating_sub(i64::try_from(days.saturating_mul(86_400)).unwrap_or(i64::MAX));
     let report = crate::maintenance::compact_rule_history(sync.store.as_ref(), body.keep_from, since, None).await?;
     Ok(json_response(StatusCode::OK, &report))
@@ -482,7 +483,7 @@ async fn decide_proposal(sync: &SyncService, id: u64, verb: &str, req: Request<h
     Ok(json_response(StatusCode::OK, &p))
 }
 
-fn plugin_manager(state: &AppState) -> Result<&dasher_policy::PluginManager, ApiError> {
+pub(super) fn plugin_manager(state: &AppState) -> Result<&dasher_policy::PluginManager, ApiError> {
     state
         .plugins
         .as_deref()
