@@ -165,7 +165,10 @@ impl PluginManager {
         let h = host.clone();
         match self.inner.executor.run(move || inner.configure(&h, false)).await {
             Some(d) => d,
-            None => self.inner.configure(host, true),
+            None => {
+                let (inner, h) = (Arc::clone(&self.inner), host.clone());
+                off_worker(move || inner.configure(&h, true)).await
+            }
         }
     }
 
@@ -175,7 +178,10 @@ impl PluginManager {
         let h = host.clone();
         match self.inner.executor.run(move || inner.select_rules(&h, false)).await {
             Some(d) => d,
-            None => self.inner.select_rules(host, true),
+            None => {
+                let (inner, h) = (Arc::clone(&self.inner), host.clone());
+                off_worker(move || inner.select_rules(&h, true)).await
+            }
         }
     }
 
@@ -187,7 +193,10 @@ impl PluginManager {
         let b = batch.clone();
         match self.inner.executor.run(move || inner.triage(&b, false)).await {
             Some(d) => d,
-            None => self.inner.triage(&batch, true),
+            None => {
+                let inner = Arc::clone(&self.inner);
+                off_worker(move || inner.triage(&batch, true)).await
+            }
         }
     }
 
@@ -660,4 +669,15 @@ fn set_fields<T: Serialize>(v: &T) -> Vec<String> {
 
 pub(crate) fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Runs `f` on the blocking pool. The overloaded path calls no plugin, but its fail-static
+/// answer may read a host's last good decision from the store, which blocks (the store-backed
+/// kv drives the async store with `block_on`, which panics on a tokio worker).
+async fn off_worker<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("plugin fallback task cancelled: {e}"),
+    }
 }

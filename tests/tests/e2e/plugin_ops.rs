@@ -206,3 +206,56 @@ async fn rollback_names_a_generation_and_survives_a_restart() {
     s.restart().await;
     assert_eq!(active(s.admin(Method::GET, "/api/v1/plugins", None).await.json()), hash(&four));
 }
+
+/// With every plugin worker busy (one worker, a queue of one, a plugin that runs to its
+/// deadline), the extra preflights take the overloaded path: fail static from the hosts' last
+/// good decisions in the store. That lookup blocks, so it must run off the tokio workers (it
+/// panicked there and dropped the connection); every preflight is answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overloaded_plugin_workers_fail_static_without_dropping_requests() {
+    let (s, _dir) = plugin_server(&["fault-loop"], |p| {
+        p.workers = 1;
+        p.queue_capacity = 1;
+        p.limits.deadline_ms = 1_500;
+    })
+    .await;
+    let ids: Vec<String> = (0..6).map(|i| format!("busy-{i}")).collect();
+    for id in &ids {
+        let r = s.admin(Method::PUT, &format!("/api/v1/hosts/{id}/tags"), Some(json!({"tags": ["fault"]}))).await;
+        assert_eq!(r.status, StatusCode::OK);
+    }
+    // Concurrent preflights, each on its own connection.
+    let addr = s.handle.as_ref().unwrap().addr();
+    let mut set = tokio::task::JoinSet::new();
+    for id in ids.clone() {
+        set.spawn(async move {
+            use tokio::io::{AsyncReadExt, AsyncWriteExt};
+            let body = preflight(&id, "desk.example.com").to_string();
+            let mut conn = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let head = format!(
+                "POST /santa/preflight/{id} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            conn.write_all(head.as_bytes()).await.unwrap();
+            conn.write_all(body.as_bytes()).await.unwrap();
+            let mut answer = String::new();
+            let read = conn.read_to_string(&mut answer).await;
+            (id, read.map(|_| answer))
+        });
+    }
+    while let Some(done) = set.join_next().await {
+        let (id, answer) = done.unwrap();
+        let answer = answer.unwrap_or_else(|e| panic!("{id}: connection failed: {e}"));
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "{id}: {}",
+            answer.lines().next().unwrap_or("(closed without an answer)")
+        );
+    }
+    let status = s.admin(Method::GET, "/api/v1/plugins", None).await;
+    assert!(
+        String::from_utf8_lossy(&status.body).contains("overloaded"),
+        "the overloaded path ran: {}",
+        String::from_utf8_lossy(&status.body)
+    );
+}
