@@ -237,6 +237,9 @@ async fn sign_in_csrf_roles_pages_and_sign_out() {
     let pages: Vec<(String, Vec<&str>)> = vec![
         ("/ui/hosts".into(), vec![HOST, "ui-mac.example.com", "C02UI0001", "alice", "2026.7.1"]),
         ("/ui/hosts?q=UI-HOST".into(), vec![HOST]),
+        ("/ui/hosts?q=ui-mac".into(), vec![HOST, "hostname"]),
+        ("/ui/hosts?q=c02ui".into(), vec![HOST, "serial"]),
+        ("/ui/hosts?q=ALI".into(), vec![HOST, "user"]),
         (
             format!("/ui/hosts/{HOST}"),
             vec![
@@ -267,6 +270,8 @@ async fn sign_in_csrf_roles_pages_and_sign_out() {
         assert_no_inline_code(path, &p);
     }
     // Other hosts' filters find nothing; bad filters name their field.
+    assert!(b.get("/ui/hosts?q=zzz").await.body.contains("No hosts match."));
+    assert_eq!(b.get("/ui/hosts?after=garbage").await.status, StatusCode::BAD_REQUEST);
     let p = b.get("/ui/events?machine_id=nobody").await;
     assert!(p.body.contains("No events.") && !p.body.contains(&digest[..16]));
     let p = b.get("/ui/events?file_sha256=xyz").await;
@@ -281,6 +286,12 @@ async fn sign_in_csrf_roles_pages_and_sign_out() {
         assert_eq!(p.status, StatusCode::OK);
         assert_no_inline_code("/ui/", &p);
         if p.body.contains("By Santa version") && p.body.contains("2026.7.1") && p.body.contains("LOCKDOWN") {
+            // Charts from the store's counters: one blocked event today, one sync this hour.
+            let series = p.body.split("data-series=\"").nth(1).expect("a chart").split('"').next().unwrap();
+            assert!(series.starts_with("blocked|"), "{series}");
+            let blocked: Vec<&str> = series.split(';').next().unwrap().rsplit('|').next().unwrap().split(',').collect();
+            assert_eq!((blocked.len(), *blocked.last().unwrap()), (30, "1"), "{series}");
+            assert!(p.body.contains("Syncs per hour"));
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "no overview snapshot with the host: {}", p.body);
@@ -295,6 +306,8 @@ async fn sign_in_csrf_roles_pages_and_sign_out() {
     assert_eq!(host["tags"], json!(["eng", "canary"]));
     let p = b.get(&format!("/ui/hosts/{HOST}?done=tags")).await;
     assert!(p.body.contains("Tags saved") && p.body.contains(r#"value="eng canary""#), "{}", p.body);
+    // The host's page shows who changed it (the audit log).
+    assert!(p.body.contains("host.tags.set") && p.body.contains("rules-editor"), "{}", p.body);
     // Without the CSRF field: refused, nothing changed.
     let p = b.post(&format!("/ui/hosts/{HOST}/tags"), &[("tags", "evil")]).await;
     assert_eq!(p.status, StatusCode::FORBIDDEN);
@@ -335,6 +348,31 @@ async fn sign_in_csrf_roles_pages_and_sign_out() {
     b.cookies.insert("dasher_session".into(), old);
     let p = b.get("/ui/hosts").await;
     assert_eq!(p.status, StatusCode::SEE_OTHER, "a signed-out session id is dead");
+
+    // The audit log holds each write with who, role and surface; the refused ones are absent.
+    let dir = s.dir.clone();
+    let mut s = s;
+    s.handle.take().unwrap().shutdown().await;
+    let store = dasher_store::open(&dasher_server::config::Config::for_tests(&dir).store_spec()).unwrap();
+    let log = store.list_audit(None, None, 100).await.unwrap();
+    let summary: Vec<(String, String, String, String)> =
+        log.iter().rev().map(|e| (e.actor.clone(), e.role.clone(), e.action.clone(), e.target.clone())).collect();
+    let host_target = format!("host:{HOST}");
+    let expected = [
+        ("admin_token", "admin", "rules.commit"),
+        ("editor", "rules-editor", "ui.sign_in"),
+        ("editor", "rules-editor", "host.tags.set"),
+        ("editor", "rules-editor", "host.clean_sync"),
+        ("viewer", "read-only", "ui.sign_in"),
+        ("editor", "rules-editor", "ui.sign_out"),
+    ];
+    let got: Vec<(&str, &str, &str)> =
+        summary.iter().map(|(a, r, act, _)| (a.as_str(), r.as_str(), act.as_str())).collect();
+    assert_eq!(got, expected, "{log:?}");
+    let tags = log.iter().find(|e| e.action == "host.tags.set").unwrap();
+    assert_eq!((tags.target.as_str(), &tags.detail), (host_target.as_str(), &json!({"tags": ["eng", "canary"]})));
+    assert_eq!(tags.via, dasher_store::AuditVia::Ui);
+    assert_eq!(log.iter().find(|e| e.action == "rules.commit").unwrap().via, dasher_store::AuditVia::Api);
 }
 
 #[tokio::test]
