@@ -425,3 +425,58 @@ async fn the_console_can_be_turned_off() {
     let v: Value = s.admin(Method::GET, "/api/v1/hosts", None).await.json();
     assert!(v["hosts"].is_array(), "the admin API is unaffected");
 }
+
+/// Appends a custom section to a wasm binary: the same plugin, a new file hash (generation).
+fn with_custom_section(wasm: &[u8], payload: &[u8]) -> Vec<u8> {
+    let name = b"dasher-test";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(payload);
+    assert!(section.len() < 128, "one-byte LEB128 size");
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push(section.len() as u8);
+    out.extend_from_slice(&section);
+    out
+}
+
+#[tokio::test]
+async fn plugins_page_reloads_and_rolls_back_as_admin() {
+    let (s, plugins) = dasher_tests::plugin_server(&["staged-rollout"], |_| {}).await;
+    let mut admin = Browser::new(addr(&s));
+    assert_eq!(admin.sign_in(TOKEN).await.status, StatusCode::SEE_OTHER);
+    let status = s.admin(Method::GET, "/api/v1/plugins", None).await.json();
+    let first = status["plugins"][0]["hash"].as_str().unwrap().to_owned();
+    let p = admin.get("/ui/plugins").await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert_no_inline_code("/ui/plugins", &p);
+    assert!(
+        p.body.contains("staged-rollout") && p.body.contains(&first[..12]) && p.body.contains("configure"),
+        "{}",
+        p.body
+    );
+    assert!(!p.body.contains("Roll back"), "one generation: nothing to roll back to");
+
+    // A new file for the plugin, then "Reload now".
+    let file = plugins.path().join("staged-rollout.wasm");
+    let wasm = std::fs::read(&file).unwrap();
+    std::fs::write(&file, with_custom_section(&wasm, b"v2")).unwrap();
+    let csrf = admin.csrf();
+    let p = admin.post("/ui/plugins/reload", &[("csrf_token", &csrf)]).await;
+    assert_eq!((p.status, p.location()), (StatusCode::SEE_OTHER, "/ui/plugins?done=reload"), "{}", p.body);
+    let status = s.admin(Method::GET, "/api/v1/plugins", None).await.json();
+    let second = status["plugins"][0]["hash"].as_str().unwrap().to_owned();
+    assert_ne!(first, second, "the new file is a new generation");
+    let p = admin.get("/ui/plugins?done=reload").await;
+    assert!(p.body.contains("Plugins reloaded") && p.body.contains(&second[..12]) && p.body.contains("Roll back"));
+
+    // Roll back to the first generation.
+    let p = admin.post("/ui/plugins/staged-rollout/rollback", &[("csrf_token", &csrf)]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let status = s.admin(Method::GET, "/api/v1/plugins", None).await.json();
+    assert_eq!(status["plugins"][0]["hash"].as_str().unwrap(), first);
+    // An unknown plugin names the field.
+    let p = admin.post("/ui/plugins/nope/rollback", &[("csrf_token", &csrf)]).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("name"), "{}", p.body);
+}
