@@ -76,10 +76,15 @@ pub async fn list(cx: &Cx<'_>) -> Result {
     let next = (hosts.len() == PAGE).then(|| hosts.last().map(|h| h.cursor().encode())).flatten();
     let body = m! {
         form.filters method="get" action="/ui/hosts" {
-            label { "Search" input type="search" name="q" value=(q) placeholder="machine id, hostname, serial or user (start of)" size="40"; }
+            label { "Search"
+                input type="search" name="q" value=(q) placeholder="machine id, hostname, serial or user (start of)" size="40"
+                    hx-get="/ui/hosts" hx-trigger="input changed delay:300ms, search" hx-target="#results" hx-select="#results"
+                    hx-swap="outerHTML" hx-push-url="true";
+            }
             button type="submit" { "Search" }
             @if !q.is_empty() { a href="/ui/hosts" { "Clear" } }
         }
+        div #results {
         @if hosts.is_empty() {
             p.muted { "No hosts match." }
         } @else {
@@ -91,6 +96,7 @@ pub async fn list(cx: &Cx<'_>) -> Result {
         div.pager {
             @if after.is_some() { a href={ "/ui/hosts?q=" (enc(q)) } { "First page" } }
             @if let Some(n) = &next { a href={ "/ui/hosts?q=" (enc(q)) "&after=" (enc(n)) } { "Next page" } }
+        }
         }
     };
     Ok(html(StatusCode::OK, page(&cx.page_ctx(), "Hosts", Nav::Hosts, body)))
@@ -140,11 +146,11 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
                         dt { "Serial" } dd.mono { (i.serial_number) }
                         dt { "Primary user" } dd { (i.primary_user) }
                         dt { "Groups" } dd { (i.primary_user_groups.join(", ")) }
-                        dt { "macOS" } dd { (i.os_version) " (" (i.os_build) ")" }
+                        dt { "macOS" } dd { (i.os_version) @if !i.os_build.is_empty() { " (" (i.os_build) ")" } }
                         dt { "Model" } dd { (i.model_identifier) }
                         dt { "Santa" } dd { (i.santa_version) }
                         dt { "Client mode" } dd { (i.client_mode.map(|m| format!("{m:?}")).unwrap_or_default()) }
-                        dt { "Rule counts" } dd.mono { (serde_json::to_string(&i.rule_counts).unwrap_or_default()) }
+                        dt { "Rule counts" } dd { (counts(&i.rule_counts)) }
                         dt { "First seen" } dd { (fmt::time(i.first_seen_unix)) }
                         dt { "Last seen" } dd { (fmt::when(i.last_seen_unix, now)) }
                     } @else {
@@ -178,7 +184,16 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
                     dt { "Last postflight" } dd { (fmt::when(st.last_postflight_unix, now)) }
                     dt { "Sync type" } dd { (st.last_sync_type.map(|t| t.to_string()).unwrap_or_default()) " " span.muted { (st.last_sync_reason) } }
                     dt { "Outcome" } dd { (st.last_outcome.to_string()) }
-                    dt { "Acknowledged" } dd.mono { (st.acked.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default()).unwrap_or_else(|| "nothing yet".into())) }
+                    dt { "Acknowledged" } dd {
+                        @match &st.acked {
+                            None => span.muted { "nothing yet" },
+                            Some(a) => {
+                                "rule version " (a.version)
+                                @if let Some(t) = a.sync_type { " (" (t.to_string()) " sync)" }
+                                ": " (a.rule_sets.join(" → ")) "; " (counts(&a.counts))
+                            }
+                        }
+                    }
                     dt { "Rules received / kept" } dd { (st.last_rules_received) " / " (st.last_rules_processed) }
                 }
             }
@@ -250,7 +265,7 @@ fn decided(d: Option<&dasher_store::DecisionProvenance>, now: i64) -> Markup {
         return m! { p.muted { "No preflight answered yet." } };
     };
     m! {
-        p.muted { "Decided " (fmt::when(d.decided_unix, now)) "." }
+        p.muted { "Decided " (fmt::when(d.decided_unix, now)) " (last answered preflight)." }
         table {
             tr { th { "Setting" } th { "Value" } th { "Decided by" } }
             @for (field, applied) in &d.settings {
@@ -301,6 +316,16 @@ fn decider(v: &serde_json::Value) -> String {
 fn show<T: serde::Serialize>(v: &T) -> String {
     let v = serde_json::to_value(v).unwrap_or_default();
     if v.get("by").is_some_and(|b| b.is_string()) { decider(&v) } else { v.to_string() }
+}
+
+/// Rule counts as `binary 3, teamid 1` (`none` when all are 0).
+fn counts(c: &dasher_sdk::domain::RuleCounts) -> String {
+    let v = serde_json::to_value(c).unwrap_or_default();
+    let parts: Vec<String> = v
+        .as_object()
+        .map(|o| o.iter().filter(|(_, n)| n.as_u64().unwrap_or(0) > 0).map(|(k, n)| format!("{k} {n}")).collect())
+        .unwrap_or_default();
+    if parts.is_empty() { "none".into() } else { parts.join(", ") }
 }
 
 /// Splits the tags field on commas and whitespace.

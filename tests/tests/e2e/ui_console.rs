@@ -126,9 +126,19 @@ fn form_urlencoded_serialize(fields: &[(&str, &str)]) -> String {
         .join("&")
 }
 
+/// With `DASHER_UI_DUMP=DIR`, pages are also written there for a reviewer to open.
+fn dump(path: &str, p: &Page) {
+    if let Some(dir) = std::env::var_os("DASHER_UI_DUMP") {
+        let name: String = path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.html")), &p.body).unwrap();
+    }
+}
+
 /// Every console page must work under `script-src 'self'; style-src 'self'`: no inline
 /// script, no inline style attribute, no inline event handler.
 fn assert_no_inline_code(path: &str, p: &Page) {
+    dump(path, p);
     let csp = p.headers.get(header::CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok()).unwrap_or("");
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{path}: CSP {csp:?}");
     assert_eq!(p.headers.get(header::X_CONTENT_TYPE_OPTIONS).map(|v| v.as_bytes()), Some(&b"nosniff"[..]));
@@ -274,6 +284,11 @@ async fn sign_in_csrf_roles_pages_and_sign_out() {
     assert_eq!(b.get("/ui/hosts?after=garbage").await.status, StatusCode::BAD_REQUEST);
     let p = b.get("/ui/events?machine_id=nobody").await;
     assert!(p.body.contains("No events.") && !p.body.contains(&digest[..16]));
+    assert!(b.get("/ui/events?since=2000-01-01").await.body.contains(&digest[..16]));
+    assert!(b.get("/ui/events?since=2999-01-01").await.body.contains("No events."));
+    let p = b.get("/ui/events?since=yesterday").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("since must be a date"), "{}", p.body);
     let p = b.get("/ui/events?file_sha256=xyz").await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
     assert!(p.body.contains("file_sha256"), "{}", p.body);
