@@ -119,7 +119,7 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
         return Err(UiError::NotFound(format!("no host {id}")));
     };
     let now = now_unix();
-    let (version, sets, rules) = admin::effective_rules_of(sync, &id).await?;
+    let (version, sets, rules, more_rules) = admin::first_effective_rules_of(sync, &id, MAX_RULES_SHOWN).await?;
     let events = sync
         .store
         .query_events(&EventFilter {
@@ -201,11 +201,14 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
         h2 { "Who decided what (sync.decided)" }
         (decided(st.decided.as_ref(), now))
         h2 { "Effective rules" }
-        p.muted { "Rule version " (version) "; rule sets in precedence order: " (sets.join(" → ")) ". " (rules.len()) " rules." }
+        p.muted {
+            "Rule version " (version) "; rule sets in precedence order: " (sets.join(" → ")) ". "
+            @if more_rules { "More than " (MAX_RULES_SHOWN) " rules." } @else { (rules.len()) " rules." }
+        }
         @if !rules.is_empty() {
             table {
                 tr { th { "Type" } th { "Identifier" } th { "Policy" } th { "Message" } }
-                @for r in rules.iter().take(MAX_RULES_SHOWN) {
+                @for r in &rules {
                     tr {
                         td { (format!("{:?}", r.rule_type)) }
                         td.mono {
@@ -218,7 +221,7 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
                     }
                 }
             }
-            @if rules.len() > MAX_RULES_SHOWN {
+            @if more_rules {
                 p.muted { "First " (MAX_RULES_SHOWN) " shown; the admin API lists them all: "
                     code { "GET /api/v1/hosts/" (id) "/effective-rules" } }
             }

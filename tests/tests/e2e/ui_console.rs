@@ -341,6 +341,14 @@ async fn sign_in_csrf_roles_pages_and_sign_out() {
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     assert!(p.body.contains("needs role admin"), "{}", p.body);
 
+    // Signing in again replaces the session: the previous id stops working.
+    let before = b.cookies.get("dasher_session").cloned().unwrap();
+    assert_eq!(b.sign_in(EDITOR).await.status, StatusCode::SEE_OTHER);
+    assert_ne!(b.cookies["dasher_session"], before);
+    let mut stale = Browser::new(addr(&s));
+    stale.cookies.insert("dasher_session".into(), before);
+    assert_eq!(stale.get("/ui/hosts").await.status, StatusCode::SEE_OTHER, "the replaced session is gone");
+
     // A read-only user sees but may not write.
     let mut viewer = Browser::new(addr(&s));
     assert_eq!(viewer.sign_in(VIEWER).await.status, StatusCode::SEE_OTHER);
@@ -378,6 +386,7 @@ async fn sign_in_csrf_roles_pages_and_sign_out() {
         ("editor", "rules-editor", "ui.sign_in"),
         ("editor", "rules-editor", "host.tags.set"),
         ("editor", "rules-editor", "host.clean_sync"),
+        ("editor", "rules-editor", "ui.sign_in"),
         ("viewer", "read-only", "ui.sign_in"),
         ("editor", "rules-editor", "ui.sign_out"),
     ];
