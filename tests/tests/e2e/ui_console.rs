@@ -504,3 +504,80 @@ async fn plugins_page_reloads_and_rolls_back_as_admin() {
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
     assert!(p.body.contains("name"), "{}", p.body);
 }
+
+/// One HTTPS request to the console, trusting `ca`; returns the `Set-Cookie` values.
+async fn https_cookies(
+    addr: SocketAddr,
+    ca: &rustls_pki_types::CertificateDer<'static>,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    form: &str,
+) -> (StatusCode, Vec<String>) {
+    use hyper_util::rt::TokioIo;
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(form.to_owned())))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let cookies = resp.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    (resp.status(), cookies)
+}
+
+#[tokio::test]
+async fn cookies_are_secure_over_tls() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "console test CA");
+    let ca_der = ca_params.self_signed(&ca_key).unwrap().der().clone();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+    let certs = dir.path().to_owned();
+    let s = server(move |c| {
+        c.tls = Some(dasher_server::config::TlsSettings {
+            cert: certs.join("server.crt"),
+            key: certs.join("server.key"),
+            client_ca: None,
+            require_client_cert: false,
+            bind_identity: false,
+        })
+    })
+    .await;
+    let (status, cookies) = https_cookies(addr(&s), &ca_der, Method::GET, "/ui/login", "", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = cookies.iter().find(|c| c.starts_with("dasher_csrf=")).expect("CSRF cookie");
+    assert!(csrf.contains("; Secure") && csrf.contains("HttpOnly") && csrf.contains("SameSite=Strict"), "{csrf}");
+    let token = csrf.split(';').next().unwrap().trim_start_matches("dasher_csrf=").to_owned();
+    let form = format!("token={EDITOR}&csrf_token={token}");
+    let (status, cookies) =
+        https_cookies(addr(&s), &ca_der, Method::POST, "/ui/login", &format!("dasher_csrf={token}"), &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let session = cookies.iter().find(|c| c.starts_with("dasher_session=")).expect("session cookie");
+    assert!(session.contains("; Secure") && session.contains("HttpOnly") && session.contains("SameSite=Strict"));
+}
