@@ -13,6 +13,8 @@ mod access;
 pub mod live;
 pub use access::{AdminSettings, MetricsSettings, Role, SyncAuthSettings, TlsSettings, TokenConfig};
 pub use live::LiveConfig;
+mod ui;
+pub use ui::UiSettings;
 
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,6 +51,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// `GET /metrics` (`[metrics]`).
     pub metrics: MetricsSettings,
+    /// The web console (`[ui]`).
+    pub ui: UiSettings,
 }
 
 /// Settings and rule sets for hosts carrying one tag.
@@ -231,6 +235,7 @@ impl Default for Config {
             sync_auth: Default::default(),
             tls: None,
             metrics: Default::default(),
+            ui: UiSettings::default(),
         }
     }
 }
@@ -352,6 +357,7 @@ impl Config {
         }
         self.admin.validate().map_err(ConfigError::Invalid)?;
         self.sync_auth.validate().map_err(ConfigError::Invalid)?;
+        self.ui.validate().map_err(ConfigError::Invalid)?;
         if let Some(tls) = &self.tls {
             tls.validate().map_err(ConfigError::Invalid)?;
         }

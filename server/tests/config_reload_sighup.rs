@@ -100,7 +100,8 @@ async fn sighup_switches_shadow_to_enforce_under_load_and_invalid_files_change_n
     std::fs::create_dir_all(&plugins).unwrap();
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf();
     let target = std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| workspace.join("target"));
-    let options = dasher_policy::tools::BuildOptions { target_dir: Some(target.join("wasm-plugins")), debug: false };
+    let options =
+        dasher_policy::tools::BuildOptions { target_dir: Some(target.join("wasm-plugins")), ..Default::default() };
     let crate_dir = workspace.join("plugins").join("staged-rollout");
     dasher_policy::tools::build(&crate_dir, Some(&plugins.join("staged-rollout.wasm")), &options).unwrap();
 

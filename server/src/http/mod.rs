@@ -50,6 +50,8 @@ pub struct AppState {
     pub rate_limit: Option<rate_limit::MachineRateLimit>,
     /// Re-reads the config file (`POST /api/v1/config/reload`, SIGHUP).
     pub reloader: Arc<crate::reload::ConfigReloader>,
+    /// The web console's shared state.
+    pub ui: crate::ui::UiState,
 }
 
 /// Which routes a listener serves.
@@ -125,6 +127,7 @@ fn stage_label(prefix: &str, path: &str) -> &'static str {
         "/healthz" | "/readyz" => return "health",
         "/metrics" => return "metrics",
         p if p.starts_with("/api/") => return "admin",
+        p if p == "/ui" || p.starts_with("/ui/") => return "ui",
         _ => {}
     }
     let stage = path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')).and_then(|r| r.split('/').next());
@@ -143,6 +146,10 @@ async fn route(
     conn: &ConnInfo,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = req.uri().path().to_owned();
+    // The web console decides per route which listeners serve it (see `crate::ui`).
+    if path == "/ui" || path.starts_with("/ui/") {
+        return Ok(crate::ui::handle(state, req, conn).await);
+    }
     let admin_route = path == "/metrics" || path.starts_with("/api/");
     match (conn.surface, admin_route) {
         (Surface::Sync, true) => return Err(ApiError::NotFound(format!("{path} is served on admin.listen only"))),
@@ -160,7 +167,7 @@ async fn route(
     if admin_route {
         // Who first (an unauthenticated caller learns nothing of the routes), then the route
         // and the role it needs, both from the one table.
-        let (route, params) = match state.admin_auth.authenticate(req.headers()) {
+        let (route, params, who) = match state.admin_auth.authenticate(req.headers()) {
             Ok(who) => {
                 let (route, params) = admin::find(req.method(), &path)?;
                 if let Err(e) = who.may(route.role) {
@@ -168,15 +175,15 @@ async fn route(
                     return Err(e.into());
                 }
                 tracing::debug!(token = %who.name, role = %who.role, "admin request");
-                req.extensions_mut().insert(who);
-                (route, params)
+                req.extensions_mut().insert(who.clone());
+                (route, params, who)
             }
             Err(e) => {
                 state.metrics.record_auth_failure(e.metric_reason());
                 return Err(e.into());
             }
         };
-        return admin::handle(state, route, &params, req).await;
+        return admin::handle(state, route, &params, req, &who).await;
     }
     let config = state.sync.config.snapshot();
     let prefix = &config.sync_prefix;

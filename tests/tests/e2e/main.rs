@@ -21,3 +21,4 @@ mod sim_scenario;
 mod sync_protocol;
 mod tls_http;
 mod triage_http;
+mod ui_console;

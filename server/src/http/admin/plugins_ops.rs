@@ -6,7 +6,7 @@ use crate::http::admin::auth::Identity;
 use crate::http::error::{ApiError, json_response};
 use crate::http::{AppState, read_limited};
 use crate::reload::ReloadError;
-use dasher_policy::{PolicyError, Trigger};
+use dasher_policy::Trigger;
 use http::{Request, StatusCode};
 use serde::Deserialize;
 
@@ -49,29 +49,6 @@ pub(super) async fn reload_config(state: &AppState, req: Request<hyper::body::In
     Ok(json_response(StatusCode::OK, &report))
 }
 
-/// `POST /api/v1/plugins/reload`: re-reads the config file (when the server has one: plugin
-/// settings, modes, order and fallbacks change with it) and rescans the plugin directory. The
-/// answer is the rescan's report, with `config` saying what the file changed.
-pub(super) async fn reload_plugins(state: &AppState, req: Request<hyper::body::Incoming>) -> Resp {
-    let manager = plugin_manager(state)?;
-    let by = caller(&req);
-    if !state.reloader.has_file() {
-        return Ok(json_response(StatusCode::OK, &manager.reload_as(Trigger::ReloadApi, Some(by)).await));
-    }
-    let report = state.reloader.reload(&by, Trigger::ReloadApi).await.map_err(reload_error)?;
-    let plugins = match report.plugins.clone() {
-        Some(p) => p,
-        None => manager.reload_as(Trigger::ReloadApi, Some(by)).await,
-    };
-    let mut body = serde_json::to_value(&plugins).expect("a reload report serializes");
-    body["config"] = serde_json::json!({
-        "file": report.file,
-        "applied": report.applied,
-        "needs_restart": report.needs_restart,
-    });
-    Ok(json_response(StatusCode::OK, &body))
-}
-
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct RollbackRequest {
@@ -80,9 +57,13 @@ struct RollbackRequest {
 }
 
 /// `POST /api/v1/plugins/{name}/rollback` with an optional `{"to": "<sha or number>"}`.
-pub(super) async fn rollback(state: &AppState, name: &str, req: Request<hyper::body::Incoming>) -> Resp {
+pub(super) async fn rollback(
+    state: &AppState,
+    actor: &crate::actions::Actor,
+    name: &str,
+    req: Request<hyper::body::Incoming>,
+) -> Resp {
     let name = plugin_name(name)?;
-    let by = caller(&req);
     let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
     let body: RollbackRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         RollbackRequest::default()
@@ -97,19 +78,8 @@ pub(super) async fn rollback(state: &AppState, name: &str, req: Request<hyper::b
             return Err(ApiError::field("to", "to must be a generation number or a SHA-256 (prefix of 8+ hex digits)"));
         }
     };
-    // Blocking: the store-backed kv and a compile when the target is loaded from the store.
-    let (manager, plugin) = (manager_arc(state)?, name.to_owned());
-    let result = tokio::task::spawn_blocking(move || manager.rollback_to(&plugin, to.as_deref(), Some(&by)))
-        .await
-        .map_err(|e| ApiError::Busy(format!("rollback did not finish: {e}")))?;
-    match result {
-        Ok((from, to)) => {
-            Ok(json_response(StatusCode::OK, &serde_json::json!({"plugin": name, "from": from, "to": to})))
-        }
-        Err(e @ PolicyError::UnknownPlugin(_)) => Err(ApiError::NotFound(e.to_string())),
-        Err(e @ PolicyError::Generation { .. }) => Err(ApiError::field("to", e.to_string())),
-        Err(e) => Err(ApiError::field("name", e.to_string())),
-    }
+    let (from, to) = crate::actions::rollback_plugin(&state.sync, state.plugins.as_ref(), actor, name, to).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"plugin": name, "from": from, "to": to})))
 }
 
 /// `GET /api/v1/plugins/{name}/history`: activations of the plugin's generations, newest first.
