@@ -452,11 +452,14 @@ async fn get_proposals(sync: &SyncService, q: &HashMap<String, String>) -> Resp 
     Ok(json_response(StatusCode::OK, &serde_json::json!({"proposals": list})))
 }
 
-/// Optional body of approve / reject: who decides (recorded with the decision).
+/// Optional body of approve / reject: who decides (recorded with the decision) and, for an
+/// approval, where the rule goes (`scope`, see [`proposals::ApproveScope`]; default: the
+/// proposal's own rule set).
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct DecideRequest {
     by: Option<String>,
+    scope: Option<proposals::ApproveScope>,
 }
 
 /// Longest `by` accepted on approve / reject.
@@ -475,9 +478,10 @@ async fn decide_proposal(sync: &SyncService, id: u64, verb: &str, req: Request<h
         return Err(ApiError::field("by", format!("by must be 1 to {MAX_DECIDED_BY_BYTES} bytes")));
     }
     let store = sync.store.as_ref();
-    let p = match verb {
-        "approve" => proposals::approve(store, id, &by, now_unix()).await?,
-        _ => proposals::reject(store, id, &by, now_unix()).await?,
+    let p = match (verb, body.scope) {
+        ("approve", scope) => proposals::approve(store, id, &by, &scope.unwrap_or_default(), now_unix()).await?,
+        (_, Some(_)) => return Err(ApiError::field("scope", "a rejection has no scope; leave scope out")),
+        (_, None) => proposals::reject(store, id, &by, now_unix()).await?,
     };
     Ok(json_response(StatusCode::OK, &p))
 }
