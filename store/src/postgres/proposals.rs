@@ -94,6 +94,7 @@ fn from_row(row: &Row) -> Result<Proposal> {
             .get::<_, Option<Vec<u8>>>("applied_rule_set")
             .map(|b| utf8("dasher_proposals.applied_rule_set", b))
             .transpose()?,
+        requests: 0,
     })
 }
 
