@@ -71,7 +71,22 @@ pub async fn record(sync: &SyncService, actor: &Actor, action: &str, target: &st
     store_record(sync, &entry).await;
 }
 
-async fn store_record(_sync: &SyncService, entry: &AuditRecord) {
+async fn store_record(sync: &SyncService, entry: &AuditRecord) {
+    let stored = dasher_store::NewAuditEntry {
+        at_unix: entry.at_unix,
+        actor: entry.who.clone(),
+        role: entry.role.as_str().to_owned(),
+        action: entry.action.clone(),
+        target: entry.target.clone(),
+        detail: serde_json::Value::String(entry.detail.clone()),
+        via: match entry.via {
+            Via::Api => dasher_store::AuditVia::Api,
+            Via::Ui => dasher_store::AuditVia::Ui,
+        },
+    };
+    if let Err(e) = sync.store.record_audit(&stored).await {
+        tracing::error!(error = %e, action = %entry.action, "audit entry not stored");
+    }
     tracing::info!(
         target: "dasher::audit",
         who = %entry.who,

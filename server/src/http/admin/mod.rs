@@ -478,13 +478,13 @@ async fn get_proposals(sync: &SyncService, q: &HashMap<String, String>) -> Resp 
 }
 
 /// Optional body of approve / reject: who decides (recorded with the decision) and, for an
-/// approval, where the rule goes (`scope`, see [`proposals::ApproveScope`]; default: the
+/// approval, where the rule goes (`scope`, see [`crate::proposals::ApproveScope`]; default: the
 /// proposal's own rule set).
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct DecideRequest {
     by: Option<String>,
-    scope: Option<proposals::ApproveScope>,
+    scope: Option<crate::proposals::ApproveScope>,
 }
 
 /// `POST /api/v1/proposals/{id}/approve|reject`: 404 unknown, 409 already decided. `by`
