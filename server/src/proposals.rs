@@ -12,11 +12,11 @@
 use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleError, host_rule_set};
 use dasher_sdk::names::{NameError, RuleSetName};
 use dasher_sdk::plugin::{self, RuleProposal};
-use serde::{Deserialize, Serialize};
 use dasher_store::{
     DecideOutcome, NewProposal, PluginRef, Proposal, ProposalDecision, ProposalScope, ProposalStatus, RuleChange,
     Store, StoreError,
 };
+use serde::{Deserialize, Serialize};
 
 /// Who auto-applied proposals are recorded as decided by.
 pub const AUTO_APPLY_BY: &str = "auto-apply";

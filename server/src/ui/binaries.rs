@@ -269,6 +269,9 @@ fn identifier_for(rule_type: RuleType, sha: &str, latest: Option<&BinarySigner>)
     keys_of(sha, latest).into_iter().find(|k| k.rule_type == rule_type).map(|k| k.identifier)
 }
 
+/// One host's view: its id, its rule sets in precedence order, and the deciding rule (set, rule).
+type OnHost = (String, Vec<String>, Option<(String, Rule)>);
+
 /// One rule found for the binary.
 struct Found {
     rule_set: String,
@@ -277,7 +280,10 @@ struct Found {
 
 /// The rule sets looked at: `global`, and for each of the first hosts that ran the binary its
 /// own sets and its tags' sets (from the host record; no policy plugin runs for this).
-async fn candidate_sets(store: &dyn Store, hosts: &[String]) -> std::result::Result<Vec<String>, dasher_store::StoreError> {
+async fn candidate_sets(
+    store: &dyn Store,
+    hosts: &[String],
+) -> std::result::Result<Vec<String>, dasher_store::StoreError> {
     let mut sets = vec![GLOBAL_RULE_SET.to_owned()];
     for id in hosts.iter().take(MAX_HOSTS_CHECKED) {
         let tags = store.get_host(id).await?.map(|h| h.tags).unwrap_or_default();
@@ -314,7 +320,10 @@ fn deciding<'a>(selection: &[String], found: &'a [Found]) -> Option<&'a Found> {
     })
 }
 
-async fn proposals_for(store: &dyn Store, keys: &[RuleKey]) -> std::result::Result<Vec<Proposal>, dasher_store::StoreError> {
+async fn proposals_for(
+    store: &dyn Store,
+    keys: &[RuleKey],
+) -> std::result::Result<Vec<Proposal>, dasher_store::StoreError> {
     let all = store.list_proposals(None, None, MAX_PROPOSALS_SCANNED).await?;
     Ok(all.into_iter().filter(|p| keys.contains(&p.key)).collect())
 }
@@ -338,7 +347,8 @@ async fn render(cx: &Cx<'_>, sha: &str, notice: Option<Markup>, status: StatusCo
     let on_host = match cx.q("machine_id").or(seen.hosts.first().map(String::as_str)) {
         Some(id) => {
             let host = store.get_host(id).await?;
-            let selection = cx.state.sync.current_selection(id, host.as_ref()).await.map_err(crate::http::error::ApiError::from)?;
+            let selection =
+                cx.state.sync.current_selection(id, host.as_ref()).await.map_err(crate::http::error::ApiError::from)?;
             // A host not among those sampled: read its own sets too.
             let extra: Vec<String> = selection.iter().filter(|s| !sets.contains(s)).cloned().collect();
             let mut all = rules_for(store, &extra, &keys, head).await?;
@@ -401,7 +411,13 @@ fn signer(latest: Option<&BinarySigner>) -> Markup {
     let Some(e) = latest.filter(|s| !s.is_empty()) else {
         return html! { h2 { "Signer" } p.muted { "Unsigned, or no event carried signing data." } };
     };
-    let or_dash = |v: &str| if v.is_empty() { html! { "—" } } else { html! { code { (v) } } };
+    let or_dash = |v: &str| {
+        if v.is_empty() {
+            html! { "—" }
+        } else {
+            html! { code { (v) } }
+        }
+    };
     html! {
         h2 { "Signer" }
         dl.kv {
@@ -458,7 +474,7 @@ fn policy_badge(p: Policy) -> Markup {
     html! { span class=(class) { (p.name()) } }
 }
 
-fn rules_section(found: &[Found], sets: &[String], on_host: Option<&(String, Vec<String>, Option<(String, Rule)>)>) -> Markup {
+fn rules_section(found: &[Found], sets: &[String], on_host: Option<&OnHost>) -> Markup {
     html! {
         h2 { "Rules that apply" }
         @if let Some((id, selection, decided)) = on_host {
@@ -566,11 +582,10 @@ pub async fn add_rule(cx: &Cx<'_>) -> Result {
     let actor = authorize(cx, &Method::POST, "/api/v1/rules", "Adding a rule")?;
     let sha = parse_sha256(&cx.params[0])
         .ok_or_else(|| UiError::field("sha256", "a binary is named by its SHA-256: 64 hexadecimal characters"))?;
-    let rule_type = cx
-        .f("rule_type")
-        .and_then(|t| t.parse::<RuleType>().ok())
-        .filter(|t| RULE_PRECEDENCE.contains(t))
-        .ok_or_else(|| UiError::field("rule_type", "choose what to match: BINARY, CDHASH, SIGNINGID, CERTIFICATE or TEAMID"))?;
+    let rule_type =
+        cx.f("rule_type").and_then(|t| t.parse::<RuleType>().ok()).filter(|t| RULE_PRECEDENCE.contains(t)).ok_or_else(
+            || UiError::field("rule_type", "choose what to match: BINARY, CDHASH, SIGNINGID, CERTIFICATE or TEAMID"),
+        )?;
     let policy = match cx.f("policy") {
         Some(p @ ("BLOCKLIST" | "SILENT_BLOCKLIST" | "ALLOWLIST")) => p,
         _ => return Err(UiError::field("policy", "choose allow, block or block silently")),
@@ -607,10 +622,9 @@ pub async fn add_rule(cx: &Cx<'_>) -> Result {
     let changes = admin::parse_rule_changes(&body, cx.state.sync.config.limits.max_rules_per_request).map_err(|e| {
         // `rules[0].custom_msg` → the form's `custom_msg`.
         match e {
-            crate::http::error::ApiError::BadRequest { field: Some(f), message } => UiError::BadRequest {
-                field: Some(f.trim_start_matches("rules[0].").to_owned()),
-                message,
-            },
+            crate::http::error::ApiError::BadRequest { field: Some(f), message } => {
+                UiError::BadRequest { field: Some(f.trim_start_matches("rules[0].").to_owned()), message }
+            }
             e => e.into(),
         }
     })?;
@@ -668,6 +682,7 @@ mod tests {
             signing_chain: vec![wire::Certificate { sha256: "B".repeat(64), ..Default::default() }],
             ..Default::default()
         };
+        let e = signer_of(&e);
         let keys = keys_of(&sha, Some(&e));
         let types: Vec<RuleType> = keys.iter().map(|k| k.rule_type).collect();
         assert_eq!(types, [RuleType::Binary, RuleType::SigningId, RuleType::Certificate, RuleType::TeamId]);

@@ -220,7 +220,11 @@ pub async fn decide(cx: &Cx<'_>) -> Result {
     let mut ids = Vec::new();
     for (k, v) in &cx.form_all {
         if k == "id" {
-            let id = v.parse::<u64>().ok().filter(|id| *id > 0).ok_or_else(|| UiError::field("id", "proposal ids are positive numbers"))?;
+            let id = v
+                .parse::<u64>()
+                .ok()
+                .filter(|id| *id > 0)
+                .ok_or_else(|| UiError::field("id", "proposal ids are positive numbers"))?;
             if !ids.contains(&id) {
                 ids.push(id);
             }

@@ -85,9 +85,10 @@ fn set_name(s: &str) -> std::result::Result<String, UiError> {
 }
 
 fn rule_type(s: &str, field: &str) -> std::result::Result<RuleType, UiError> {
-    s.parse::<RuleType>().ok().filter(|t| TYPES.contains(t)).ok_or_else(|| {
-        UiError::field(field, "rule type must be BINARY, CERTIFICATE, SIGNINGID, TEAMID or CDHASH")
-    })
+    s.parse::<RuleType>()
+        .ok()
+        .filter(|t| TYPES.contains(t))
+        .ok_or_else(|| UiError::field(field, "rule type must be BINARY, CERTIFICATE, SIGNINGID, TEAMID or CDHASH"))
 }
 
 /// `GET /ui/rules`: the rule sets (`after=` pages); with `set=NAME` that set's rules
@@ -269,7 +270,10 @@ fn rule_form(ctx: &PageCtx, form: &FormState) -> Markup {
 
 /// The posted rule form as the admin API's rule object, then parsed exactly as
 /// `POST /api/v1/rules` parses it. A refused field comes back by its form name.
-fn parse_form(cx: &Cx<'_>, policy: Option<&str>) -> std::result::Result<Vec<dasher_store::RuleChange>, (String, String)> {
+fn parse_form(
+    cx: &Cx<'_>,
+    policy: Option<&str>,
+) -> std::result::Result<Vec<dasher_store::RuleChange>, (String, String)> {
     let mut rule = serde_json::Map::new();
     for k in ["rule_set", "rule_type", "identifier", "policy"] {
         let v = if k == "policy" { policy.or(cx.f(k)) } else { cx.f(k) };
@@ -307,7 +311,12 @@ async fn save(cx: &Cx<'_>, policy: Option<&str>) -> Result {
     let changes = match parse_form(cx, policy) {
         Ok(c) => c,
         Err(error) => {
-            let values = cx.form.iter().filter(|(k, _)| k.as_str() != super::csrf::FIELD).map(|(k, v)| (k.clone(), v.clone())).collect();
+            let values = cx
+                .form
+                .iter()
+                .filter(|(k, _)| k.as_str() != super::csrf::FIELD)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
             return render(cx, FormState { values, error: Some(error) }, None, StatusCode::BAD_REQUEST).await;
         }
     };

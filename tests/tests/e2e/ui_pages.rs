@@ -97,7 +97,9 @@ fn seed_proposals(spec: StoreSpec) {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
         rt.block_on(async {
             let store = dasher_store::open(&spec).unwrap();
-            for (i, id) in ["EQHXZ8M8AV:com.a", "EQHXZ8M8AV:com.b", "EQHXZ8M8AV:com.c"].iter().enumerate() {
+            for (i, id) in
+                ["EQHXZ8M8AV:com.d", "EQHXZ8M8AV:com.a", "EQHXZ8M8AV:com.b", "EQHXZ8M8AV:com.c"].iter().enumerate()
+            {
                 let rule = RuleSpec {
                     identifier: (*id).into(),
                     rule_type: RuleType::SigningId,
@@ -169,14 +171,25 @@ async fn console_pages_view_and_change_rules_through_the_admin_code_path() {
     assert_eq!(csrf_input(&html).as_deref(), editor.cookies.get("dasher_csrf").map(String::as_str));
     let search = editor.get(&format!("/ui/binaries?sha256={}", binary.to_uppercase())).await;
     assert_eq!(search.status, StatusCode::SEE_OTHER, "a whole SHA-256 goes to its page");
-    assert_eq!(editor.get("/ui/binaries?sha256=abc").await.status, StatusCode::BAD_REQUEST);
+    let prefix = editor.get(&format!("/ui/binaries?sha256={}", &binary[..20])).await;
+    assert_eq!(prefix.status, StatusCode::OK);
+    assert!(text(&prefix).contains(&format!("/ui/binaries/{binary}")), "a prefix finds it");
+    let other = text(&editor.get("/ui/binaries?sha256=ffff").await);
+    assert!(!other.contains(&format!("/ui/binaries/{binary}")), "another prefix does not");
+    assert!(text(&editor.get("/ui/binaries").await).contains(&binary[..16]), "recently seen binaries");
+    assert_eq!(editor.get("/ui/binaries?sha256=xyz").await.status, StatusCode::BAD_REQUEST);
 
     // Block it for one host by its signing ID, with a message.
     let r = editor
         .post(
             &format!("/ui/binaries/{binary}/rule"),
-            &[("rule_type", "SIGNINGID"), ("policy", "BLOCKLIST"), ("scope", "host"), ("machine_id", HOST),
-              ("custom_msg", "Ask IT first")],
+            &[
+                ("rule_type", "SIGNINGID"),
+                ("policy", "BLOCKLIST"),
+                ("scope", "host"),
+                ("machine_id", HOST),
+                ("custom_msg", "Ask IT first"),
+            ],
         )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
@@ -193,7 +206,10 @@ async fn console_pages_view_and_change_rules_through_the_admin_code_path() {
     assert!(page.contains("by its SIGNINGID rule in"), "the binary page names the deciding rule");
     // A bad scope is named.
     let r = editor
-        .post(&format!("/ui/binaries/{binary}/rule"), &[("rule_type", "BINARY"), ("policy", "ALLOWLIST"), ("scope", "tag"), ("tag", "host:x")])
+        .post(
+            &format!("/ui/binaries/{binary}/rule"),
+            &[("rule_type", "BINARY"), ("policy", "ALLOWLIST"), ("scope", "tag"), ("tag", "host:x")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     assert!(text(&r).contains("tag"), "{}", text(&r));
@@ -205,11 +221,14 @@ async fn console_pages_view_and_change_rules_through_the_admin_code_path() {
     }
     let list = s.admin(Method::GET, "/api/v1/proposals?status=pending", None).await.json();
     let ids: Vec<String> = list["proposals"].as_array().unwrap().iter().map(|p| p["id"].to_string()).collect();
-    assert_eq!(ids.len(), 3);
+    assert_eq!(ids.len(), 4, "newest first: com.c, com.b, com.a, com.d");
     let r = editor.post("/ui/proposals/decide", &[("id", &ids[0]), ("verb", "approve"), ("scope", "global")]).await;
     assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
     let r = editor
-        .post("/ui/proposals/decide", &[("id", &ids[1]), ("id", &ids[2]), ("verb", "approve"), ("scope", "rule_set"), ("rule_set", "eng")])
+        .post(
+            "/ui/proposals/decide",
+            &[("id", &ids[1]), ("id", &ids[2]), ("verb", "approve"), ("scope", "rule_set"), ("rule_set", "eng")],
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
     for (id, set) in [(&ids[0], "global"), (&ids[1], "eng"), (&ids[2], "eng")] {
@@ -222,6 +241,18 @@ async fn console_pages_view_and_change_rules_through_the_admin_code_path() {
     let eff = effective(&s, OTHER_HOST).await;
     assert!(eff["rules"].as_array().unwrap().iter().any(|r| r["identifier"] == "EQHXZ8M8AV:com.c"), "global: {eff}");
 
+    // The admin API takes the same scope (same code path); a bad one is named.
+    let path = format!("/api/v1/proposals/{}/approve", ids[3]);
+    let r = s.admin(Method::POST, &path, Some(json!({"scope": {"rule_set": "host:mac-2"}}))).await;
+    assert_eq!((r.status, r.json()["field"].as_str()), (StatusCode::BAD_REQUEST, Some("scope")), "{}", text(&r));
+    let r = s.admin(Method::POST, &path, Some(json!({"scope": {"host": OTHER_HOST}}))).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", text(&r));
+    assert_eq!(r.json()["applied_rule_set"], "host:mac-2");
+    let eff = effective(&s, OTHER_HOST).await;
+    assert!(eff["rules"].as_array().unwrap().iter().any(|r| r["identifier"] == "EQHXZ8M8AV:com.d"), "host: {eff}");
+    let queue = text(&editor.get("/ui/proposals?status=approved").await);
+    assert!(queue.contains("host:mac-2") && queue.contains("erin"), "the queue shows who decided and where");
+
     // Rules: add, change (a refused field is shown next to it), remove.
     let rule = [("rule_set", "eng"), ("rule_type", "TEAMID"), ("identifier", "abcde12345"), ("policy", "BLOCKLIST")];
     let r = editor.post("/ui/rules", &rule).await;
@@ -230,10 +261,15 @@ async fn console_pages_view_and_change_rules_through_the_admin_code_path() {
     assert!(set_page.contains("ABCDE12345") && set_page.contains("EQHXZ8M8AV:com.b"), "{set_page}");
     let sets_page = text(&editor.get("/ui/rules").await);
     assert!(sets_page.contains("eng") && sets_page.contains("global"));
-    let search = text(&editor.get("/ui/rules?set=eng&type=SIGNINGID&q=EQHXZ8M8AV:com.c").await);
-    assert!(search.contains("EQHXZ8M8AV:com.c") && !search.contains("EQHXZ8M8AV:com.b"), "prefix search");
-    let bad = [("rule_set", "eng"), ("rule_type", "TEAMID"), ("identifier", "abcde12345"), ("policy", "ALLOWLIST"),
-        ("custom_url", "javascript:alert(1)")];
+    let search = text(&editor.get("/ui/rules?set=eng&type=SIGNINGID&q=EQHXZ8M8AV:com.a").await);
+    assert!(search.contains("EQHXZ8M8AV:com.a") && !search.contains("EQHXZ8M8AV:com.b"), "prefix search: {search}");
+    let bad = [
+        ("rule_set", "eng"),
+        ("rule_type", "TEAMID"),
+        ("identifier", "abcde12345"),
+        ("policy", "ALLOWLIST"),
+        ("custom_url", "javascript:alert(1)"),
+    ];
     let r = editor.post("/ui/rules", &bad).await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
     let page = text(&r);
@@ -244,21 +280,34 @@ async fn console_pages_view_and_change_rules_through_the_admin_code_path() {
     let got = s.admin(Method::GET, "/api/v1/rules?rule_set=eng", None).await.json();
     let team = got["rules"].as_array().unwrap().iter().find(|r| r["identifier"] == "ABCDE12345").cloned();
     assert_eq!(team.map(|r| r["policy"].clone()), Some(json!("ALLOWLIST")), "changed: {got}");
-    let r = editor.post("/ui/rules/remove", &[("rule_set", "eng"), ("rule_type", "TEAMID"), ("identifier", "ABCDE12345")]).await;
+    let r = editor
+        .post("/ui/rules/remove", &[("rule_set", "eng"), ("rule_type", "TEAMID"), ("identifier", "ABCDE12345")])
+        .await;
     assert_eq!(r.status, StatusCode::SEE_OTHER, "{}", text(&r));
     let got = s.admin(Method::GET, "/api/v1/rules?rule_set=eng", None).await.json();
     assert!(!got["rules"].as_array().unwrap().iter().any(|r| r["identifier"] == "ABCDE12345"), "removed: {got}");
 
     // A read-only user sees every page and is refused every write.
     let mut viewer = Browser::sign_in(&s, VIEWER).await;
-    for path in [format!("/ui/binaries/{binary}"), "/ui/proposals?status=all".into(), "/ui/rules?set=eng".into(), "/ui/audit".into()] {
+    for path in [
+        format!("/ui/binaries/{binary}"),
+        "/ui/proposals?status=all".into(),
+        "/ui/rules?set=eng".into(),
+        "/ui/audit".into(),
+    ] {
         assert_eq!(viewer.get(&path).await.status, StatusCode::OK, "{path}");
     }
     let writes: Vec<(String, Vec<(&str, &str)>)> = vec![
-        (format!("/ui/binaries/{binary}/rule"), vec![("rule_type", "BINARY"), ("policy", "BLOCKLIST"), ("scope", "global")]),
+        (
+            format!("/ui/binaries/{binary}/rule"),
+            vec![("rule_type", "BINARY"), ("policy", "BLOCKLIST"), ("scope", "global")],
+        ),
         ("/ui/proposals/decide".into(), vec![("id", "1"), ("verb", "reject")]),
         ("/ui/rules".into(), rule.to_vec()),
-        ("/ui/rules/remove".into(), vec![("rule_set", "eng"), ("rule_type", "SIGNINGID"), ("identifier", "EQHXZ8M8AV:com.b")]),
+        (
+            "/ui/rules/remove".into(),
+            vec![("rule_set", "eng"), ("rule_type", "SIGNINGID"), ("identifier", "EQHXZ8M8AV:com.b")],
+        ),
     ];
     let head = s.admin(Method::GET, "/api/v1/rules", None).await.json()["version"].clone();
     for (path, fields) in &writes {
