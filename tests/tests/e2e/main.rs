@@ -19,4 +19,5 @@ mod sim_convergence;
 mod sync_protocol;
 mod tls_http;
 mod triage_http;
+mod ui_console;
 mod ui_pages;

@@ -322,6 +322,6 @@ async fn console_pages_view_and_change_rules_through_the_admin_code_path() {
     for want in ["rules.commit", "proposal.approve", "erin", "host:mac-1"] {
         assert!(audit.contains(want), "the audit page shows {want:?}: {audit}");
     }
-    let one = text(&editor.get(&format!("/ui/audit?target={}", ids[0])).await);
+    let one = text(&editor.get(&format!("/ui/audit?target=proposal:{}", ids[0])).await);
     assert!(one.contains("proposal.approve") && !one.contains("rules.commit"), "{one}");
 }

@@ -488,7 +488,7 @@ struct DecideRequest {
 }
 
 /// `POST /api/v1/proposals/{id}/approve|reject`: 404 unknown, 409 already decided. `by`
-/// defaults to the token's name.
+/// defaults to `admin`.
 async fn decide_proposal(
     sync: &SyncService,
     actor: &Actor,
@@ -502,12 +502,12 @@ async fn decide_proposal(
     } else {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?
     };
+    // The API's documented default; the audit log records the token either way.
+    let by = body.by.as_deref().unwrap_or("admin");
     let p = match (approve, body.scope) {
-        (true, scope) => {
-            actions::approve_proposal(sync, actor, id, body.by.as_deref(), &scope.unwrap_or_default()).await?
-        }
+        (true, scope) => actions::approve_proposal(sync, actor, id, Some(by), &scope.unwrap_or_default()).await?,
         (false, Some(_)) => return Err(ApiError::field("scope", "a rejection has no scope; leave scope out")),
-        (false, None) => actions::reject_proposal(sync, actor, id, body.by.as_deref()).await?,
+        (false, None) => actions::reject_proposal(sync, actor, id, Some(by)).await?,
     };
     Ok(json_response(StatusCode::OK, &p))
 }
