@@ -4,7 +4,7 @@
 //! Any signed-in role may read it.
 
 use super::error::UiError;
-use super::layout::{Nav, page};
+use super::layout::{Nav, csrf_field, page};
 use super::{Cx, Result, enc, fmt, html};
 use crate::sync::now_unix;
 use http::StatusCode;
@@ -32,6 +32,7 @@ pub async fn list(cx: &Cx<'_>) -> Result {
     let ctx = cx.page_ctx();
     let body = html! {
         form.filters method="get" action="/ui/audit" {
+            (csrf_field(&ctx))
             label { "Target " input type="text" name="target" value=(target.unwrap_or("")) maxlength=(MAX_TARGET_BYTES)
                 placeholder="exact target, e.g. a machine id"; }
             button type="submit" { "Filter" }

@@ -100,7 +100,7 @@ pub async fn search(cx: &Cx<'_>) -> Result {
     };
     let body = html! {
         @if let Some(e) = error { div.flash.error { (e) } }
-        (search_form(query.as_deref().unwrap_or("")))
+        (search_form(&ctx, query.as_deref().unwrap_or("")))
         @if query.is_some() && error.is_none() {
             p.muted { "Matches among the " (PREFIX_SCAN) " most recently seen binaries." }
         }
@@ -129,9 +129,10 @@ pub async fn search(cx: &Cx<'_>) -> Result {
     Ok(html(status, page(&ctx, "Binaries", Nav::Binaries, body)))
 }
 
-fn search_form(value: &str) -> Markup {
+fn search_form(ctx: &PageCtx, value: &str) -> Markup {
     html! {
         form.filters method="get" action="/ui/binaries" {
+            (csrf_field(ctx))
             label { "SHA-256 " input type="text" name="sha256" value=(value) size="70" maxlength="64"
                 placeholder="all 64 hexadecimal characters, or the first few"; }
             button type="submit" { "Show" }

@@ -68,6 +68,7 @@ async fn render(cx: &Cx<'_>, notice: Option<Markup>, status: StatusCode) -> Resu
     let body = html! {
         @if let Some(n) = notice { (n) }
         form.filters method="get" action="/ui/proposals" {
+            (csrf_field(&ctx))
             label { "Status " select name="status" {
                 @for s in ["pending", "approved", "rejected", "all"] { option value=(s) selected[s == status_q] { (s) } }
             } }

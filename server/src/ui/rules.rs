@@ -194,6 +194,7 @@ async fn set_rules(cx: &Cx<'_>, ctx: &PageCtx, set: &str) -> Result<Markup> {
         h2 { "Rule set " code { (set) } }
         p { a href="/ui/rules" { "← all rule sets" } " · version " (head) }
         form.filters method="get" action="/ui/rules" {
+            (csrf_field(ctx))
             input type="hidden" name="set" value=(set);
             label { "Type " select name="type" {
                 @for t in TYPES { option value=(t.name()) selected[search_type == Some(t)] { (t.name()) } }

@@ -291,11 +291,19 @@ async fn console_pages_view_and_change_rules_through_the_admin_code_path() {
     let mut viewer = Browser::sign_in(&s, VIEWER).await;
     for path in [
         format!("/ui/binaries/{binary}"),
+        "/ui/binaries".into(),
         "/ui/proposals?status=all".into(),
+        "/ui/rules".into(),
         "/ui/rules?set=eng".into(),
         "/ui/audit".into(),
     ] {
-        assert_eq!(viewer.get(&path).await.status, StatusCode::OK, "{path}");
+        let r = viewer.get(&path).await;
+        assert_eq!(r.status, StatusCode::OK, "{path}");
+        let page = text(&r);
+        let forms = page.matches("<form").count();
+        assert!(forms >= 2, "{path} has forms");
+        assert_eq!(page.matches(r#"name="csrf_token""#).count(), forms, "{path}: every form carries the CSRF token");
+        assert!(!page.contains("<script>") && !page.contains(" style="), "{path}: no inline script or style");
     }
     let writes: Vec<(String, Vec<(&str, &str)>)> = vec![
         (
