@@ -350,11 +350,21 @@ async fn effective_rules(sync: &SyncService, id: &str) -> Resp {
 }
 
 /// The host's effective rules now: (rule version, its rule sets in precedence order, rules).
-/// Shared by the admin API and the console.
-pub async fn effective_rules_of(
+async fn effective_rules_of(
     sync: &SyncService,
     id: &str,
 ) -> Result<(u64, Vec<String>, Vec<dasher_sdk::domain::Rule>), ApiError> {
+    let (version, sets, rules, _) = first_effective_rules_of(sync, id, usize::MAX).await?;
+    Ok((version, sets, rules))
+}
+
+/// The host's first `limit` effective rules now: (rule version, its rule sets in precedence
+/// order, rules, whether there are more). Shared by the admin API and the console.
+pub async fn first_effective_rules_of(
+    sync: &SyncService,
+    id: &str,
+    limit: usize,
+) -> Result<(u64, Vec<String>, Vec<dasher_sdk::domain::Rule>, bool), ApiError> {
     let host = sync.store.get_host(id).await?;
     let facts = host_facts(id, host.as_ref(), now_unix());
     let sets = sync.current_selection(id, host.as_ref()).await?;
@@ -364,8 +374,8 @@ pub async fn effective_rules_of(
         None => ClientCaps::EVERY_FEATURE,
     };
     let version = sync.store.head_version().await?;
-    let rules = Resolver::new(sync.store.as_ref(), caps).all_effective(&sets, version).await?;
-    Ok((version, sets, rules))
+    let (rules, more) = Resolver::new(sync.store.as_ref(), caps).first_effective(&sets, version, limit).await?;
+    Ok((version, sets, rules, more))
 }
 
 async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
