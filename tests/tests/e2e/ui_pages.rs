@@ -212,9 +212,20 @@ async fn console_pages_view_and_change_rules_through_the_admin_code_path() {
         )
         .await;
     assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(text(&r).contains("tag"), "{}", text(&r));
+    let page = text(&r);
+    assert!(page.contains("Not saved") && page.contains("<code>tag</code>"), "the field is named: {page}");
+    assert!(page.contains("Allow or block"), "shown on the binary page, its form beneath");
+    let head = s.admin(Method::GET, "/api/v1/rules", None).await.json()["version"].clone();
+    let r = editor
+        .post(
+            &format!("/ui/binaries/{binary}/rule"),
+            &[("rule_type", "CDHASH"), ("policy", "BLOCKLIST"), ("scope", "global")],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "no host reported a CD hash for it");
+    assert_eq!(s.admin(Method::GET, "/api/v1/rules", None).await.json()["version"], head, "nothing committed");
 
-    // The proposal queue: three pending; approve one into global, two in bulk into a tag's set.
+    // The proposal queue: four pending; approve one into global, two in bulk into a tag's set.
     let queue = text(&editor.get("/ui/proposals").await);
     for id in ["EQHXZ8M8AV:com.a", "EQHXZ8M8AV:com.b", "EQHXZ8M8AV:com.c"] {
         assert!(queue.contains(id), "{id} is in the queue");

@@ -1,27 +1,31 @@
-//! The Binaries pages: `/ui/binaries` (find a binary by SHA-256) and `/ui/binaries/{sha256}`
-//! (what the fleet saw of it, who signed it, how often it ran and was blocked, the rules that
-//! apply to it and where they come from, its proposals), with allow / block actions by
-//! binary, signing ID, Team ID, certificate or CD hash for one host, a tag's rule set or
-//! everyone — committed through [`actions::post_rules`], the code `POST /api/v1/rules` runs.
+//! The Binaries pages: `/ui/binaries` (recent binaries and the search box, in [`list`]) and
+//! `/ui/binaries/{sha256}` (what the fleet saw of it, who signed it, how often it ran and was
+//! blocked, the rules that apply to it and where they come from, its proposals), with allow /
+//! block actions by binary, signing ID, Team ID, certificate or CD hash for one host, a tag's
+//! rule set or everyone — committed through [`actions::post_rules`], the code
+//! `POST /api/v1/rules` runs.
 //!
-//! Bounded reads only: the binary's newest [`MAX_EVENTS`] events (one index range), a
-//! handful of hosts' selections and one batched rule read per candidate rule set.
+//! Bounded reads only: the store's summary and per-day counters of the binary, its newest
+//! [`MAX_EVENTS`] events (one index range), the records of the first hosts that ran it, one
+//! batched rule read per candidate rule set, the newest proposals, and one host's selection.
 
 use super::error::UiError;
 use super::layout::{Nav, PageCtx, csrf_field, page};
-use super::{Cx, Result, authorize, enc, fmt, html, redirect};
+use super::{Cx, Result, authorize, enc, fmt, html};
 use crate::actions;
 use crate::http::admin;
 use crate::sync::now_unix;
 use dasher_sdk::domain::{GLOBAL_RULE_SET, Rule, RuleKey, host_rule_set};
 use dasher_sdk::names::{PLUGIN_HOST_SET_PREFIX, RuleSetName, check_tag};
 use dasher_sdk::wire::{self, Decision, Policy, RuleType, WireEnum};
-use dasher_store::{
-    BinaryCursor, BinarySigner, BinarySummary, EventFilter, EventKind, EventRecord, Proposal, SignerCert, Store,
-};
+use dasher_store::{BinarySigner, BinarySummary, EventFilter, EventKind, EventRecord, Proposal, SignerCert, Store};
 use http::{Method, StatusCode};
 use maud::{Markup, html};
 use std::collections::{BTreeMap, BTreeSet};
+
+mod list;
+
+pub use list::search;
 
 /// Newest events of one binary read per page.
 pub const MAX_EVENTS: usize = 200;
@@ -40,104 +44,6 @@ pub const RULE_PRECEDENCE: [RuleType; 5] =
 pub fn parse_sha256(s: &str) -> Option<String> {
     let s = s.trim();
     (s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| s.to_ascii_lowercase())
-}
-
-/// Binaries listed per page of `/ui/binaries`.
-const LIST_PAGE: usize = 50;
-/// Most recently seen binaries a prefix search looks through.
-const PREFIX_SCAN: usize = 2_000;
-
-/// `GET /ui/binaries[?sha256=…][&before_seen=T&before_sha=H]`: the search box and the binaries
-/// seen most recently (keyset pages). A whole SHA-256 goes to its page; a shorter hexadecimal
-/// prefix is looked for among the [`PREFIX_SCAN`] most recently seen binaries.
-pub async fn search(cx: &Cx<'_>) -> Result {
-    let ctx = cx.page_ctx();
-    let store = cx.state.sync.store.as_ref();
-    let now = now_unix();
-    let query = cx.q("sha256").map(str::to_ascii_lowercase);
-    let mut error = None;
-    let mut matches: Option<Vec<BinarySummary>> = None;
-    if let Some(q) = &query {
-        if let Some(sha) = parse_sha256(q) {
-            return Ok(redirect(&format!("/ui/binaries/{sha}")));
-        }
-        if q.len() > 64 || !q.bytes().all(|b| b.is_ascii_hexdigit()) {
-            error = Some("A SHA-256 is 64 hexadecimal characters; enter it or its beginning.");
-        } else {
-            let mut found = Vec::new();
-            let mut cursor: Option<BinaryCursor> = None;
-            let mut scanned = 0;
-            while scanned < PREFIX_SCAN && found.len() < LIST_PAGE {
-                let page = store.list_binaries(cursor.as_ref(), 500).await?;
-                scanned += page.len();
-                cursor = page.last().map(BinarySummary::cursor);
-                let done = page.len() < 500;
-                found.extend(page.into_iter().filter(|b| b.sha256.starts_with(q.as_str())));
-                if done {
-                    break;
-                }
-            }
-            found.truncate(LIST_PAGE);
-            matches = Some(found);
-        }
-    }
-    let before = match (cx.q("before_seen"), cx.q("before_sha")) {
-        (Some(t), Some(h)) => Some(BinaryCursor {
-            last_seen_unix: t.parse().map_err(|_| UiError::field("before_seen", "before_seen must be Unix seconds"))?,
-            sha256: h.to_owned(),
-        }),
-        _ => None,
-    };
-    let (list, more) = match matches {
-        Some(m) => (m, false),
-        None if error.is_none() => {
-            let mut l = store.list_binaries(before.as_ref(), LIST_PAGE + 1).await?;
-            let more = l.len() > LIST_PAGE;
-            l.truncate(LIST_PAGE);
-            (l, more)
-        }
-        None => (Vec::new(), false),
-    };
-    let body = html! {
-        @if let Some(e) = error { div.flash.error { (e) } }
-        (search_form(&ctx, query.as_deref().unwrap_or("")))
-        @if query.is_some() && error.is_none() {
-            p.muted { "Matches among the " (PREFIX_SCAN) " most recently seen binaries." }
-        }
-        table {
-            thead { tr { th { "SHA-256" } th { "Name" } th { "Signing ID" } th.num { "Hosts" } th.num { "Events" } th { "Last seen" } } }
-            tbody {
-                @for b in &list {
-                    tr {
-                        td.mono { a href=(format!("/ui/binaries/{}", b.sha256)) { (b.sha256[..b.sha256.len().min(16)]) "…" } }
-                        td { (b.names.first().map(|n| n.file_name.as_str()).unwrap_or("")) }
-                        td { (b.signer.as_ref().map(|x| x.signing_id.as_str()).unwrap_or("")) }
-                        td.num { (b.hosts) }
-                        td.num { (b.events) }
-                        td { (fmt::when(b.last_seen_unix, now)) }
-                    }
-                }
-            }
-        }
-        @if list.is_empty() && error.is_none() { p.muted { "No binaries." } }
-        @if more {
-            @let last = &list[list.len() - 1];
-            p.pager { a href=(format!("/ui/binaries?before_seen={}&before_sha={}", last.last_seen_unix, enc(&last.sha256))) { "Older →" } }
-        }
-    };
-    let status = if error.is_some() { StatusCode::BAD_REQUEST } else { StatusCode::OK };
-    Ok(html(status, page(&ctx, "Binaries", Nav::Binaries, body)))
-}
-
-fn search_form(ctx: &PageCtx, value: &str) -> Markup {
-    html! {
-        form.filters method="get" action="/ui/binaries" {
-            (csrf_field(ctx))
-            label { "SHA-256 " input type="text" name="sha256" value=(value) size="70" maxlength="64"
-                placeholder="all 64 hexadecimal characters, or the first few"; }
-            button type="submit" { "Show" }
-        }
-    }
 }
 
 /// What the newest events say about a binary.
@@ -579,10 +485,28 @@ fn actions_form(ctx: &PageCtx, sha: &str, latest: Option<&BinarySigner>, hosts: 
 /// `scope` = `host` (+ `machine_id`) | `tag` (+ `tag`) | `global`, `custom_msg`), committed
 /// through the admin API's validation and action ([`admin::parse_rule_changes`],
 /// [`actions::post_rules`]) with the role of `POST /api/v1/rules`.
+/// A refused field is shown above the page's form (400), with the admin API's message.
 pub async fn add_rule(cx: &Cx<'_>) -> Result {
     let actor = authorize(cx, &Method::POST, "/api/v1/rules", "Adding a rule")?;
     let sha = parse_sha256(&cx.params[0])
         .ok_or_else(|| UiError::field("sha256", "a binary is named by its SHA-256: 64 hexadecimal characters"))?;
+    match save_rule(cx, &actor, &sha).await {
+        Ok(notice) => render(cx, &sha, Some(notice), StatusCode::OK).await,
+        Err(UiError::BadRequest { field, message }) => {
+            let notice = html! {
+                div.flash.error role="alert" {
+                    "Not saved: " (message)
+                    @if let Some(f) = field { " (field " code { (f) } ")" }
+                }
+            };
+            render(cx, &sha, Some(notice), StatusCode::BAD_REQUEST).await
+        }
+        Err(e) => Err(e),
+    }
+}
+
+async fn save_rule(cx: &Cx<'_>, actor: &actions::Actor, sha: &str) -> Result<Markup> {
+    let sha = sha.to_owned();
     let rule_type =
         cx.f("rule_type").and_then(|t| t.parse::<RuleType>().ok()).filter(|t| RULE_PRECEDENCE.contains(t)).ok_or_else(
             || UiError::field("rule_type", "choose what to match: BINARY, CDHASH, SIGNINGID, CERTIFICATE or TEAMID"),
@@ -629,12 +553,11 @@ pub async fn add_rule(cx: &Cx<'_>) -> Result {
             e => e.into(),
         }
     })?;
-    let version = actions::post_rules(&cx.state.sync, &actor, &changes).await?;
-    let notice = html! {
+    let version = actions::post_rules(&cx.state.sync, actor, &changes).await?;
+    Ok(html! {
         div.flash.ok { "Saved: " (policy) " by " (rule_type.name()) " in " code { (rule_set) } " (rule version " (version)
             "). Hosts get it at their next sync." }
-    };
-    render(cx, &sha, Some(notice), StatusCode::OK).await
+    })
 }
 
 #[cfg(test)]
