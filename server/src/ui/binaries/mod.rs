@@ -340,7 +340,7 @@ fn signer(latest: Option<&BinarySigner>) -> Markup {
                         tr {
                             td { (c.cn) @if !c.ou.is_empty() { " (" (c.ou) ")" } }
                             td { (c.org) }
-                            td { (fmt::date(i64::from(c.valid_until))) }
+                            td { @if c.valid_until == 0 { "—" } @else { (fmt::date(i64::from(c.valid_until))) } }
                             td.mono { (c.sha256) }
                         }
                     }
