@@ -80,7 +80,9 @@ impl From<ReviewError> for ActionError {
         match e {
             ReviewError::NotFound(_) => ActionError::NotFound(e.to_string()),
             ReviewError::AlreadyDecided { .. } => ActionError::Conflict(e.to_string()),
-            ReviewError::InvalidRule { ref field, .. } => ActionError::field(field.clone(), e.to_string()),
+            ReviewError::InvalidRule { ref field, .. } | ReviewError::BadScope { ref field, .. } => {
+                ActionError::field(field.clone(), e.to_string())
+            }
             ReviewError::Store(e) => ActionError::Store(e),
         }
     }
@@ -147,16 +149,19 @@ fn decided_by(actor: &Actor, by: Option<&str>) -> Result<String, ActionError> {
     Ok(by.to_owned())
 }
 
-/// Approves a pending proposal (its rule is committed). `by` defaults to the actor's name.
+/// Approves a pending proposal (its rule is committed into the set `scope` names, its own
+/// by default). `by` defaults to the actor's name.
 pub async fn approve_proposal(
     sync: &SyncService,
     actor: &Actor,
     id: u64,
     by: Option<&str>,
+    scope: &proposals::ApproveScope,
 ) -> Result<Proposal, ActionError> {
     let by = decided_by(actor, by)?;
-    let p = proposals::approve(sync.store.as_ref(), id, &by, now_unix()).await?;
-    let detail = serde_json::json!({"by": by, "rule_set": p.rule_set, "rule": p.rule});
+    let p = proposals::approve(sync.store.as_ref(), id, &by, scope, now_unix()).await?;
+    let into = p.applied_rule_set.as_deref().unwrap_or(&p.rule_set);
+    let detail = serde_json::json!({"by": by, "rule_set": into, "proposed_rule_set": p.rule_set, "rule": p.rule});
     audit::record(sync, actor, "proposal.approve", &format!("proposal:{id}"), detail).await;
     Ok(p)
 }

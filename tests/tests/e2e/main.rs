@@ -22,3 +22,4 @@ mod sync_protocol;
 mod tls_http;
 mod triage_http;
 mod ui_console;
+mod ui_pages;
