@@ -292,7 +292,7 @@ fn parse_form(
         }
     }
     let body = serde_json::to_vec(&serde_json::json!({ "rules": [rule] })).expect("serializes");
-    admin::parse_rule_changes(&body, cx.state.sync.config.limits.max_rules_per_request).map_err(|e| match e {
+    admin::parse_rule_changes(&body, cx.state.sync.config.get().limits.max_rules_per_request).map_err(|e| match e {
         ApiError::BadRequest { field, message } => {
             let field = field.unwrap_or_default();
             // `rules[0]` alone is a wrong type or policy name (serde's message names which).

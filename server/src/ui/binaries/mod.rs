@@ -519,8 +519,9 @@ async fn save_rule(cx: &Cx<'_>, actor: &actions::Actor, sha: &str) -> Result<Mar
         Some("global") => GLOBAL_RULE_SET.to_owned(),
         Some("host") => {
             let id = cx.f("machine_id").map(str::trim).unwrap_or("");
-            let id = crate::http::machine_id::parse_machine_id(id, cx.state.sync.config.limits.max_machine_id_bytes)
-                .map_err(|e| UiError::field("machine_id", e.to_string()))?;
+            let id =
+                crate::http::machine_id::parse_machine_id(id, cx.state.sync.config.get().limits.max_machine_id_bytes)
+                    .map_err(|e| UiError::field("machine_id", e.to_string()))?;
             host_rule_set(&id)
         }
         Some("tag") => {
@@ -544,15 +545,16 @@ async fn save_rule(cx: &Cx<'_>, actor: &actions::Actor, sha: &str) -> Result<Mar
         rule["custom_msg"] = m.into();
     }
     let body = serde_json::to_vec(&serde_json::json!({ "rules": [rule] })).expect("serializes");
-    let changes = admin::parse_rule_changes(&body, cx.state.sync.config.limits.max_rules_per_request).map_err(|e| {
-        // `rules[0].custom_msg` → the form's `custom_msg`.
-        match e {
-            crate::http::error::ApiError::BadRequest { field: Some(f), message } => {
-                UiError::BadRequest { field: Some(f.trim_start_matches("rules[0].").to_owned()), message }
+    let changes =
+        admin::parse_rule_changes(&body, cx.state.sync.config.get().limits.max_rules_per_request).map_err(|e| {
+            // `rules[0].custom_msg` → the form's `custom_msg`.
+            match e {
+                crate::http::error::ApiError::BadRequest { field: Some(f), message } => {
+                    UiError::BadRequest { field: Some(f.trim_start_matches("rules[0].").to_owned()), message }
+                }
+                e => e.into(),
             }
-            e => e.into(),
-        }
-    })?;
+        })?;
     let version = actions::post_rules(&cx.state.sync, actor, &changes).await?;
     Ok(html! {
         div.flash.ok { "Saved: " (policy) " by " (rule_type.name()) " in " code { (rule_set) } " (rule version " (version)
