@@ -436,6 +436,7 @@ fn run_case(runtime: &Runtime, bytes: &[u8], limits: &Limits, file: &Path) -> Ca
             Hook::Configure => serde_json::from_str::<ConfigDecision>(&out.json).map(|_| ()),
             Hook::SelectRules => serde_json::from_str::<SelectionDecision>(&out.json).map(|_| ()),
             Hook::Triage => serde_json::from_str::<Verdicts>(&out.json).map(|_| ()),
+            Hook::Review => serde_json::from_str::<dasher_sdk::plugin::ReviewDecision>(&out.json).map(|_| ()),
             Hook::Init => Ok(()),
         };
         parsed.map_err(|e| crate::error::Fault::InvalidOutput(e.to_string()))?;

@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod policy;
 pub mod proposals;
+pub mod review;
 mod serve;
 pub mod sync;
 pub mod tls;

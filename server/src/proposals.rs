@@ -6,6 +6,7 @@
 //! next delta sync like any admin rule. Must never: apply a proposal whose scope is not in
 //! `auto_apply_proposals` without an admin, or decide a proposal twice.
 
+use crate::policy::PolicyEngine;
 use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleError, host_rule_set};
 use dasher_sdk::names::{NameError, RuleSetName};
 use dasher_sdk::plugin::{self, RuleProposal};
@@ -77,10 +78,11 @@ pub fn resolve_scope(scope: &plugin::ProposalScope, machine_id: &str) -> (Propos
 }
 
 /// Stores one proposal occurrence; applies it at once if it is pending and its scope is in
-/// `auto_apply`. A proposal with an invalid rule or rule-set name is logged and dropped (it
-/// could never be approved).
+/// `auto_apply`, else hands it to the `review` hook ([`crate::review`]). A proposal with an
+/// invalid rule or rule-set name is logged and dropped (it could never be approved).
 pub async fn intake(
     store: &dyn Store,
+    policy: &dyn PolicyEngine,
     machine_id: &str,
     p: &RuleProposal,
     made_by: &[PluginRef],
@@ -119,6 +121,8 @@ pub async fn intake(
             Err(ReviewError::Store(e)) => return Err(e),
             Err(e) => tracing::warn!(id = stored.id, error = %e, "proposal not auto-applied"),
         }
+    } else if stored.status == ProposalStatus::Pending {
+        crate::review::review(store, policy, stored.id, now).await?;
     }
     Ok(())
 }
@@ -173,6 +177,10 @@ mod tests {
     use dasher_sdk::wire::{Policy, RuleType};
     use std::sync::Arc;
 
+    fn policy() -> crate::policy::ConfigPolicy {
+        crate::policy::ConfigPolicy::new(crate::config::Config::default())
+    }
+
     fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
         let dir = tempfile::tempdir().unwrap();
         let spec = format!("redb:{}", dir.path().join("db").display()).parse().unwrap();
@@ -201,8 +209,8 @@ mod tests {
         let (_dir, store) = store();
         let s = store.as_ref();
         let host = plugin::ProposalScope::Host;
-        intake(s, "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.a"), &[], &[ProposalScope::Host], 10).await.unwrap();
-        intake(s, "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.b"), &[], &[ProposalScope::Global], 10).await.unwrap();
+        intake(s, &policy(), "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.a"), &[], &[ProposalScope::Host], 10).await.unwrap();
+        intake(s, &policy(), "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.b"), &[], &[ProposalScope::Global], 10).await.unwrap();
         let all = s.list_proposals(None, None, 10).await.unwrap();
         assert_eq!(all.len(), 2);
         let (b, a) = (&all[0], &all[1]);
@@ -219,11 +227,11 @@ mod tests {
         let (_dir, store) = store();
         let s = store.as_ref();
         let bad_set = plugin::ProposalScope::RuleSet { name: "../etc".into() };
-        intake(s, "m1", &proposal(bad_set, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
-        intake(s, "m1", &proposal(plugin::ProposalScope::Global, "not a signing id"), &[], &[], 1).await.unwrap();
+        intake(s, &policy(), "m1", &proposal(bad_set, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
+        intake(s, &policy(), "m1", &proposal(plugin::ProposalScope::Global, "not a signing id"), &[], &[], 1).await.unwrap();
         assert!(s.list_proposals(None, None, 10).await.unwrap().is_empty(), "nothing stored");
         assert!(matches!(approve(s, 7, "a", 1).await, Err(ReviewError::NotFound(7))));
-        intake(s, "m1", &proposal(plugin::ProposalScope::Global, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
+        intake(s, &policy(), "m1", &proposal(plugin::ProposalScope::Global, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
         let id = s.list_proposals(None, None, 1).await.unwrap()[0].id;
         reject(s, id, "bob", 2).await.unwrap();
         let err = approve(s, id, "alice", 3).await.unwrap_err();
@@ -243,8 +251,8 @@ mod tests {
             p.rule.cel_expr = Some(expr.into());
             p
         };
-        intake(s, "m1", &cel("this is ((( not cel"), &[], &[ProposalScope::Global], 1).await.unwrap();
-        intake(s, "m1", &cel("uid == 0"), &[], &[ProposalScope::Global], 1).await.unwrap();
+        intake(s, &policy(), "m1", &cel("this is ((( not cel"), &[], &[ProposalScope::Global], 1).await.unwrap();
+        intake(s, &policy(), "m1", &cel("uid == 0"), &[], &[ProposalScope::Global], 1).await.unwrap();
         assert!(s.list_proposals(None, None, 10).await.unwrap().is_empty(), "nothing stored");
         assert_eq!(s.head_version().await.unwrap(), 0, "nothing applied");
 

@@ -3,6 +3,9 @@
 //! groups — plus the `always` sets. Within one target, every criterion given must match (any
 //! value of its list); targets are independent.
 //!
+//! Its selection replaces the host's default selection (`mode = replace`): the sets of the
+//! host's tags under `[tags.X].rule_sets` are not kept unless a target lists them.
+//!
 //! `pins` pin rules on matching hosts only (same criteria), e.g. allow a licensed tool on
 //! the hosts of the team that bought it without creating a rule set per team. The server
 //! keeps them in the host's plugin host set; a host that stops matching gets them removed.
@@ -136,7 +139,9 @@ impl SelectRules for Targeting {
             }
             rules
         });
-        Ok(SelectionDecision { rule_sets: Some(sets), host_rules })
+        // Replace: this plugin owns the whole selection (list `always` sets yourself); switch
+        // to `SelectionMode::Add` to keep the hosts' `[tags.X].rule_sets` as well.
+        Ok(SelectionDecision { rule_sets: Some(sets), mode: Some(SelectionMode::Replace), host_rules })
     }
 }
 
@@ -154,6 +159,12 @@ mod tests {
             {"rule_set": "kiosk", "tags": ["kiosk"], "model_families": ["Macmini", "iMac"]},
             {"rule_set": "sequoia-compat", "os_major": [15]}
         ]}"#;
+
+    #[test]
+    fn the_selection_replaces_the_default_explicitly() {
+        let d = Harness::<Targeting>::with_validated_settings(SETTINGS).unwrap().select_rules(&HostFacts::default());
+        assert_eq!(d.unwrap().mode, Some(SelectionMode::Replace));
+    }
 
     fn sets(h: &HostFacts) -> Vec<String> {
         Harness::<Targeting>::with_validated_settings(SETTINGS).unwrap().select_rules(h).unwrap().rule_sets.unwrap()

@@ -489,17 +489,18 @@ fn plugin_manager(state: &AppState) -> Result<&dasher_policy::PluginManager, Api
         .ok_or_else(|| ApiError::NotFound("plugins are not configured (set [plugins] or --plugins-dir)".into()))
 }
 
-/// `GET /api/v1/plugins`: the plugin host's status, plus per plugin the hosts whose last
-/// decision by it (as a shadow plugin) would have differed from the applied one, counted
-/// since the server started.
+/// `GET /api/v1/plugins`: the plugin host's status, plus per shadow plugin
+/// `shadow_hosts_differing`: hosts whose latest decision by its active generation differs
+/// from the applied one now (`shadow_disagreements` counts hosts that started to differ;
+/// see `policy::shadow` for the one definition of "differs").
 fn plugin_status(state: &AppState) -> Resp {
     let manager = plugin_manager(state)?;
-    let differing = state.sync.policy.shadow_hosts_differing();
+    let counts = state.sync.policy.shadow_counts();
     let mut status = serde_json::to_value(manager.status()).expect("status serializes");
     if let Some(plugins) = status.get_mut("plugins").and_then(|p| p.as_array_mut()) {
         for p in plugins {
-            let n = p.get("name").and_then(|n| n.as_str()).and_then(|n| differing.get(n)).copied();
-            p["shadow_hosts_differing"] = n.unwrap_or(0).into();
+            let n = p.get("name").and_then(|n| n.as_str()).and_then(|n| counts.get(n)).copied();
+            p["shadow_hosts_differing"] = n.unwrap_or_default().hosts_differing.into();
         }
     }
     Ok(json_response(StatusCode::OK, &status))
