@@ -127,6 +127,53 @@ pub async fn intake(
     Ok(())
 }
 
+/// Records an end user's request to allow the binary `sha256` blocked on `machine_id`: it
+/// raises the binary's global allow proposal (one proposal per binary collects every
+/// request, whichever host it came from; the approval chooses the scope), then the `review`
+/// hook decides it if it is pending. The caller validated the inputs.
+pub async fn user_request(
+    store: &dyn Store,
+    policy: &dyn PolicyEngine,
+    machine_id: &str,
+    sha256: &str,
+    user: Option<&str>,
+    justification: &str,
+    now: i64,
+) -> Result<Proposal, StoreError> {
+    let rule = dasher_sdk::domain::RuleSpec {
+        identifier: sha256.to_owned(),
+        rule_type: dasher_sdk::wire::RuleType::Binary,
+        policy: dasher_sdk::wire::Policy::Allowlist,
+        custom_msg: None,
+        custom_url: None,
+        cel_expr: None,
+        notification_app_name: None,
+        event_detail_button_label: None,
+    };
+    let key = dasher_sdk::domain::RuleKey {
+        rule_type: dasher_sdk::wire::RuleType::Binary,
+        identifier: sha256.to_ascii_lowercase(),
+    };
+    let new = NewProposal {
+        scope: ProposalScope::Global,
+        rule_set: GLOBAL_RULE_SET.to_owned(),
+        key,
+        rule,
+        reason: "requested by a user".into(),
+        machine_id: machine_id.to_owned(),
+        proposed_by: vec![],
+        at_unix: now,
+    };
+    let (stored, created) = store.record_user_request(&new, user, justification).await?;
+    if created {
+        tracing::info!(id = stored.id, machine_id, "approval requested by a user");
+    }
+    if stored.status == ProposalStatus::Pending {
+        crate::review::review(store, policy, stored.id, now).await?;
+    }
+    Ok(store.get_proposal(stored.id).await?.unwrap_or(stored))
+}
+
 fn already(p: &Proposal, verb: &'static str) -> ReviewError {
     ReviewError::AlreadyDecided {
         id: p.id,

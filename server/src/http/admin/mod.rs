@@ -3,6 +3,7 @@
 //! Tokens and roles are checked by [`auth`] in [`crate::http`] before a request gets here.
 
 pub mod auth;
+mod requests;
 
 use crate::config::Role;
 use crate::http::error::{ApiError, json_response};
@@ -96,6 +97,8 @@ pub enum Op {
     RollbackPlugin,
     /// `GET /metrics` (when `metrics.require_token`)
     Metrics,
+    /// `POST /api/v1/proposals/requests`
+    UserRequest,
 }
 
 /// One admin route: method, path (`{}` matches one segment), the least role that may call
@@ -136,6 +139,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/api/v1/plugins/reload", Role::Admin, Op::ReloadPlugins),
     route(Method::POST, "/api/v1/plugins/{}/rollback", Role::Admin, Op::RollbackPlugin),
     route(Method::GET, "/metrics", Role::ReadOnly, Op::Metrics),
+    route(Method::POST, "/api/v1/proposals/requests", Role::RulesEditor, Op::UserRequest),
 ];
 
 /// Why no route answers a request.
@@ -238,6 +242,7 @@ pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Reque
         Op::ApproveProposal => decide_proposal(sync, proposal_id()?, "approve", req).await,
         Op::RejectProposal => decide_proposal(sync, proposal_id()?, "reject", req).await,
         Op::Plugins => plugin_status(state),
+        Op::UserRequest => requests::post_request(sync, req).await,
         Op::ReloadPlugins => Ok(json_response(StatusCode::OK, &plugin_manager(state)?.reload().await)),
         Op::RollbackPlugin => {
             let name = params[0];
