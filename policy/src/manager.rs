@@ -371,7 +371,9 @@ impl Inner {
             }
             if source != Source::Live {
                 out.degraded = true;
-                if matches!(hook, Hook::Configure | Hook::SelectRules) && self.cfg().on_failure_for(&p.meta.name) == OnFailure::Reject {
+                if matches!(hook, Hook::Configure | Hook::SelectRules)
+                    && self.cfg().on_failure_for(&p.meta.name) == OnFailure::Reject
+                {
                     out.reject = true;
                 }
             }

@@ -231,8 +231,12 @@ pub fn schema() -> Value {
         false,
         "The proposal under review; hosts lists every host that raised it.",
     );
-    let prevalence =
-        obj(vec![("hosts", uint()), ("users", uint()), ("binary_events", uint()), ("binary_hosts", uint())], &[], false, "How widespread.");
+    let prevalence = obj(
+        vec![("hosts", uint()), ("users", uint()), ("binary_events", uint()), ("binary_hosts", uint())],
+        &[],
+        false,
+        "How widespread.",
+    );
     let signer = obj(
         vec![
             ("file_sha256", s()),

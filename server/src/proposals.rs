@@ -256,8 +256,12 @@ mod tests {
         let (_dir, store) = store();
         let s = store.as_ref();
         let host = plugin::ProposalScope::Host;
-        intake(s, &policy(), "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.a"), &[], &[ProposalScope::Host], 10).await.unwrap();
-        intake(s, &policy(), "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.b"), &[], &[ProposalScope::Global], 10).await.unwrap();
+        intake(s, &policy(), "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.a"), &[], &[ProposalScope::Host], 10)
+            .await
+            .unwrap();
+        intake(s, &policy(), "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.b"), &[], &[ProposalScope::Global], 10)
+            .await
+            .unwrap();
         let all = s.list_proposals(None, None, 10).await.unwrap();
         assert_eq!(all.len(), 2);
         let (b, a) = (&all[0], &all[1]);
@@ -275,10 +279,14 @@ mod tests {
         let s = store.as_ref();
         let bad_set = plugin::ProposalScope::RuleSet { name: "../etc".into() };
         intake(s, &policy(), "m1", &proposal(bad_set, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
-        intake(s, &policy(), "m1", &proposal(plugin::ProposalScope::Global, "not a signing id"), &[], &[], 1).await.unwrap();
+        intake(s, &policy(), "m1", &proposal(plugin::ProposalScope::Global, "not a signing id"), &[], &[], 1)
+            .await
+            .unwrap();
         assert!(s.list_proposals(None, None, 10).await.unwrap().is_empty(), "nothing stored");
         assert!(matches!(approve(s, 7, "a", 1).await, Err(ReviewError::NotFound(7))));
-        intake(s, &policy(), "m1", &proposal(plugin::ProposalScope::Global, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
+        intake(s, &policy(), "m1", &proposal(plugin::ProposalScope::Global, "EQHXZ8M8AV:com.a"), &[], &[], 1)
+            .await
+            .unwrap();
         let id = s.list_proposals(None, None, 1).await.unwrap()[0].id;
         reject(s, id, "bob", 2).await.unwrap();
         let err = approve(s, id, "alice", 3).await.unwrap_err();

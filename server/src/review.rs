@@ -78,7 +78,8 @@ pub async fn review_input(store: &dyn Store, p: &Proposal, now: i64) -> Result<R
     let mut input = ReviewInput { proposal: facts(p), requests, now_unix: now, ..ReviewInput::default() };
     let hosts: BTreeSet<&str> =
         p.hosts.iter().map(String::as_str).chain(input.requests.iter().map(|r| r.machine_id.as_str())).collect();
-    let mut prevalence = Prevalence { hosts: hosts.len() as u64, users: input.users().len() as u64, ..Default::default() };
+    let mut prevalence =
+        Prevalence { hosts: hosts.len() as u64, users: input.users().len() as u64, ..Default::default() };
     if p.key.rule_type == RuleType::Binary
         && let Some(b) = store.get_binary(&p.key.identifier).await?
     {
@@ -164,7 +165,10 @@ async fn blocking_rules(store: &dyn Store, p: &Proposal, input: &ReviewInput) ->
     let mut found = vec![];
     for set in &sets {
         for rule in store.get_rules(set, &keys, head).await?.into_iter().flatten() {
-            if matches!(rule.policy, Policy::Blocklist | Policy::SilentBlocklist | Policy::SilentGuiBlocklist | Policy::SilentTtyBlocklist) {
+            if matches!(
+                rule.policy,
+                Policy::Blocklist | Policy::SilentBlocklist | Policy::SilentGuiBlocklist | Policy::SilentTtyBlocklist
+            ) {
                 found.push((set.clone(), rule.key()));
             }
         }
@@ -179,7 +183,10 @@ async fn blocking_rules(store: &dyn Store, p: &Proposal, input: &ReviewInput) ->
         let Some(last) = page.last() else { break };
         before = Some(last.id);
         for a in &page {
-            if matches!(a.rule.policy, Policy::Blocklist | Policy::SilentBlocklist | Policy::SilentGuiBlocklist | Policy::SilentTtyBlocklist) {
+            if matches!(
+                a.rule.policy,
+                Policy::Blocklist | Policy::SilentBlocklist | Policy::SilentGuiBlocklist | Policy::SilentTtyBlocklist
+            ) {
                 by_proposal.insert((a.rule_set.clone(), a.key.clone()), a.id);
             }
         }
@@ -234,7 +241,9 @@ async fn carry_out(
                     derived(store, p, &rule, &key, scope, &rule_set, &machine_id, &reviewed.by, &d.reason, now).await?
                 };
                 match proposals::approve(store, target, &by, now).await {
-                    Ok(a) => tracing::info!(id = a.id, from = p.id, rule_set = %a.rule_set, by = %by, reason = %d.reason, "proposal approved by a review plugin"),
+                    Ok(a) => {
+                        tracing::info!(id = a.id, from = p.id, rule_set = %a.rule_set, by = %by, reason = %d.reason, "proposal approved by a review plugin")
+                    }
                     // Already decided (an earlier review, or an admin): left as it is.
                     Err(ReviewError::AlreadyDecided { .. }) => {}
                     Err(e) => return Err(e),
@@ -254,8 +263,7 @@ fn targets(p: &Proposal, input: &ReviewInput, scope: ApprovalScope) -> Vec<(Prop
         ApprovalScope::RuleSet { name } => vec![(ProposalScope::RuleSet, name, first_host)],
         ApprovalScope::Hosts => {
             let users = input.requesting_hosts();
-            let hosts: Vec<&str> =
-                if users.is_empty() { p.hosts.iter().map(String::as_str).collect() } else { users };
+            let hosts: Vec<&str> = if users.is_empty() { p.hosts.iter().map(String::as_str).collect() } else { users };
             hosts
                 .into_iter()
                 .take(MAX_REVIEW_HOSTS)

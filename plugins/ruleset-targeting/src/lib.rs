@@ -3,8 +3,9 @@
 //! groups — plus the `always` sets. Within one target, every criterion given must match (any
 //! value of its list); targets are independent.
 //!
-//! Its selection replaces the host's default selection (`mode = replace`): the sets of the
-//! host's tags under `[tags.X].rule_sets` are not kept unless a target lists them.
+//! By default its selection replaces the host's default selection (`mode = "replace"`): the
+//! sets of the host's tags under `[tags.X].rule_sets` are not kept unless a target lists
+//! them. With `mode = "add"` its sets are added to the default selection instead.
 //!
 //! `pins` pin rules on matching hosts only (same criteria), e.g. allow a licensed tool on
 //! the hosts of the team that bought it without creating a rule set per team. The server
@@ -36,6 +37,9 @@ pub struct Targeting {
     pub targets: Vec<Target>,
     /// Host rules pinned on matching hosts; the first pin naming a rule key wins.
     pub pins: Vec<Pin>,
+    /// `"replace"` (the default: this plugin's sets are the whole selection) or `"add"` (the
+    /// sets are added to the host's default selection from `[tags.X].rule_sets`).
+    pub mode: Option<SelectionMode>,
 }
 
 /// Rules pinned on the hosts matching the criteria (every criterion given must match).
@@ -139,9 +143,10 @@ impl SelectRules for Targeting {
             }
             rules
         });
-        // Replace: this plugin owns the whole selection (list `always` sets yourself); switch
-        // to `SelectionMode::Add` to keep the hosts' `[tags.X].rule_sets` as well.
-        Ok(SelectionDecision { rule_sets: Some(sets), mode: Some(SelectionMode::Replace), host_rules })
+        // Replace unless configured otherwise: this plugin owns the whole selection (list
+        // `always` sets yourself); `mode = "add"` keeps the hosts' `[tags.X].rule_sets` as well.
+        let mode = self.mode.unwrap_or(SelectionMode::Replace);
+        Ok(SelectionDecision { rule_sets: Some(sets), mode: Some(mode), host_rules })
     }
 }
 
@@ -164,6 +169,8 @@ mod tests {
     fn the_selection_replaces_the_default_explicitly() {
         let d = Harness::<Targeting>::with_validated_settings(SETTINGS).unwrap().select_rules(&HostFacts::default());
         assert_eq!(d.unwrap().mode, Some(SelectionMode::Replace));
+        let add = Harness::<Targeting>::with_validated_settings(r#"{"mode": "add"}"#).unwrap();
+        assert_eq!(add.select_rules(&HostFacts::default()).unwrap().mode, Some(SelectionMode::Add));
     }
 
     fn sets(h: &HostFacts) -> Vec<String> {

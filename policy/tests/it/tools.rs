@@ -38,6 +38,15 @@ fn test_runs_fixture_cases_through_the_host() {
 }
 
 #[test]
+fn review_fixtures_run_through_the_host() {
+    let dir = plugin_dir(&["approval-voting"]);
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/approval-voting/fixtures");
+    let report = tools::test(&dir.path().join("approval-voting.wasm"), &fixtures).unwrap();
+    assert!(report.cases.len() >= 5, "{report}");
+    assert!(report.passed(), "{report}");
+}
+
+#[test]
 fn test_reports_failing_cases() {
     let dir = plugin_dir(&["staged-rollout"]);
     let fixtures = tempfile::tempdir().unwrap();

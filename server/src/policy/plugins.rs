@@ -47,9 +47,10 @@ impl PluginPolicy {
         let sets = d.rule_sets.clone()?;
         Some(match d.selection_mode() {
             SelectionMode::Replace => normalize_selection(&host.machine_id, sets),
-            SelectionMode::Add => {
-                normalize_selection(&host.machine_id, self.fallback.default_sets(host).into_iter().chain(sets).collect())
-            }
+            SelectionMode::Add => normalize_selection(
+                &host.machine_id,
+                self.fallback.default_sets(host).into_iter().chain(sets).collect(),
+            ),
         })
     }
 }
@@ -244,7 +245,15 @@ impl PluginPolicy {
                     differs,
                 });
             }
-            self.shadow.note(&self.manager, &r.plugin, &r.generation, Hook::Triage, machine_id, any, r.decision.as_ref());
+            self.shadow.note(
+                &self.manager,
+                &r.plugin,
+                &r.generation,
+                Hook::Triage,
+                machine_id,
+                any,
+                r.decision.as_ref(),
+            );
         }
         out
     }
