@@ -103,9 +103,7 @@ mod tests {
     const SHA: &str = "5f1a8fb9b0f7c1f4f3f1b2a6c0d5e4f3a2b1c0d9e8f7a6b5c4d3e2f1a0b9c8d7";
 
     fn input(users: &[(&str, &str)]) -> ReviewInput {
-        let mut proposal = ProposalFacts::default();
-        proposal.id = 7;
-        proposal.rule_set = "global".into();
+        let mut proposal = ProposalFacts { id: 7, rule_set: "global".into(), ..Default::default() };
         proposal.rule.identifier = SHA.into();
         proposal.rule.rule_type = RuleType::Binary;
         proposal.rule.policy = Policy::Allowlist;
