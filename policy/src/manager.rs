@@ -21,7 +21,9 @@ use crate::meta;
 use crate::runtime::{LoadedPlugin, Runtime, content_hash, scratch_kv};
 use arc_swap::ArcSwap;
 use dasher_sdk::domain::{ConfigDecision, HostFacts};
-use dasher_sdk::plugin::{EventBatch, EventFacts, EventKind, Hook, SelectionDecision, Verdicts};
+use dasher_sdk::plugin::{
+    EventBatch, EventFacts, EventKind, Hook, ReviewDecision, ReviewInput, ReviewVerdict, SelectionDecision, Verdicts,
+};
 use dasher_store::model::EventRecord;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -200,6 +202,29 @@ impl PluginManager {
         }
     }
 
+    /// Runs the `review` chain on a rule proposal. Never fails; a plugin that faults has no
+    /// opinion (the proposal stays for an admin). Merge: any `reject` wins, else any
+    /// `approve` (the last approving plugin's scope and rule), else `leave`.
+    pub async fn review(&self, input: &ReviewInput) -> Decided<ReviewDecision> {
+        let json = serde_json::to_string(input).unwrap_or_default();
+        let inner = Arc::clone(&self.inner);
+        let j = json.clone();
+        match self.inner.executor.run(move || inner.review(&j, false)).await {
+            Some(d) => d,
+            None => self.inner.review(&json, true),
+        }
+    }
+
+    /// Counts one host of shadow plugin `name` (generation `generation`) whose decision
+    /// started to differ from the applied one. The caller decides what "differs" means (it
+    /// alone knows the applied decision); a generation no longer active is ignored.
+    pub fn note_shadow_disagreement(&self, name: &str, generation: &str) {
+        let set = self.inner.set.load_full();
+        if let Some(p) = set.by_name(name).filter(|p| p.hash == generation) {
+            p.stats.shadow_disagreements.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     /// Status of every active plugin and of failing files.
     pub fn status(&self) -> ManagerStatus {
         self.inner.status()
@@ -360,6 +385,16 @@ impl Inner {
         self.run_chain(Hook::Triage, &input, "", overloaded, merge, |_| None, check)
     }
 
+    fn review(&self, input: &str, overloaded: bool) -> Decided<ReviewDecision> {
+        let merge = |acc: &ReviewDecision, later: &ReviewDecision| match (acc.decision, later.decision) {
+            (ReviewVerdict::Reject, _) => acc.clone(),
+            (_, ReviewVerdict::Leave) => acc.clone(),
+            _ => later.clone(),
+        };
+        // Like triage: no per-host "last good" and no fallback; a failed plugin has no opinion.
+        self.run_chain(Hook::Review, input, "", overloaded, merge, |_| None, |_| Ok(()))
+    }
+
     /// The chain: each plugin declaring `hook`, in order; fail-static per plugin; shadow
     /// plugins recorded, not merged.
     #[allow(clippy::too_many_arguments)]
@@ -468,7 +503,9 @@ impl Inner {
             }
             if source != Source::Live {
                 out.degraded = true;
-                if hook != Hook::Triage && self.cfg().on_failure_for(&p.meta.name) == OnFailure::Reject {
+                if matches!(hook, Hook::Configure | Hook::SelectRules)
+                    && self.cfg().on_failure_for(&p.meta.name) == OnFailure::Reject
+                {
                     out.reject = true;
                 }
             }
@@ -479,21 +516,10 @@ impl Inner {
             }
             out.made_by.push(Contribution { plugin: p.meta.name.clone(), generation: p.hash.clone(), source, fields });
         }
-        if !shadow_values.is_empty() {
-            let applied = serde_json::to_value(&out.value).unwrap_or_default();
-            for (p, decision) in shadow_values {
-                let differs = decision.as_ref().is_some_and(|d| disagrees(d, &applied));
-                if differs {
-                    p.stats.shadow_disagreements.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(plugin = %p.meta.name, hook = %hook, "shadow plugin would have decided differently: {}", decision.as_ref().map(|d| d.to_string()).unwrap_or_default());
-                }
-                out.shadow.push(ShadowRecord {
-                    plugin: p.meta.name.clone(),
-                    generation: p.hash.clone(),
-                    decision,
-                    differs,
-                });
-            }
+        // Whether a shadow decision differs is decided (and counted, and logged) by the
+        // caller, against what it finally applied: one definition, not two.
+        for (p, decision) in shadow_values {
+            out.shadow.push(ShadowRecord { plugin: p.meta.name.clone(), generation: p.hash.clone(), decision });
         }
         out
     }
@@ -649,14 +675,6 @@ pub(crate) fn watcher_reload(inner: &Weak<Inner>) -> Option<bool> {
     let inner = inner.upgrade()?;
     inner.reload_blocking(Trigger::FileChange, None);
     Some(inner.has_pending_removals())
-}
-
-/// True if `shadow` has an opinion that `applied` does not share.
-fn disagrees(shadow: &serde_json::Value, applied: &serde_json::Value) -> bool {
-    match (shadow, applied) {
-        (serde_json::Value::Object(s), serde_json::Value::Object(a)) => s.iter().any(|(k, v)| a.get(k) != Some(v)),
-        _ => shadow != applied,
-    }
 }
 
 /// Top-level fields a decision has an opinion on (set, not `null`).

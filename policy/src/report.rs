@@ -69,10 +69,10 @@ pub struct ShadowRecord {
     pub plugin: String,
     /// Generation.
     pub generation: String,
-    /// Its decision (`None` if it failed).
+    /// Its decision (`None` if it failed). Whether it differs from the applied decision is
+    /// for the caller to say: only it knows what was finally applied (the server fills the
+    /// plugins' gaps from its config); see `PluginManager::note_shadow_disagreement`.
     pub decision: Option<serde_json::Value>,
-    /// True if one of its opinions differs from the applied decision.
-    pub differs: bool,
 }
 
 /// One plugin's status, for `GET /api/v1/plugins`.
@@ -115,7 +115,9 @@ pub struct PluginStatus {
     /// Calls that skipped this generation because a breaker was open (all hooks); they
     /// never entered the guest and are not in `calls`.
     pub skipped_calls: u64,
-    /// Shadow decisions that differed from the applied ones.
+    /// Hosts whose decision by this shadow generation went from agreeing (or unseen) to
+    /// differing from the applied one, as reported by the server
+    /// (`PluginManager::note_shadow_disagreement`): a host that keeps differing counts once.
     pub shadow_disagreements: u64,
     /// Kept generations, newest first (the active one included).
     pub generations: Vec<String>,

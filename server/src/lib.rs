@@ -18,6 +18,7 @@ pub mod metrics;
 pub mod policy;
 pub mod proposals;
 pub mod reload;
+pub mod review;
 mod serve;
 pub mod sync;
 pub mod tls;

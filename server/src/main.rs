@@ -118,8 +118,8 @@ struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
-    /// Build this checkout's example plugins (staged-rollout, ruleset-targeting, event-triage)
-    /// into the plugin directory [default: DATA_DIR/plugins] and load them.
+    /// Build this checkout's example plugins (staged-rollout, ruleset-targeting, event-triage,
+    /// approval-voting) into the plugin directory [default: DATA_DIR/plugins] and load them.
     #[arg(long)]
     examples: bool,
 }

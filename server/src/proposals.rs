@@ -9,6 +9,7 @@
 //! proposal whose scope is not in `auto_apply_proposals` without an admin, or decide a
 //! proposal twice.
 
+use crate::policy::PolicyEngine;
 use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleError, host_rule_set};
 use dasher_sdk::names::{NameError, RuleSetName};
 use dasher_sdk::plugin::{self, RuleProposal};
@@ -134,10 +135,11 @@ pub fn resolve_scope(scope: &plugin::ProposalScope, machine_id: &str) -> (Propos
 }
 
 /// Stores one proposal occurrence; applies it at once if it is pending and its scope is in
-/// `auto_apply`. A proposal with an invalid rule or rule-set name is logged and dropped (it
-/// could never be approved).
+/// `auto_apply`, else hands it to the `review` hook ([`crate::review`]). A proposal with an
+/// invalid rule or rule-set name is logged and dropped (it could never be approved).
 pub async fn intake(
     store: &dyn Store,
+    policy: &dyn PolicyEngine,
     machine_id: &str,
     p: &RuleProposal,
     made_by: &[PluginRef],
@@ -176,8 +178,57 @@ pub async fn intake(
             Err(ReviewError::Store(e)) => return Err(e),
             Err(e) => tracing::warn!(id = stored.id, error = %e, "proposal not auto-applied"),
         }
+    } else if stored.status == ProposalStatus::Pending {
+        crate::review::review(store, policy, stored.id, now).await?;
     }
     Ok(())
+}
+
+/// Records an end user's request to allow the binary `sha256` blocked on `machine_id`: it
+/// raises the binary's global allow proposal (one proposal per binary collects every
+/// request, whichever host it came from; the approval chooses the scope), then the `review`
+/// hook decides it if it is pending. The caller validated the inputs.
+pub async fn user_request(
+    store: &dyn Store,
+    policy: &dyn PolicyEngine,
+    machine_id: &str,
+    sha256: &str,
+    user: Option<&str>,
+    justification: &str,
+    now: i64,
+) -> Result<Proposal, StoreError> {
+    let rule = dasher_sdk::domain::RuleSpec {
+        identifier: sha256.to_owned(),
+        rule_type: dasher_sdk::wire::RuleType::Binary,
+        policy: dasher_sdk::wire::Policy::Allowlist,
+        custom_msg: None,
+        custom_url: None,
+        cel_expr: None,
+        notification_app_name: None,
+        event_detail_button_label: None,
+    };
+    let key = dasher_sdk::domain::RuleKey {
+        rule_type: dasher_sdk::wire::RuleType::Binary,
+        identifier: sha256.to_ascii_lowercase(),
+    };
+    let new = NewProposal {
+        scope: ProposalScope::Global,
+        rule_set: GLOBAL_RULE_SET.to_owned(),
+        key,
+        rule,
+        reason: "requested by a user".into(),
+        machine_id: machine_id.to_owned(),
+        proposed_by: vec![],
+        at_unix: now,
+    };
+    let (stored, created) = store.record_user_request(&new, user, justification).await?;
+    if created {
+        tracing::info!(id = stored.id, machine_id, "approval requested by a user");
+    }
+    if stored.status == ProposalStatus::Pending {
+        crate::review::review(store, policy, stored.id, now).await?;
+    }
+    Ok(store.get_proposal(stored.id).await?.unwrap_or(stored))
 }
 
 fn already(p: &Proposal, verb: &'static str) -> ReviewError {
@@ -234,6 +285,10 @@ mod tests {
     use dasher_sdk::wire::{Policy, RuleType};
     use std::sync::Arc;
 
+    fn policy() -> crate::policy::ConfigPolicy {
+        crate::policy::ConfigPolicy::new(crate::config::Config::default())
+    }
+
     fn store() -> (tempfile::TempDir, Arc<dyn Store>) {
         let dir = tempfile::tempdir().unwrap();
         let spec = format!("redb:{}", dir.path().join("db").display()).parse().unwrap();
@@ -262,8 +317,12 @@ mod tests {
         let (_dir, store) = store();
         let s = store.as_ref();
         let host = plugin::ProposalScope::Host;
-        intake(s, "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.a"), &[], &[ProposalScope::Host], 10).await.unwrap();
-        intake(s, "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.b"), &[], &[ProposalScope::Global], 10).await.unwrap();
+        intake(s, &policy(), "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.a"), &[], &[ProposalScope::Host], 10)
+            .await
+            .unwrap();
+        intake(s, &policy(), "m1", &proposal(host.clone(), "EQHXZ8M8AV:com.b"), &[], &[ProposalScope::Global], 10)
+            .await
+            .unwrap();
         let all = s.list_proposals(None, None, 10).await.unwrap();
         assert_eq!(all.len(), 2);
         let (b, a) = (&all[0], &all[1]);
@@ -280,11 +339,15 @@ mod tests {
         let (_dir, store) = store();
         let s = store.as_ref();
         let bad_set = plugin::ProposalScope::RuleSet { name: "../etc".into() };
-        intake(s, "m1", &proposal(bad_set, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
-        intake(s, "m1", &proposal(plugin::ProposalScope::Global, "not a signing id"), &[], &[], 1).await.unwrap();
+        intake(s, &policy(), "m1", &proposal(bad_set, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
+        intake(s, &policy(), "m1", &proposal(plugin::ProposalScope::Global, "not a signing id"), &[], &[], 1)
+            .await
+            .unwrap();
         assert!(s.list_proposals(None, None, 10).await.unwrap().is_empty(), "nothing stored");
         assert!(matches!(approve(s, 7, "a", &ApproveScope::Proposed, 1).await, Err(ReviewError::NotFound(7))));
-        intake(s, "m1", &proposal(plugin::ProposalScope::Global, "EQHXZ8M8AV:com.a"), &[], &[], 1).await.unwrap();
+        intake(s, &policy(), "m1", &proposal(plugin::ProposalScope::Global, "EQHXZ8M8AV:com.a"), &[], &[], 1)
+            .await
+            .unwrap();
         let id = s.list_proposals(None, None, 1).await.unwrap()[0].id;
         reject(s, id, "bob", 2).await.unwrap();
         let err = approve(s, id, "alice", &ApproveScope::Global, 3).await.unwrap_err();
@@ -299,7 +362,7 @@ mod tests {
         let (_dir, store) = store();
         let s = store.as_ref();
         for (i, id) in ["EQHXZ8M8AV:com.a", "EQHXZ8M8AV:com.b", "EQHXZ8M8AV:com.c"].iter().enumerate() {
-            intake(s, "m1", &proposal(plugin::ProposalScope::Host, id), &[], &[], i as i64).await.unwrap();
+            intake(s, &policy(), "m1", &proposal(plugin::ProposalScope::Host, id), &[], &[], i as i64).await.unwrap();
         }
         let ids: Vec<u64> = s.list_proposals(None, None, 10).await.unwrap().iter().rev().map(|p| p.id).collect();
         for (bad, field_text) in [
@@ -338,8 +401,8 @@ mod tests {
             p.rule.cel_expr = Some(expr.into());
             p
         };
-        intake(s, "m1", &cel("this is ((( not cel"), &[], &[ProposalScope::Global], 1).await.unwrap();
-        intake(s, "m1", &cel("uid == 0"), &[], &[ProposalScope::Global], 1).await.unwrap();
+        intake(s, &policy(), "m1", &cel("this is ((( not cel"), &[], &[ProposalScope::Global], 1).await.unwrap();
+        intake(s, &policy(), "m1", &cel("uid == 0"), &[], &[ProposalScope::Global], 1).await.unwrap();
         assert!(s.list_proposals(None, None, 10).await.unwrap().is_empty(), "nothing stored");
         assert_eq!(s.head_version().await.unwrap(), 0, "nothing applied");
 

@@ -480,6 +480,14 @@ fn smoke_test(p: &LoadedPlugin) -> Result<(), LoadError> {
         serde_json::from_str::<Verdicts>(&run(Hook::Triage, serde_json::to_string(&batch).unwrap_or_default())?)
             .map_err(bad(Hook::Triage))?;
     }
+    if p.meta.has(Hook::Review) {
+        let input = dasher_sdk::plugin::ReviewInput { now_unix: now, ..Default::default() };
+        serde_json::from_str::<dasher_sdk::plugin::ReviewDecision>(&run(
+            Hook::Review,
+            serde_json::to_string(&input).unwrap_or_default(),
+        )?)
+        .map_err(bad(Hook::Review))?;
+    }
     Ok(())
 }
 

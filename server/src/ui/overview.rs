@@ -214,7 +214,7 @@ pub async fn take(src: &Sources, now: i64) -> std::result::Result<Snapshot, dash
     s.syncs_per_hour = per_hour.into_iter().collect();
     if let Some(manager) = &src.plugins {
         let status = manager.status();
-        let differing = src.policy.shadow_hosts_differing();
+        let differing = src.policy.shadow_counts();
         s.plugin_load_errors = status.load_errors.len() as u64;
         s.plugins = Some(
             status
@@ -226,7 +226,7 @@ pub async fn take(src: &Sources, now: i64) -> std::result::Result<Snapshot, dash
                     faults: p.errors,
                     degraded: p.degraded,
                     shadow_disagreements: p.shadow_disagreements,
-                    shadow_hosts_differing: differing.get(&p.name).copied().unwrap_or(0),
+                    shadow_hosts_differing: differing.get(&p.name).map_or(0, |c| c.hosts_differing),
                 })
                 .collect(),
         );

@@ -26,7 +26,7 @@ async fn page_impl(cx: &Cx<'_>) -> Result {
         }
         Some(manager) => {
             let status = manager.status();
-            let differing = cx.state.sync.policy.shadow_hosts_differing();
+            let differing = cx.state.sync.policy.shadow_counts();
             m! {
                 @if let Some(f) = &flash { div.flash.ok { (f) } }
                 p {
@@ -74,7 +74,7 @@ async fn page_impl(cx: &Cx<'_>) -> Result {
                                 @if let Some(e) = &p.last_load_error { br; span.muted { "last load error: " (e) } }
                             }
                             td.num { (p.shadow_disagreements) }
-                            td.num { (differing.get(&p.name).copied().unwrap_or(0)) }
+                            td.num { (differing.get(&p.name).map_or(0, |c| c.hosts_differing)) }
                             td { (fmt::when(i64::try_from(p.loaded_at_unix).unwrap_or(0), now)) }
                             td {
                                 @if p.generations.len() > 1 {

@@ -17,6 +17,7 @@ pub(super) fn triage(action: Option<Action>, labels: &[&str]) -> EventTriage {
         severity: Some(Severity::Medium),
         made_by: vec![PluginRef { plugin: "event-triage".into(), generation: "gen-1".into() }],
         triaged_at_unix: 2000,
+        shadow: vec![],
     }
 }
 

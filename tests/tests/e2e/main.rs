@@ -8,6 +8,7 @@ mod hostile_connections;
 mod idle_connections;
 mod inventory_bounds;
 mod plugin_breaker;
+mod plugin_decide;
 mod plugin_decisions;
 mod plugin_ops;
 mod plugins_http;

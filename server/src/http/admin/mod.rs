@@ -4,6 +4,7 @@
 
 pub mod auth;
 mod plugins_ops;
+mod requests;
 
 use crate::actions::{self, Actor, Via};
 use crate::config::Role;
@@ -101,6 +102,8 @@ pub enum Op {
     ReloadConfig,
     /// `GET /api/v1/plugins/{name}/history`
     PluginHistory,
+    /// `POST /api/v1/proposals/requests`
+    UserRequest,
 }
 
 /// One admin route: method, path (`{}` matches one segment), the least role that may call
@@ -143,6 +146,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::GET, "/metrics", Role::ReadOnly, Op::Metrics),
     route(Method::POST, "/api/v1/config/reload", Role::Admin, Op::ReloadConfig),
     route(Method::GET, "/api/v1/plugins/{}/history", Role::ReadOnly, Op::PluginHistory),
+    route(Method::POST, "/api/v1/proposals/requests", Role::RulesEditor, Op::UserRequest),
 ];
 
 /// Why no route answers a request.
@@ -257,6 +261,7 @@ pub async fn handle(
         Op::ApproveProposal => decide_proposal(sync, &actor, proposal_id()?, true, req).await,
         Op::RejectProposal => decide_proposal(sync, &actor, proposal_id()?, false, req).await,
         Op::Plugins => plugin_status(state),
+        Op::UserRequest => requests::post_request(sync, req).await,
         Op::ReloadPlugins => {
             let report = actions::reload_plugins(sync, state.plugins.as_deref(), &state.reloader, &actor).await?;
             Ok(json_response(StatusCode::OK, &report))
@@ -534,17 +539,18 @@ pub(super) fn plugin_manager(state: &AppState) -> Result<&dasher_policy::PluginM
         .ok_or_else(|| ApiError::NotFound("plugins are not configured (set [plugins] or --plugins-dir)".into()))
 }
 
-/// `GET /api/v1/plugins`: the plugin host's status, plus per plugin the hosts whose last
-/// decision by it (as a shadow plugin) would have differed from the applied one, counted
-/// since the server started.
+/// `GET /api/v1/plugins`: the plugin host's status, plus per shadow plugin
+/// `shadow_hosts_differing`: hosts whose latest decision by its active generation differs
+/// from the applied one now (`shadow_disagreements` counts hosts that started to differ;
+/// see `policy::shadow` for the one definition of "differs").
 fn plugin_status(state: &AppState) -> Resp {
     let manager = plugin_manager(state)?;
-    let differing = state.sync.policy.shadow_hosts_differing();
+    let counts = state.sync.policy.shadow_counts();
     let mut status = serde_json::to_value(manager.status()).expect("status serializes");
     if let Some(plugins) = status.get_mut("plugins").and_then(|p| p.as_array_mut()) {
         for p in plugins {
-            let n = p.get("name").and_then(|n| n.as_str()).and_then(|n| differing.get(n)).copied();
-            p["shadow_hosts_differing"] = n.unwrap_or(0).into();
+            let n = p.get("name").and_then(|n| n.as_str()).and_then(|n| counts.get(n)).copied();
+            p["shadow_hosts_differing"] = n.unwrap_or_default().hosts_differing.into();
         }
     }
     Ok(json_response(StatusCode::OK, &status))
