@@ -10,7 +10,11 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod access;
+pub mod live;
 pub use access::{AdminSettings, MetricsSettings, Role, SyncAuthSettings, TlsSettings, TokenConfig};
+pub use live::LiveConfig;
+mod ui;
+pub use ui::UiSettings;
 
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,6 +51,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// `GET /metrics` (`[metrics]`).
     pub metrics: MetricsSettings,
+    /// The web console (`[ui]`).
+    pub ui: UiSettings,
 }
 
 /// Settings and rule sets for hosts carrying one tag.
@@ -229,6 +235,7 @@ impl Default for Config {
             sync_auth: Default::default(),
             tls: None,
             metrics: Default::default(),
+            ui: UiSettings::default(),
         }
     }
 }
@@ -350,6 +357,7 @@ impl Config {
         }
         self.admin.validate().map_err(ConfigError::Invalid)?;
         self.sync_auth.validate().map_err(ConfigError::Invalid)?;
+        self.ui.validate().map_err(ConfigError::Invalid)?;
         if let Some(tls) = &self.tls {
             tls.validate().map_err(ConfigError::Invalid)?;
         }
