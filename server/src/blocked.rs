@@ -301,8 +301,10 @@ pub enum RequestOutcome {
     NothingBlocked,
 }
 
-/// Records `req` as a pending proposal to allow the binary on that machine (host scope), or
-/// raises the existing one. Only for a block the machine reported; never applies a rule.
+/// Records `req` as a user request on a pending proposal to allow the binary on that machine
+/// (host scope), creating the proposal or raising the existing one
+/// ([`Store::record_user_request`]: the requests keep machine, user and justification). Only
+/// for a block the machine reported; never applies a rule.
 pub async fn request_approval(store: &dyn Store, req: &ApprovalRequest, now: i64) -> Result<RequestOutcome, StoreError> {
     let Some(blocked) = lookup(store, &req.machine_id, &req.sha256).await? else {
         return Ok(RequestOutcome::NothingBlocked);
@@ -323,12 +325,12 @@ pub async fn request_approval(store: &dyn Store, req: &ApprovalRequest, now: i64
             notification_app_name: None,
             event_detail_button_label: None,
         },
-        reason: format!("user request: {who} on {} asks to run {what}: {}", req.machine_id.as_str(), req.justification),
+        reason: format!("user request: {who} on {} asks to run {what}", req.machine_id.as_str()),
         machine_id: req.machine_id.as_str().to_owned(),
         proposed_by: vec![],
         at_unix: now,
     };
-    let (proposal, created) = store.record_proposal(&new).await?;
+    let (proposal, created) = store.record_user_request(&new, req.username.as_deref(), &req.justification).await?;
     tracing::info!(id = proposal.id, machine_id = req.machine_id.as_str(), sha256 = %blocked.sha256, created, "approval requested from the block page");
     Ok(RequestOutcome::Recorded { proposal, created })
 }

@@ -189,7 +189,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         admin_auth,
         sync_auth,
         rate_limit: http::rate_limit::MachineRateLimit::new(config.limits.requests_per_machine_per_minute),
-        ui: ui::UiState { overview: overview.clone() },
+        ui: ui::UiState { overview: overview.clone(), blocked: Default::default() },
     });
     let (shutdown, _) = watch::channel(false);
     let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());

@@ -1,6 +1,6 @@
 use super::*;
 use dasher_sdk::domain::Rule;
-use dasher_store::{HostInventory, HostSyncState, NewEvent, ProposalStatus, RuleAck, RuleChange};
+use dasher_store::{HostInventory, HostSyncState, NewEvent, ProposalStatus, RequestSource, RuleAck, RuleChange};
 use std::sync::Arc;
 
 const SHA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
@@ -140,7 +140,7 @@ async fn a_request_records_or_raises_a_pending_host_proposal_and_never_a_rule() 
     };
     assert_eq!((p.status, p.scope, p.rule_set.as_str()), (ProposalStatus::Pending, ProposalScope::Host, "host:m1"));
     assert_eq!((p.rule.rule_type, p.rule.policy, p.rule.identifier.as_str()), (RuleType::Binary, Policy::Allowlist, SHA));
-    assert!(p.reason.contains("alice") && p.reason.contains("quarterly report"), "{}", p.reason);
+    assert!(p.reason.contains("alice") && p.reason.contains("Tool"), "{}", p.reason);
     assert_eq!(p.hosts, vec!["m1".to_owned()]);
 
     let RequestOutcome::Recorded { proposal: again, created: false } = request_approval(s, &req("bob"), 200).await.unwrap()
@@ -149,6 +149,10 @@ async fn a_request_records_or_raises_a_pending_host_proposal_and_never_a_rule() 
     };
     assert_eq!((again.id, again.count), (p.id, 2));
     assert_eq!(s.head_version().await.unwrap(), head, "no rule was committed");
+    let requests = s.proposal_requests(p.id).await.unwrap();
+    let who: Vec<_> = requests.iter().map(|r| (r.source, r.machine_id.as_str(), r.user.as_deref())).collect();
+    assert_eq!(who, vec![(RequestSource::User, "m1", Some("alice")), (RequestSource::User, "m1", Some("bob"))]);
+    assert_eq!(requests[0].justification, "I need it for the quarterly report");
 
     let unknown = ApprovalRequest { sha256: OTHER.into(), ..req("mallory") };
     assert!(matches!(request_approval(s, &unknown, 300).await.unwrap(), RequestOutcome::NothingBlocked));
