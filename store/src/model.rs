@@ -539,12 +539,17 @@ pub struct Proposal {
     /// already in place).
     #[serde(default)]
     pub applied_version: Option<u64>,
+    /// The rule set its approval committed the rule to: `rule_set`, unless the reviewer
+    /// chose another scope (`None` until approved, and for approvals stored before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_rule_set: Option<String>,
 }
 
 /// A review decision on a pending proposal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProposalDecision {
-    /// Commit `change` (which must be the proposal's rule set and key) and mark approved, atomically.
+    /// Commit `change` (which must be the proposal's key, in its own or another rule set the
+    /// caller checked) and mark approved, atomically.
     Approve {
         /// Who.
         by: String,

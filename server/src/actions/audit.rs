@@ -1,85 +1,36 @@
 //! The audit log of operator actions: who (token or session name and role), what, on what,
-//! when, and through which surface. Recording never fails an action that already happened:
-//! a store error is logged.
+//! when, and through which surface, kept in the store ([`dasher_store::Store::record_audit`])
+//! where the console's Audit page reads it. Recording never fails an action that already
+//! happened: a store error is logged (and the action is in the server log either way).
 
 use super::Actor;
-use crate::config::Role;
 use crate::sync::{SyncService, now_unix};
-use serde::{Deserialize, Serialize};
+use dasher_store::NewAuditEntry;
 
-/// Through which surface an action came.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Via {
-    /// The JSON admin API.
-    Api,
-    /// The web console.
-    Ui,
-}
+/// Through which surface an action came (the store's type).
+pub use dasher_store::AuditVia as Via;
 
-impl Via {
-    /// `api` or `ui`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Via::Api => "api",
-            Via::Ui => "ui",
-        }
-    }
-}
-
-/// One audit entry.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AuditRecord {
-    /// When (Unix seconds).
-    pub at_unix: i64,
-    /// Token or session name.
-    pub who: String,
-    /// Its role.
-    pub role: Role,
-    /// Surface.
-    pub via: Via,
-    /// What was done, e.g. `host.tags`.
-    pub action: String,
-    /// On what (machine id, proposal id, plugin name, rule).
-    pub target: String,
-    /// Details (new values).
-    pub detail: String,
-}
-
-/// Longest `detail` kept.
-const MAX_DETAIL_BYTES: usize = 2048;
-
-fn cut(s: &str, max: usize) -> String {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_owned()
-}
-
-/// Records one action. The seam to the store's audit log.
-pub async fn record(sync: &SyncService, actor: &Actor, action: &str, target: &str, detail: &str) {
-    let entry = AuditRecord {
+/// Records one action: `action` like `host.tags.set`, `target` like `host:MACHINE`.
+pub async fn record(sync: &SyncService, actor: &Actor, action: &str, target: &str, detail: serde_json::Value) {
+    let entry = NewAuditEntry {
         at_unix: now_unix(),
-        who: actor.name.clone(),
-        role: actor.role,
-        via: actor.via,
+        actor: actor.name.clone(),
+        role: actor.role.as_str().to_owned(),
         action: action.to_owned(),
-        target: cut(target, 512),
-        detail: cut(detail, MAX_DETAIL_BYTES),
+        target: target.to_owned(),
+        detail,
+        via: actor.via,
     };
-    store_record(sync, &entry).await;
-}
-
-async fn store_record(_sync: &SyncService, entry: &AuditRecord) {
     tracing::info!(
         target: "dasher::audit",
-        who = %entry.who,
+        actor = %entry.actor,
         role = %entry.role,
-        via = entry.via.as_str(),
+        via = ?entry.via,
         action = %entry.action,
         target = %entry.target,
-        detail = %entry.detail,
         "audit"
     );
+    if let Err(e) = sync.store.record_audit(&entry).await {
+        tracing::error!(error = %e, action, target, "could not record an audit entry");
+    }
 }

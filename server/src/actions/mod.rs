@@ -11,7 +11,7 @@ pub mod audit;
 use crate::config::Role;
 use crate::proposals::{self, ReviewError};
 use crate::sync::{SyncService, now_unix};
-pub use audit::{AuditRecord, Via};
+pub use audit::Via;
 use dasher_sdk::names::check_tag;
 use dasher_store::{Proposal, RuleChange, StoreError};
 
@@ -66,7 +66,9 @@ impl From<ReviewError> for ActionError {
         match e {
             ReviewError::NotFound(_) => ActionError::NotFound(e.to_string()),
             ReviewError::AlreadyDecided { .. } => ActionError::Conflict(e.to_string()),
-            ReviewError::InvalidRule { ref field, .. } => ActionError::field(field.clone(), e.to_string()),
+            ReviewError::InvalidRule { ref field, .. } | ReviewError::BadScope { ref field, .. } => {
+                ActionError::field(field.clone(), e.to_string())
+            }
             ReviewError::Store(e) => ActionError::Store(e),
         }
     }
@@ -91,14 +93,14 @@ pub async fn put_tags(
         }
     }
     sync.store.set_host_tags(machine_id, &kept).await?;
-    audit::record(sync, actor, "host.tags", machine_id, &kept.join(",")).await;
+    audit::record(sync, actor, "host.tags.set", &format!("host:{machine_id}"), serde_json::json!({"tags": kept})).await;
     Ok(kept)
 }
 
 /// Asks for a clean sync at the host's next preflight.
 pub async fn clean_sync(sync: &SyncService, actor: &Actor, machine_id: &str) -> Result<(), ActionError> {
     sync.store.set_clean_requested(machine_id, true).await?;
-    audit::record(sync, actor, "host.clean_sync", machine_id, "").await;
+    audit::record(sync, actor, "host.clean_sync", &format!("host:{machine_id}"), serde_json::Value::Null).await;
     Ok(())
 }
 
@@ -111,22 +113,17 @@ pub async fn post_rules(sync: &SyncService, actor: &Actor, changes: &[RuleChange
     }
     let version = sync.store.commit_rules(changes).await?;
     let target = match changes {
-        [one] => format!("{}/{:?}/{}", one.rule_set, one.key.rule_type, one.key.identifier),
-        _ => format!("{} rules", changes.len()),
+        [one] => format!("rule:{}/{:?}/{}", one.rule_set, one.key.rule_type, one.key.identifier),
+        _ => "rules".to_owned(),
     };
-    let detail = changes
+    // The first changes in full (the store cuts an oversized detail).
+    let shown: Vec<serde_json::Value> = changes
         .iter()
-        .take(20)
-        .map(|c| {
-            let what = match &c.rule {
-                Some(r) => format!("{:?}", r.policy),
-                None => "removed".to_owned(),
-            };
-            format!("{}/{:?}/{}={what}", c.rule_set, c.key.rule_type, c.key.identifier)
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    audit::record(sync, actor, "rules.commit", &target, &format!("version {version}: {detail}")).await;
+        .take(50)
+        .map(|c| serde_json::json!({"rule_set": c.rule_set, "key": c.key, "rule": c.rule}))
+        .collect();
+    let detail = serde_json::json!({"version": version, "count": changes.len(), "changes": shown});
+    audit::record(sync, actor, "rules.commit", &target, detail).await;
     Ok(version)
 }
 
@@ -138,16 +135,20 @@ fn decided_by(actor: &Actor, by: Option<&str>) -> Result<String, ActionError> {
     Ok(by.to_owned())
 }
 
-/// Approves a pending proposal (its rule is committed). `by` defaults to the actor's name.
+/// Approves a pending proposal (its rule is committed into the set `scope` names, its own
+/// by default). `by` defaults to the actor's name.
 pub async fn approve_proposal(
     sync: &SyncService,
     actor: &Actor,
     id: u64,
     by: Option<&str>,
+    scope: &proposals::ApproveScope,
 ) -> Result<Proposal, ActionError> {
     let by = decided_by(actor, by)?;
-    let p = proposals::approve(sync.store.as_ref(), id, &by, now_unix()).await?;
-    audit::record(sync, actor, "proposal.approve", &id.to_string(), &format!("decided by {by}")).await;
+    let p = proposals::approve(sync.store.as_ref(), id, &by, scope, now_unix()).await?;
+    let into = p.applied_rule_set.as_deref().unwrap_or(&p.rule_set);
+    let detail = serde_json::json!({"by": by, "rule_set": into, "proposed_rule_set": p.rule_set, "rule": p.rule});
+    audit::record(sync, actor, "proposal.approve", &format!("proposal:{id}"), detail).await;
     Ok(p)
 }
 
@@ -160,7 +161,8 @@ pub async fn reject_proposal(
 ) -> Result<Proposal, ActionError> {
     let by = decided_by(actor, by)?;
     let p = proposals::reject(sync.store.as_ref(), id, &by, now_unix()).await?;
-    audit::record(sync, actor, "proposal.reject", &id.to_string(), &format!("decided by {by}")).await;
+    let detail = serde_json::json!({"by": by, "rule_set": p.rule_set, "rule": p.rule});
+    audit::record(sync, actor, "proposal.reject", &format!("proposal:{id}"), detail).await;
     Ok(p)
 }
 
@@ -175,14 +177,8 @@ pub async fn reload_plugins(
     actor: &Actor,
 ) -> Result<dasher_policy::ReloadReport, ActionError> {
     let report = manager(plugins)?.reload().await;
-    let detail = format!(
-        "loaded {}, unchanged {}, unloaded {}, errors {}",
-        report.loaded.len(),
-        report.unchanged.len(),
-        report.unloaded.len(),
-        report.errors.len()
-    );
-    audit::record(sync, actor, "plugins.reload", "plugins", &detail).await;
+    let detail = serde_json::to_value(&report).unwrap_or_default();
+    audit::record(sync, actor, "plugins.reload", "plugins", detail).await;
     Ok(report)
 }
 
@@ -194,6 +190,7 @@ pub async fn rollback_plugin(
     name: &str,
 ) -> Result<(String, String), ActionError> {
     let (from, to) = manager(plugins)?.rollback(name).map_err(|e| ActionError::field("name", e.to_string()))?;
-    audit::record(sync, actor, "plugins.rollback", name, &format!("{from} -> {to}")).await;
+    let detail = serde_json::json!({"from": from, "to": to});
+    audit::record(sync, actor, "plugin.rollback", &format!("plugin:{name}"), detail).await;
     Ok((from, to))
 }

@@ -150,7 +150,9 @@ impl From<crate::proposals::ReviewError> for ApiError {
         match e {
             ReviewError::NotFound(_) => ApiError::NotFound(e.to_string()),
             ReviewError::AlreadyDecided { .. } => ApiError::Conflict(e.to_string()),
-            ReviewError::InvalidRule { ref field, .. } => ApiError::field(field.clone(), e.to_string()),
+            ReviewError::InvalidRule { ref field, .. } | ReviewError::BadScope { ref field, .. } => {
+                ApiError::field(field.clone(), e.to_string())
+            }
             ReviewError::Store(e) => e.into(),
         }
     }

@@ -9,7 +9,7 @@ use crate::actions;
 use crate::http::admin;
 use crate::http::machine_id::parse_machine_id;
 use crate::sync::now_unix;
-use dasher_store::{EventFilter, Host};
+use dasher_store::{EventFilter, HostMatch, HostSearchCursor, HostSearchField};
 use http::{Method, StatusCode};
 use maud::{Markup, html as m};
 
@@ -19,6 +19,8 @@ pub const PAGE: usize = 50;
 pub const MAX_QUERY_BYTES: usize = 256;
 /// Recent events shown on a host's page.
 const RECENT_EVENTS: usize = 20;
+/// Audit entries shown on a host's page.
+const HISTORY: usize = 10;
 /// Effective rules shown on a host's page (the admin API has them all).
 const MAX_RULES_SHOWN: usize = 500;
 
@@ -28,27 +30,8 @@ fn machine_id(cx: &Cx<'_>) -> Result<String> {
         .map_err(|e| UiError::field("machine_id", e.to_string()))
 }
 
-/// Hosts whose machine id starts with `prefix`, after `after`, at most `limit` (keyset over
-/// the store's machine-id order: starts at the prefix, stops at the first id past it).
-async fn by_id_prefix(cx: &Cx<'_>, prefix: &str, after: Option<&str>, limit: usize) -> Result<Vec<Host>> {
-    let store = &cx.state.sync.store;
-    let mut out = Vec::new();
-    let start = match after {
-        Some(a) if a >= prefix => Some(a.to_owned()),
-        _ => {
-            if let Some(h) = store.get_host(prefix).await? {
-                out.push(h);
-            }
-            Some(prefix.to_owned())
-        }
-    };
-    let page = store.list_hosts(start.as_deref(), limit).await?;
-    out.extend(page.into_iter().take_while(|h| h.machine_id.starts_with(prefix)));
-    out.truncate(limit);
-    Ok(out)
-}
-
-fn host_row(h: &Host, now: i64) -> Markup {
+fn host_row(found: &HostMatch, now: i64) -> Markup {
+    let h = &found.host;
     let inv = h.inventory.as_ref();
     m! {
         tr {
@@ -60,27 +43,40 @@ fn host_row(h: &Host, now: i64) -> Markup {
             td { (inv.and_then(|i| i.client_mode).map(|m| format!("{m:?}")).unwrap_or_default()) }
             td { @for t in &h.tags { span.badge { (t) } " " } }
             td { (fmt::when(h.sync.last_preflight_unix, now)) }
+            td.muted { (field_name(found.field)) }
         }
     }
 }
 
-/// `GET /ui/hosts[?q=TEXT][&after=MACHINE_ID]`.
+fn field_name(f: HostSearchField) -> &'static str {
+    match f {
+        HostSearchField::MachineId => "machine id",
+        HostSearchField::Hostname => "hostname",
+        HostSearchField::SerialNumber => "serial",
+        HostSearchField::PrimaryUser => "user",
+    }
+}
+
+/// `GET /ui/hosts[?q=TEXT][&after=CURSOR]`: hosts whose machine id, hostname, serial number
+/// or primary user starts with `q` (case-insensitive), from the store's search index.
 pub async fn list(cx: &Cx<'_>) -> Result {
     let q = cx.q("q").unwrap_or("");
     if q.len() > MAX_QUERY_BYTES {
         return Err(UiError::field("q", format!("search text must be at most {MAX_QUERY_BYTES} bytes")));
     }
-    let after = cx.q("after");
-    let hosts = if q.is_empty() {
-        cx.state.sync.store.list_hosts(after, PAGE).await?
-    } else {
-        by_id_prefix(cx, q, after, PAGE).await?
-    };
+    let after =
+        match cx.q("after") {
+            None => None,
+            Some(a) => Some(HostSearchCursor::decode(a).ok_or_else(|| {
+                UiError::field("after", "after is not a page cursor; start again from the first page")
+            })?),
+        };
+    let hosts = cx.state.sync.store.search_hosts(q, after.as_ref(), PAGE).await?;
     let now = now_unix();
-    let next = (hosts.len() == PAGE).then(|| hosts.last().map(|h| h.machine_id.clone())).flatten();
+    let next = (hosts.len() == PAGE).then(|| hosts.last().map(|h| h.cursor().encode())).flatten();
     let body = m! {
         form.filters method="get" action="/ui/hosts" {
-            label { "Machine id" input type="search" name="q" value=(q) placeholder="machine id or its start"; }
+            label { "Search" input type="search" name="q" value=(q) placeholder="machine id, hostname, serial or user (start of)" size="40"; }
             button type="submit" { "Search" }
             @if !q.is_empty() { a href="/ui/hosts" { "Clear" } }
         }
@@ -88,7 +84,7 @@ pub async fn list(cx: &Cx<'_>) -> Result {
             p.muted { "No hosts match." }
         } @else {
             table {
-                tr { th { "Machine id" } th { "Hostname" } th { "Serial" } th { "User" } th { "Santa" } th { "Mode" } th { "Tags" } th { "Last sync" } }
+                tr { th { "Machine id" } th { "Hostname" } th { "Serial" } th { "User" } th { "Santa" } th { "Mode" } th { "Tags" } th { "Last sync" } th { "Matched" } }
                 @for h in &hosts { (host_row(h, now)) }
             }
         }
@@ -127,6 +123,7 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
             ..Default::default()
         })
         .await?;
+    let history = sync.store.list_audit(Some(&format!("host:{id}")), None, HISTORY).await?;
     let ctx = cx.page_ctx();
     let inv = host.inventory.as_ref();
     let st = &host.sync;
@@ -214,6 +211,24 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
         h2 { "Recent events" }
         (super::events::table(&events, now))
         p { a href={ "/ui/events?machine_id=" (enc(&id)) } { "All events of this host" } }
+        h2 { "Changes by operators" }
+        @if history.is_empty() {
+            p.muted { "None recorded." }
+        } @else {
+            table {
+                tr { th { "When" } th { "Who" } th { "Role" } th { "Via" } th { "What" } th { "Details" } }
+                @for a in &history {
+                    tr {
+                        td { (fmt::when(a.at_unix, now)) }
+                        td { (a.actor) }
+                        td { (a.role) }
+                        td { (format!("{:?}", a.via).to_ascii_lowercase()) }
+                        td { code { (a.action) } }
+                        td.mono { @if !a.detail.is_null() { (a.detail.to_string()) } }
+                    }
+                }
+            }
+        }
     };
     Ok(html(StatusCode::OK, page(&ctx, &title, Nav::Hosts, body)))
 }

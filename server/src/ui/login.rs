@@ -78,7 +78,7 @@ pub async fn submit(cx: &Cx<'_>) -> Result {
     let ttl = state.sync.config.ui.session_ttl_secs;
     let id = session::create(state.sync.store.as_ref(), &who, ttl, now_unix()).await?;
     let actor = Actor { name: who.name.clone(), role: who.role, via: Via::Ui };
-    audit::record(&state.sync, &actor, "ui.sign_in", &who.name, "").await;
+    audit::record(&state.sync, &actor, "ui.sign_in", &format!("user:{}", who.name), serde_json::Value::Null).await;
     let mut resp = redirect(&next);
     set_cookie(&mut resp, &session::set_cookie(&id, ttl, cx.conn.tls));
     Ok(resp)
@@ -89,7 +89,8 @@ pub async fn logout(cx: &Cx<'_>) -> Result {
     session::delete(cx.state.sync.store.as_ref(), &cx.headers).await.map_err(UiError::from)?;
     if let Some(s) = &cx.session {
         let actor = Actor { name: s.name.clone(), role: s.role, via: Via::Ui };
-        audit::record(&cx.state.sync, &actor, "ui.sign_out", &s.name, "").await;
+        audit::record(&cx.state.sync, &actor, "ui.sign_out", &format!("user:{}", s.name), serde_json::Value::Null)
+            .await;
     }
     let mut resp = redirect("/ui/login");
     set_cookie(&mut resp, &session::clear_cookie(cx.conn.tls));

@@ -12,6 +12,8 @@
 //! equivalent admin API route ([`authorize`] looks it up in [`crate::http::admin::ROUTES`]).
 
 pub mod assets;
+pub mod audit;
+pub mod binaries;
 pub mod blocked;
 mod cookies;
 pub mod csrf;
@@ -23,6 +25,8 @@ pub mod layout;
 pub mod login;
 pub mod overview;
 pub mod plugins;
+pub mod proposals;
+pub mod rules;
 pub mod security;
 pub mod session;
 
@@ -110,6 +114,15 @@ pub static ROUTES: &[Route] = &[
     get("/ui/plugins", Access::Signed, |cx| Box::pin(plugins::page(cx))),
     post("/ui/plugins/reload", Access::Signed, |cx| Box::pin(plugins::reload(cx))),
     post("/ui/plugins/{}/rollback", Access::Signed, |cx| Box::pin(plugins::rollback(cx))),
+    get("/ui/binaries", Access::Signed, |cx| Box::pin(binaries::search(cx))),
+    get("/ui/binaries/{}", Access::Signed, |cx| Box::pin(binaries::detail(cx))),
+    post("/ui/binaries/{}/rule", Access::Signed, |cx| Box::pin(binaries::add_rule(cx))),
+    get("/ui/proposals", Access::Signed, |cx| Box::pin(proposals::list(cx))),
+    post("/ui/proposals/decide", Access::Signed, |cx| Box::pin(proposals::decide(cx))),
+    get("/ui/rules", Access::Signed, |cx| Box::pin(rules::page_get(cx))),
+    post("/ui/rules", Access::Signed, |cx| Box::pin(rules::post(cx))),
+    post("/ui/rules/remove", Access::Signed, |cx| Box::pin(rules::remove(cx))),
+    get("/ui/audit", Access::Signed, |cx| Box::pin(audit::list(cx))),
 ];
 
 /// A request as a handler sees it.

@@ -6,7 +6,7 @@ use super::layout::{self, Nav};
 use super::{Cx, Result, fmt, html};
 use crate::policy::PolicyEngine;
 use crate::sync::now_unix;
-use dasher_store::{ProposalStatus, Store, SyncOutcome};
+use dasher_store::{ActivitySeries, ProposalStatus, Store, SyncOutcome};
 use http::StatusCode;
 use maud::{Markup, html as m};
 use std::collections::BTreeMap;
@@ -90,7 +90,16 @@ pub struct Snapshot {
     pub plugins: Option<Vec<PluginHealth>>,
     /// Plugin files failing to load.
     pub plugin_load_errors: u64,
+    /// Per UTC day of the last [`CHART_DAYS`]: (day start, blocked events, allowed events).
+    pub events_per_day: Vec<(i64, u64, u64)>,
+    /// Per UTC hour of the last [`CHART_HOURS`]: (hour start, syncs started).
+    pub syncs_per_hour: Vec<(i64, u64)>,
 }
+
+/// Days in the events chart.
+pub const CHART_DAYS: i64 = 30;
+/// Hours in the syncs chart.
+pub const CHART_HOURS: i64 = 48;
 
 /// The shared latest snapshot.
 #[derive(Clone, Default)]
@@ -182,6 +191,27 @@ pub async fn take(src: &Sources, now: i64) -> std::result::Result<Snapshot, dash
     let pending = src.store.list_proposals(Some(ProposalStatus::Pending), None, MAX_PENDING_COUNTED + 1).await?;
     s.pending_more = pending.len() > MAX_PENDING_COUNTED;
     s.pending_proposals = pending.len().min(MAX_PENDING_COUNTED) as u64;
+    let (day, hour) = (dasher_store::DAY_SECS, dasher_store::HOUR_SECS);
+    let first_day = dasher_store::bucket_start(now, day) - (CHART_DAYS - 1) * day;
+    let mut per_day: BTreeMap<i64, (u64, u64)> = (0..CHART_DAYS).map(|i| (first_day + i * day, (0, 0))).collect();
+    for b in src.store.activity(ActivitySeries::EventsPerDay, first_day, now + 1).await? {
+        if let Some(slot) = per_day.get_mut(&b.start_unix) {
+            if b.series.starts_with("BLOCK") {
+                slot.0 += b.count;
+            } else if b.series.starts_with("ALLOW") {
+                slot.1 += b.count;
+            }
+        }
+    }
+    s.events_per_day = per_day.into_iter().map(|(t, (b, a))| (t, b, a)).collect();
+    let first_hour = dasher_store::bucket_start(now, hour) - (CHART_HOURS - 1) * hour;
+    let mut per_hour: BTreeMap<i64, u64> = (0..CHART_HOURS).map(|i| (first_hour + i * hour, 0)).collect();
+    for b in src.store.activity(ActivitySeries::SyncsPerHour, first_hour, now + 1).await? {
+        if let Some(slot) = per_hour.get_mut(&b.start_unix) {
+            *slot += b.count;
+        }
+    }
+    s.syncs_per_hour = per_hour.into_iter().collect();
     if let Some(manager) = &src.plugins {
         let status = manager.status();
         let differing = src.policy.shadow_hosts_differing();
@@ -226,6 +256,42 @@ pub fn spawn(
             }
         }
     })
+}
+
+/// A chart drawn by uPlot (`dasher.js`) from `data-*` attributes, with the same numbers as
+/// a table for readers without JavaScript.
+fn chart(
+    title: &str,
+    kind: &str,
+    xs: &[i64],
+    series: &[(&str, &str, Vec<u64>)],
+    label: impl Fn(i64) -> String,
+) -> Markup {
+    let join = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(",");
+    let data_x = join(&mut xs.iter().map(|x| x.to_string()));
+    let data_series = series
+        .iter()
+        .map(|(name, color, values)| format!("{name}|{color}|{}", join(&mut values.iter().map(|v| v.to_string()))))
+        .collect::<Vec<_>>()
+        .join(";");
+    m! {
+        div.card.wide {
+            h2 { (title) }
+            div.chart data-kind=(kind) data-x=(data_x) data-series=(data_series) {}
+            details {
+                summary { "Numbers" }
+                table {
+                    tr { th { "Time" } @for (name, _, _) in series { th.num { (name) } } }
+                    @for (i, x) in xs.iter().enumerate().rev() {
+                        tr {
+                            td { (label(*x)) }
+                            @for (_, _, values) in series { td.num { (values.get(i).copied().unwrap_or(0)) } }
+                        }
+                    }
+                }
+            }
+        }
+    }
 }
 
 fn counts_table(title: &str, rows: impl Iterator<Item = (String, u64)>, total: u64) -> Markup {
@@ -304,6 +370,25 @@ pub async fn page(cx: &Cx<'_>) -> Result {
                 (counts_table("By Santa version", s.by_santa_version.iter().map(|(k, v)| (k.clone(), *v)), s.hosts_walked))
                 (counts_table("By client mode", s.by_client_mode.iter().map(|(k, v)| (k.clone(), *v)), s.hosts_walked))
                 (counts_table("By last sync", AGE_BUCKETS.iter().zip(s.by_sync_age).map(|(k, v)| (k.to_string(), v)), s.hosts_walked))
+            }
+            div.cards {
+                (chart(
+                    "Events per day (UTC)",
+                    "bars",
+                    &s.events_per_day.iter().map(|e| e.0).collect::<Vec<_>>(),
+                    &[
+                        ("blocked", "#b3261e", s.events_per_day.iter().map(|e| e.1).collect()),
+                        ("allowed", "#1e7a3c", s.events_per_day.iter().map(|e| e.2).collect()),
+                    ],
+                    fmt::date,
+                ))
+                (chart(
+                    "Syncs per hour (UTC)",
+                    "line",
+                    &s.syncs_per_hour.iter().map(|e| e.0).collect::<Vec<_>>(),
+                    &[("syncs", "#2456a6", s.syncs_per_hour.iter().map(|e| e.1).collect())],
+                    |t| fmt::time(t)[..16].to_owned(),
+                ))
             }
             (plugin_health(&s))
             @if !s.stale.is_empty() {

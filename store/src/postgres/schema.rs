@@ -124,6 +124,12 @@ CREATE TABLE dasher_proposals (
 CREATE INDEX dasher_proposals_status ON dasher_proposals (status, id);
 "#,
     ),
+    (
+        "the rule set a proposal's approval was applied to",
+        r#"
+ALTER TABLE dasher_proposals ADD COLUMN applied_rule_set bytea;
+"#,
+    ),
 ];
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; returns how many migrations it applied.

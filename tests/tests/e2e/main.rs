@@ -20,3 +20,5 @@ mod sync_protocol;
 mod tls_http;
 mod triage_http;
 mod ui_browser;
+mod ui_console;
+mod ui_pages;

@@ -477,15 +477,18 @@ async fn get_proposals(sync: &SyncService, q: &HashMap<String, String>) -> Resp 
     Ok(json_response(StatusCode::OK, &serde_json::json!({"proposals": list})))
 }
 
-/// Optional body of approve / reject: who decides (recorded with the decision).
+/// Optional body of approve / reject: who decides (recorded with the decision) and, for an
+/// approval, where the rule goes (`scope`, see [`crate::proposals::ApproveScope`]; default: the
+/// proposal's own rule set).
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct DecideRequest {
     by: Option<String>,
+    scope: Option<crate::proposals::ApproveScope>,
 }
 
 /// `POST /api/v1/proposals/{id}/approve|reject`: 404 unknown, 409 already decided. `by`
-/// defaults to the token's name.
+/// defaults to `admin`.
 async fn decide_proposal(
     sync: &SyncService,
     actor: &Actor,
@@ -499,10 +502,12 @@ async fn decide_proposal(
     } else {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?
     };
-    let p = if approve {
-        actions::approve_proposal(sync, actor, id, body.by.as_deref()).await?
-    } else {
-        actions::reject_proposal(sync, actor, id, body.by.as_deref()).await?
+    // The API's documented default; the audit log records the token either way.
+    let by = body.by.as_deref().unwrap_or("admin");
+    let p = match (approve, body.scope) {
+        (true, scope) => actions::approve_proposal(sync, actor, id, Some(by), &scope.unwrap_or_default()).await?,
+        (false, Some(_)) => return Err(ApiError::field("scope", "a rejection has no scope; leave scope out")),
+        (false, None) => actions::reject_proposal(sync, actor, id, Some(by)).await?,
     };
     Ok(json_response(StatusCode::OK, &p))
 }
