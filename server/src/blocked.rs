@@ -180,7 +180,11 @@ pub fn decision_rule_type(d: Decision) -> Option<RuleType> {
 /// Finds the newest block of `sha256` among `machine_id`'s newest [`MAX_EVENTS_SCANNED`]
 /// execution events, and why it was blocked. `None` if none was reported (also for a
 /// machine the server does not know): the caller shows a neutral page.
-pub async fn lookup(store: &dyn Store, machine_id: &MachineId, sha256: &str) -> Result<Option<BlockedBinary>, StoreError> {
+pub async fn lookup(
+    store: &dyn Store,
+    machine_id: &MachineId,
+    sha256: &str,
+) -> Result<Option<BlockedBinary>, StoreError> {
     let mid = machine_id.as_str();
     let Some(host) = store.get_host(mid).await? else { return Ok(None) };
     let mut newest: Option<wire::Event> = None;
@@ -253,7 +257,12 @@ fn identifier_for(event: &wire::Event, rule_type: RuleType) -> Option<String> {
 
 /// Why `event` was blocked: the rule the machine holds for it (first of its acknowledged
 /// `sets` in precedence order, at the head version), or the decision's own reason.
-async fn explain(store: &dyn Store, event: &wire::Event, decision: Decision, sets: &[String]) -> Result<Why, StoreError> {
+async fn explain(
+    store: &dyn Store,
+    event: &wire::Event,
+    decision: Decision,
+    sets: &[String],
+) -> Result<Why, StoreError> {
     if event.static_rule {
         return Ok(Why::StaticRule);
     }
@@ -305,7 +314,11 @@ pub enum RequestOutcome {
 /// (host scope), creating the proposal or raising the existing one
 /// ([`Store::record_user_request`]: the requests keep machine, user and justification). Only
 /// for a block the machine reported; never applies a rule.
-pub async fn request_approval(store: &dyn Store, req: &ApprovalRequest, now: i64) -> Result<RequestOutcome, StoreError> {
+pub async fn request_approval(
+    store: &dyn Store,
+    req: &ApprovalRequest,
+    now: i64,
+) -> Result<RequestOutcome, StoreError> {
     let Some(blocked) = lookup(store, &req.machine_id, &req.sha256).await? else {
         return Ok(RequestOutcome::NothingBlocked);
     };

@@ -167,12 +167,14 @@ impl Browser {
 
     /// Waits (up to [`PATIENCE`]) for an element matching the CSS selector.
     pub async fn find(&self, css: &str) -> fantoccini::elements::Element {
-        self.client
-            .wait()
-            .at_most(PATIENCE)
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("no element {css:?} on {}: {e}", self.url().await))
+        match self.client.wait().at_most(PATIENCE).for_element(Locator::Css(css)).await {
+            Ok(e) => e,
+            Err(e) => panic!("no element {css:?} on {}: {e}\n{}", self.url().await, self.source_text().await),
+        }
+    }
+
+    async fn source_text(&self) -> String {
+        self.client.source().await.unwrap_or_default()
     }
 
     /// The current URL.

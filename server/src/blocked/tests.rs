@@ -18,9 +18,13 @@ fn mid(s: &str) -> MachineId {
 
 /// A host that acknowledged `host:<id>` then `global`.
 async fn host(s: &dyn Store, id: &str) {
-    s.put_host_inventory(&HostInventory { machine_id: id.into(), hostname: format!("{id}.local"), ..Default::default() })
-        .await
-        .unwrap();
+    s.put_host_inventory(&HostInventory {
+        machine_id: id.into(),
+        hostname: format!("{id}.local"),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
     let acked = RuleAck { version: 0, rule_sets: vec![host_rule_set(id), "global".into()], ..Default::default() };
     s.put_sync_state(id, &HostSyncState { acked: Some(acked), ..Default::default() }).await.unwrap();
 }
@@ -87,11 +91,7 @@ async fn shows_the_newest_block_of_that_binary_on_that_machine_with_its_rules_me
     assert_eq!((b.file_name.as_str(), b.executing_user.as_str()), ("Tool", "alice"));
     assert_eq!(
         b.why,
-        Why::Rule {
-            rule_type: RuleType::Binary,
-            custom_msg: Some("Ask IT: it@example.com".into()),
-            custom_url: None
-        }
+        Why::Rule { rule_type: RuleType::Binary, custom_msg: Some("Ask IT: it@example.com".into()), custom_url: None }
     );
 
     // Another machine's block of the same binary is not shown for a machine without one.
@@ -118,7 +118,10 @@ async fn explains_blocks_without_a_current_blocking_rule() {
     // A rule in a set the host does not hold is not its rule.
     put(s, "finance", rule(RuleType::TeamId, "EQHXZ8M8AV", Policy::Blocklist, Some("x"))).await;
     event(s, "m1", SHA, Decision::BlockTeamId, 2.0).await;
-    assert_eq!(lookup(s, &mid("m1"), SHA).await.unwrap().unwrap().why, Why::RuleNotFound { rule_type: RuleType::TeamId });
+    assert_eq!(
+        lookup(s, &mid("m1"), SHA).await.unwrap().unwrap().why,
+        Why::RuleNotFound { rule_type: RuleType::TeamId }
+    );
 }
 
 #[tokio::test]
@@ -134,16 +137,21 @@ async fn a_request_records_or_raises_a_pending_host_proposal_and_never_a_rule() 
         username: Some(user.into()),
         justification: "I need it for the quarterly report".into(),
     };
-    let RequestOutcome::Recorded { proposal: p, created: true } = request_approval(s, &req("alice"), 100).await.unwrap()
+    let RequestOutcome::Recorded { proposal: p, created: true } =
+        request_approval(s, &req("alice"), 100).await.unwrap()
     else {
         panic!("first request creates a proposal")
     };
     assert_eq!((p.status, p.scope, p.rule_set.as_str()), (ProposalStatus::Pending, ProposalScope::Host, "host:m1"));
-    assert_eq!((p.rule.rule_type, p.rule.policy, p.rule.identifier.as_str()), (RuleType::Binary, Policy::Allowlist, SHA));
+    assert_eq!(
+        (p.rule.rule_type, p.rule.policy, p.rule.identifier.as_str()),
+        (RuleType::Binary, Policy::Allowlist, SHA)
+    );
     assert!(p.reason.contains("alice") && p.reason.contains("Tool"), "{}", p.reason);
     assert_eq!(p.hosts, vec!["m1".to_owned()]);
 
-    let RequestOutcome::Recorded { proposal: again, created: false } = request_approval(s, &req("bob"), 200).await.unwrap()
+    let RequestOutcome::Recorded { proposal: again, created: false } =
+        request_approval(s, &req("bob"), 200).await.unwrap()
     else {
         panic!("a repeat raises the same proposal")
     };

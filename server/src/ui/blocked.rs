@@ -150,7 +150,12 @@ fn why(w: &Why) -> Markup {
     }
 }
 
-fn render(ctx: &PageCtx, t: &Target, found: Option<&BlockedBinary>, requested: Option<(u64, ProposalStatus)>) -> Markup {
+fn render(
+    ctx: &PageCtx,
+    t: &Target,
+    found: Option<&BlockedBinary>,
+    requested: Option<(u64, ProposalStatus)>,
+) -> Markup {
     let Some(b) = found else {
         let body = html! {
             div.card.blocked {
@@ -160,7 +165,11 @@ fn render(ctx: &PageCtx, t: &Target, found: Option<&BlockedBinary>, requested: O
         };
         return page(ctx, "Blocked software", Nav::None, body);
     };
-    let name = [&b.bundle_name, &b.file_name].into_iter().find(|s| !s.is_empty()).cloned().unwrap_or_else(|| "Unknown software".into());
+    let name = [&b.bundle_name, &b.file_name]
+        .into_iter()
+        .find(|s| !s.is_empty())
+        .cloned()
+        .unwrap_or_else(|| "Unknown software".into());
     let body = html! {
         @if let Some((id, status)) = requested {
             @match status {

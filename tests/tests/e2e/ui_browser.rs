@@ -46,7 +46,7 @@ async fn server(plugins: &std::path::Path) -> TestServer {
         c.admin.tokens.push(TokenConfig {
             name: "viewer".into(),
             role: Role::ReadOnly,
-            sha256: format!("{:x}", Sha256::digest(VIEWER_TOKEN.as_bytes())),
+            sha256: Sha256::digest(VIEWER_TOKEN.as_bytes()).iter().map(|b| format!("{b:02x}")).collect(),
         });
     })
     .await
@@ -155,9 +155,10 @@ async fn an_admin_and_a_blocked_user_use_the_console_in_a_browser() {
         v["proposals"].as_array().is_some_and(|p| p.iter().any(|p| p["rule"]["identifier"] == APP))
     })
     .await;
-    let app_id = pending["proposals"].as_array().unwrap().iter().find(|p| p["rule"]["identifier"] == APP).unwrap()["id"]
-        .as_u64()
-        .unwrap();
+    let app_id =
+        pending["proposals"].as_array().unwrap().iter().find(|p| p["rule"]["identifier"] == APP).unwrap()["id"]
+            .as_u64()
+            .unwrap();
 
     // Sign in as the admin.
     sign_in(&b, &base, TOKEN, "login").await;
@@ -168,11 +169,15 @@ async fn an_admin_and_a_blocked_user_use_the_console_in_a_browser() {
     b.goto(&format!("{base}/ui/hosts")).await;
     b.find("input[name=q]").await.send_keys(&host[..8]).await.unwrap();
     click(&b, "form[action='/ui/hosts'] button[type=submit]").await;
-    let link = format!("a[href='/ui/hosts/{host}']");
-    b.find(&link).await;
+    // The link's path is percent-encoded; find it by its text.
+    let link = format!("//a[text()='{host}']");
+    b.client.wait().at_most(PATIENCE).for_element(Locator::XPath(&link)).await.unwrap();
     b.screenshot("hosts-search").await;
-    click(&b, &link).await;
-    wait_until(&b, |url, text| url.ends_with(&format!("/ui/hosts/{host}")) && text.contains(host)).await;
+    b.client.find(Locator::XPath(&link)).await.unwrap().click().await.unwrap();
+    wait_until(&b, |url, text| {
+        url.contains(&format!("/ui/hosts/{}", &host[..8])) && text.contains("Save tags") && text.contains(host)
+    })
+    .await;
     b.screenshot("host").await;
     let tags = b.find("input[name=tags]").await;
     tags.clear().await.unwrap();
@@ -259,7 +264,8 @@ async fn an_admin_and_a_blocked_user_use_the_console_in_a_browser() {
 async fn the_block_page_over_http() {
     let s = TestServer::start().await;
     let id = "M-BLOCK-1";
-    let pre = json!({"hostname": "m.example.com", "santa_version": "2026.7.1", "machine_id": id, "client_mode": "LOCKDOWN"});
+    let pre =
+        json!({"hostname": "m.example.com", "santa_version": "2026.7.1", "machine_id": id, "client_mode": "LOCKDOWN"});
     assert_eq!(s.stage("preflight", id, &pre).await.status, StatusCode::OK);
     upload(&s, id, vec![blocked_event(7, "BLOCK_UNKNOWN", TEAM, APP, "Vendor")]).await;
 
@@ -307,11 +313,15 @@ async fn the_block_page_over_http() {
     assert_eq!(r.status, StatusCode::FORBIDDEN);
     assert!(s.admin(Method::GET, "/api/v1/proposals", None).await.json()["proposals"].as_array().unwrap().is_empty());
     let token = cookie.trim_start_matches("dasher_csrf=");
-    let r = s.send(Method::POST, "/ui/blocked", &[ct, ("cookie", &cookie)], form(&format!("&csrf_token={token}"))).await;
+    let r =
+        s.send(Method::POST, "/ui/blocked", &[ct, ("cookie", &cookie)], form(&format!("&csrf_token={token}"))).await;
     assert_eq!(r.status, StatusCode::OK, "{}", String::from_utf8_lossy(&r.body));
     let list = s.admin(Method::GET, "/api/v1/proposals?status=pending", None).await.json();
     let p = &list["proposals"][0];
-    assert_eq!((p["rule_set"].as_str(), p["rule"]["identifier"].as_str()), (Some(&*format!("host:{id}")), Some(&*sha(7))));
+    assert_eq!(
+        (p["rule_set"].as_str(), p["rule"]["identifier"].as_str()),
+        (Some(&*format!("host:{id}")), Some(&*sha(7)))
+    );
     assert_eq!(s.admin(Method::GET, "/api/v1/rules?rule_set=host:M-BLOCK-1", None).await.json()["rules"], json!([]));
 
     // Views per machine are limited; another machine is not affected.
