@@ -170,7 +170,7 @@ fn render(
         .find(|s| !s.is_empty())
         .cloned()
         .unwrap_or_else(|| "Unknown software".into());
-    let body = html! {
+    let body = html! { div.blockpage {
         @if let Some((id, status)) = requested {
             @match status {
                 ProposalStatus::Pending => div.flash.ok {
@@ -217,6 +217,6 @@ fn render(
                 }
             }
         }
-    };
+    } };
     page(ctx, &format!("Blocked: {name}"), Nav::None, body)
 }

@@ -43,6 +43,8 @@ async fn server(plugins: &std::path::Path) -> TestServer {
         p.plugin.entry("event-triage".into()).or_default().settings =
             json!({"approved_team_ids": [TEAM], "propose_after_hosts": 3});
         c.plugins = Some(p);
+        // The overview's snapshot is refreshed every 5 s (the least), so it shows the fleet.
+        c.ui.overview_refresh_secs = 5;
         c.admin.tokens.push(TokenConfig {
             name: "viewer".into(),
             role: Role::ReadOnly,
@@ -162,6 +164,16 @@ async fn an_admin_and_a_blocked_user_use_the_console_in_a_browser() {
 
     // Sign in as the admin.
     sign_in(&b, &base, TOKEN, "login").await;
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        // The first count on the overview is the hosts'.
+        if b.find(".cards .card .big").await.text().await.unwrap() == "3" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the overview never showed the 3 hosts");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        b.goto(&format!("{base}/ui/")).await;
+    }
     b.screenshot("overview").await;
 
     // Find host 0 by the start of its machine id, open it, tag it.
