@@ -162,6 +162,26 @@ async fn an_admin_and_a_blocked_user_use_the_console_in_a_browser() {
             .as_u64()
             .unwrap();
 
+    let host = &ids[0];
+
+    // The blocked user's page (not signed in): what, why (the rule's message), and a request.
+    let page = format!("{base}/ui/blocked?sha256={game}&machine_id={host}&username=alice&bundle_id=com.vendor.app");
+    b.goto(&page).await;
+    b.screenshot("blocked").await;
+    let text = b.text().await;
+    assert!(text.contains("Solitaire") && text.contains(BLOCKED_MESSAGE), "{text}");
+    assert!(!text.contains("global"), "no rule-set names on the block page: {text}");
+    b.find("textarea[name=justification]").await.send_keys("I test the games we ship to customers.").await.unwrap();
+    click(&b, "form[action='/ui/blocked'] button[type=submit]").await;
+    wait_until(&b, |_, text| text.contains("Your request was sent")).await;
+    b.screenshot("blocked-requested").await;
+
+    // Another machine, or one that never reported this block, gets the neutral page.
+    b.goto(&format!("{base}/ui/blocked?sha256={game}&machine_id={}", ids[1])).await;
+    let text = b.text().await;
+    assert!(text.contains("No block of this software has been reported") && !text.contains("Solitaire"), "{text}");
+    b.screenshot("blocked-neutral").await;
+
     // Sign in as the admin.
     sign_in(&b, &base, TOKEN, "login").await;
     let deadline = Instant::now() + PATIENCE;
@@ -177,7 +197,6 @@ async fn an_admin_and_a_blocked_user_use_the_console_in_a_browser() {
     b.screenshot("overview").await;
 
     // Find host 0 by the start of its machine id, open it, tag it.
-    let host = &ids[0];
     b.goto(&format!("{base}/ui/hosts")).await;
     b.find("input[name=q]").await.send_keys(&host[..8]).await.unwrap();
     click(&b, "form[action='/ui/hosts'] button[type=submit]").await;
@@ -213,29 +232,13 @@ async fn an_admin_and_a_blocked_user_use_the_console_in_a_browser() {
     let key = RuleKey { rule_type: RuleType::SigningId, identifier: APP.into() };
     assert!(f.clients[1].state.lock().unwrap().db.get(&key).is_some(), "host 1 received the approved rule");
 
-    // The blocked user's page: what, why (the rule's message), and a request.
-    let page = format!("{base}/ui/blocked?sha256={game}&machine_id={host}&username=alice&bundle_id=com.vendor.app");
-    b.goto(&page).await;
-    b.screenshot("blocked").await;
-    let text = b.text().await;
-    assert!(text.contains("Solitaire") && text.contains(BLOCKED_MESSAGE), "{text}");
-    assert!(!text.contains("global"), "no rule-set names on the block page: {text}");
-    b.find("textarea[name=justification]").await.send_keys("I test the games we ship to customers.").await.unwrap();
-    click(&b, "form[action='/ui/blocked'] button[type=submit]").await;
-    wait_until(&b, |_, text| text.contains("Your request was sent")).await;
-    b.screenshot("blocked-requested").await;
+    // The user's request is in the queue.
     b.goto(&format!("{base}/ui/proposals")).await;
     let row = format!("//tr[.//code[text()='{game}']]");
     let row = b.client.find(Locator::XPath(&row)).await.unwrap_or_else(|e| panic!("request in the queue: {e}"));
     let row = row.text().await.unwrap();
     assert!(row.contains("alice") && row.contains("I test the games"), "{row}");
     b.screenshot("proposals-with-request").await;
-
-    // Another machine, or one that never reported this block, gets the neutral page.
-    b.goto(&format!("{base}/ui/blocked?sha256={game}&machine_id={}", ids[1])).await;
-    let text = b.text().await;
-    assert!(text.contains("No block of this software has been reported") && !text.contains("Solitaire"), "{text}");
-    b.screenshot("blocked-neutral").await;
 
     // A form whose CSRF token was removed is refused (403 page).
     b.goto(&format!("{base}/ui/hosts/{host}")).await;
