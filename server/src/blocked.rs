@@ -302,7 +302,7 @@ pub enum RequestOutcome {
     /// Recorded on this proposal (`created`: a new one, else an existing one was raised).
     Recorded {
         /// The proposal, as stored after the request.
-        proposal: Proposal,
+        proposal: Box<Proposal>,
         /// True if this request created it.
         created: bool,
     },
@@ -345,7 +345,7 @@ pub async fn request_approval(
     };
     let (proposal, created) = store.record_user_request(&new, req.username.as_deref(), &req.justification).await?;
     tracing::info!(id = proposal.id, machine_id = req.machine_id.as_str(), sha256 = %blocked.sha256, created, "approval requested from the block page");
-    Ok(RequestOutcome::Recorded { proposal, created })
+    Ok(RequestOutcome::Recorded { proposal: Box::new(proposal), created })
 }
 
 /// Rate limits of the block page: views and approval requests per machine, and all of it

@@ -46,8 +46,8 @@ struct Target {
 
 fn target(cx: &Cx<'_>, get: impl Fn(&str) -> Option<String>) -> Result<Target> {
     for key in OPTIONAL {
-        if get(*key).is_some_and(|v| v.chars().count() > MAX_PLACEHOLDER_CHARS) {
-            return Err(UiError::field(*key, format!("{key} must be at most {MAX_PLACEHOLDER_CHARS} characters")));
+        if get(key).is_some_and(|v| v.chars().count() > MAX_PLACEHOLDER_CHARS) {
+            return Err(UiError::field(key, format!("{key} must be at most {MAX_PLACEHOLDER_CHARS} characters")));
         }
     }
     let sha256 = get("sha256").ok_or_else(|| {

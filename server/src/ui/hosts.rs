@@ -258,19 +258,19 @@ fn decided(d: Option<&dasher_store::DecisionProvenance>, now: i64) -> Markup {
                 tr {
                     td { code { (field) } }
                     td.mono { (v.get("value").map(|x| x.to_string()).unwrap_or_default()) }
-                    td { (v.get("by").map(|x| decider(x)).unwrap_or_default()) }
+                    td { (v.get("by").map(decider).unwrap_or_default()) }
                 }
             }
             tr {
                 td { "rule sets" }
                 td {}
-                td { (d.rule_sets_by.iter().map(|x| show(x)).collect::<Vec<_>>().join(", ")) }
+                td { (d.rule_sets_by.iter().map(show).collect::<Vec<_>>().join(", ")) }
             }
             @if !d.host_rules_by.is_empty() || d.host_rules.is_some() {
                 tr {
                     td { "host rules" }
                     td { (d.host_rules.map(|n| n.to_string()).unwrap_or_else(|| "kept".into())) }
-                    td { (d.host_rules_by.iter().map(|x| show(x)).collect::<Vec<_>>().join(", ")) }
+                    td { (d.host_rules_by.iter().map(show).collect::<Vec<_>>().join(", ")) }
                 }
             }
         }
