@@ -9,6 +9,7 @@
 //! invariants, SECURITY.md for the threat model.
 
 pub mod actions;
+pub mod blocked;
 pub mod config;
 pub mod credentials;
 pub mod examples;
@@ -205,7 +206,7 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
         admin_auth,
         sync_auth,
         rate_limit: http::rate_limit::MachineRateLimit::new(config.limits.requests_per_machine_per_minute),
-        ui: ui::UiState { overview: overview.clone() },
+        ui: ui::UiState { overview: overview.clone(), blocked: Default::default() },
     });
     let (shutdown, _) = watch::channel(false);
     let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());

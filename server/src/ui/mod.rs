@@ -14,6 +14,7 @@
 pub mod assets;
 pub mod audit;
 pub mod binaries;
+pub mod blocked;
 mod cookies;
 pub mod csrf;
 pub mod error;
@@ -87,7 +88,6 @@ const fn main_get(path: &'static str, handler: Handler) -> Route {
 }
 
 /// A public `POST` route also served on the main listener (the block page's form).
-#[allow(dead_code)]
 const fn main_post(path: &'static str, handler: Handler) -> Route {
     Route { method: Method::POST, path, access: Access::Public, main: true, handler }
 }
@@ -104,6 +104,8 @@ pub static ROUTES: &[Route] = &[
     post("/ui/login", Access::Public, |cx| Box::pin(login::submit(cx))),
     post("/ui/logout", Access::Public, |cx| Box::pin(login::logout(cx))),
     main_get("/ui/static/{}", |cx| Box::pin(static_file(cx))),
+    main_get("/ui/blocked", |cx| Box::pin(blocked::view(cx))),
+    main_post("/ui/blocked", |cx| Box::pin(blocked::request(cx))),
     get("/ui/hosts", Access::Signed, |cx| Box::pin(hosts::list(cx))),
     get("/ui/hosts/{}", Access::Signed, |cx| Box::pin(hosts::detail(cx))),
     post("/ui/hosts/{}/tags", Access::Signed, |cx| Box::pin(hosts::put_tags(cx))),
@@ -381,6 +383,8 @@ async fn read_form(
 pub struct UiState {
     /// The latest overview snapshot.
     pub overview: overview::SnapshotCell,
+    /// Rate limits of the block page ([`blocked`]).
+    pub blocked: crate::blocked::BlockPageLimits,
 }
 
 #[cfg(test)]

@@ -22,5 +22,6 @@ mod sim_scenario;
 mod sync_protocol;
 mod tls_http;
 mod triage_http;
+mod ui_browser;
 mod ui_console;
 mod ui_pages;
