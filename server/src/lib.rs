@@ -14,6 +14,7 @@ pub mod examples;
 pub mod http;
 pub mod maintenance;
 pub mod metrics;
+pub mod oidc;
 pub mod policy;
 pub mod proposals;
 mod serve;
