@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 mod access;
 pub use access::{AdminSettings, MetricsSettings, Role, SyncAuthSettings, TlsSettings, TokenConfig};
+mod ui;
+pub use ui::UiSettings;
 
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,6 +49,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// `GET /metrics` (`[metrics]`).
     pub metrics: MetricsSettings,
+    /// The web console (`[ui]`).
+    pub ui: UiSettings,
 }
 
 /// Settings and rule sets for hosts carrying one tag.
@@ -229,6 +233,7 @@ impl Default for Config {
             sync_auth: Default::default(),
             tls: None,
             metrics: Default::default(),
+            ui: UiSettings::default(),
         }
     }
 }
@@ -350,6 +355,7 @@ impl Config {
         }
         self.admin.validate().map_err(ConfigError::Invalid)?;
         self.sync_auth.validate().map_err(ConfigError::Invalid)?;
+        self.ui.validate().map_err(ConfigError::Invalid)?;
         if let Some(tls) = &self.tls {
             tls.validate().map_err(ConfigError::Invalid)?;
         }

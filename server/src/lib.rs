@@ -8,6 +8,7 @@
 //! events and compacts rule history. See ARCHITECTURE.md for the path of one sync and the
 //! invariants, SECURITY.md for the threat model.
 
+pub mod actions;
 pub mod config;
 pub mod credentials;
 pub mod examples;
@@ -21,6 +22,7 @@ mod serve;
 pub mod sync;
 pub mod tls;
 pub mod triage;
+pub mod ui;
 
 use anyhow::Context;
 use config::Config;
@@ -167,6 +169,13 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     };
     // Once per start, not per request; racing replicas end with the one key the store kept.
     let cursors = sync::cursor::CursorSigner::load(&*store).await.context("loading the rule-download cursor key")?;
+    let overview = ui::overview::SnapshotCell::default();
+    let overview_sources = ui::overview::Sources {
+        store: store.clone(),
+        plugins: plugins.clone(),
+        policy: policy.clone(),
+        stale_after_days: config.ui.stale_after_days,
+    };
     let state = Arc::new(http::AppState {
         sync: sync::SyncService {
             store: store.clone(),
@@ -180,9 +189,14 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         admin_auth,
         sync_auth,
         rate_limit: http::rate_limit::MachineRateLimit::new(config.limits.requests_per_machine_per_minute),
+        ui: ui::UiState { overview: overview.clone() },
     });
     let (shutdown, _) = watch::channel(false);
     let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());
+    let overview_task = config.ui.enabled.then(|| {
+        let every = Duration::from_secs(config.ui.overview_refresh_secs);
+        ui::overview::spawn(overview_sources, overview, every, shutdown.subscribe())
+    });
     let main_surface = if admin_listener.is_some() { http::Surface::Sync } else { http::Surface::All };
     let mut loops = vec![tokio::spawn(serve::run(
         serve::Listener { tcp: listener, surface: main_surface, tls: tls.clone() },
@@ -203,6 +217,9 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         drop(state);
         if let Some(retention) = retention {
             let _ = retention.await;
+        }
+        if let Some(t) = overview_task {
+            let _ = t.await;
         }
         // Background work (triage) may still hold the store; wait for it so that a
         // returned shutdown means the database is closed and can be reopened.

@@ -23,12 +23,15 @@
 //!   [`Store::history_floor`] (history before the floor may be compacted).
 
 pub mod conformance;
+pub mod console;
+mod derive;
 pub mod kv;
 pub mod kvstore;
 pub mod model;
 pub mod postgres;
 mod spec;
 
+pub use console::*;
 pub use kvstore::KvStore;
 pub use model::*;
 pub use spec::{BadStoreSpec, OpenOptions, StoreSpec, connect, connect_with, open, open_with};
@@ -149,8 +152,9 @@ pub trait Store: Send + Sync + 'static {
 
     /// Records one occurrence of a proposal. The first occurrence for a `(rule_set, key)`
     /// creates a pending proposal; a repeat (whatever its status) bumps `count`,
-    /// `last_seen_unix`, `reason` and adds the host, keeping the first rule. Returns the
-    /// stored proposal and whether it was created.
+    /// `last_seen_unix`, `reason` and adds the host, keeping the first rule. Each occurrence
+    /// is also kept as a [`RequestSource::Triage`] request (justification = reason, see
+    /// [`Store::proposal_requests`]). Returns the stored proposal and whether it was created.
     async fn record_proposal(&self, proposal: &NewProposal) -> Result<(Proposal, bool)>;
     /// One proposal.
     async fn get_proposal(&self, id: u64) -> Result<Option<Proposal>>;
@@ -167,6 +171,62 @@ pub trait Store: Send + Sync + 'static {
     /// status change, so an approved proposal's rule is always in place and a rejected one's
     /// never got there through it.
     async fn decide_proposal(&self, id: u64, decision: &ProposalDecision) -> Result<DecideOutcome>;
+
+    /// Records an end user's request for `proposal`'s rule (the block page's "request
+    /// approval"): creates the proposal (pending) or raises it exactly as
+    /// [`Store::record_proposal`] does (count, last seen, reason if not empty, host), and keeps
+    /// a [`RequestSource::User`] request with `user` and `justification` (cut to
+    /// [`MAX_REQUEST_USER_BYTES`] / [`MAX_JUSTIFICATION_BYTES`]). Returns the stored proposal
+    /// and whether it was created.
+    async fn record_user_request(
+        &self,
+        proposal: &NewProposal,
+        user: Option<&str>,
+        justification: &str,
+    ) -> Result<(Proposal, bool)>;
+    /// The requests kept for a proposal, oldest first: the first [`MAX_PROPOSAL_REQUESTS`]
+    /// (later ones are counted in [`Proposal::requests`] only). Empty for an unknown id.
+    async fn proposal_requests(&self, id: u64) -> Result<Vec<ProposalRequest>>;
+
+    // ---- console: host search, activity, audit, binaries --------------------------------
+
+    /// Hosts whose machine id, hostname, serial number or primary user starts with `prefix`,
+    /// compared case-insensitively (Unicode lower case). Results are ordered by the matching
+    /// value's [`search_term`], then machine id; a host matching through several values
+    /// appears once, at its smallest. Pages continue strictly after `after` (see
+    /// [`HostMatch::cursor`]); at most `limit`. Served from a term index kept up to date by
+    /// every inventory write (an old value's entry is removed when it changes), never by a
+    /// scan of the hosts. An empty prefix lists every host.
+    async fn search_hosts(
+        &self,
+        prefix: &str,
+        after: Option<&HostSearchCursor>,
+        limit: usize,
+    ) -> Result<Vec<HostMatch>>;
+    /// Counter buckets of `series` whose start lies in `[from_unix, to_unix)` after rounding
+    /// `from_unix` down to its bucket, oldest first (then by series name), at most
+    /// [`MAX_ACTIVITY_BUCKETS`]. Events are counted by received time and decision
+    /// ([`decision_series`]) in the write that stores them, preflights by
+    /// [`HostInventory::last_seen_unix`] in [`Store::record_preflight`]'s write. Counters are
+    /// history: pruning events does not lower them.
+    async fn activity(&self, series: ActivitySeries, from_unix: i64, to_unix: i64) -> Result<Vec<ActivityBucket>>;
+    /// Appends an entry to the audit log (cut to its bounds, see [`NewAuditEntry::bounded`])
+    /// and returns its id (increasing). The log is kept whole (admin actions are few).
+    async fn record_audit(&self, entry: &NewAuditEntry) -> Result<u64>;
+    /// Audit entries, newest first, optionally only those whose target equals `target`, with
+    /// id below `before_id`, at most `limit`.
+    async fn list_audit(&self, target: Option<&str>, before_id: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>>;
+    /// What the fleet has seen of one SHA-256 (as events carry it), maintained by
+    /// [`Store::insert_events`] in the same write: first/last seen, event and distinct host
+    /// counts, names and paths, latest signer. `None` if no stored event ever carried it.
+    async fn get_binary(&self, sha256: &str) -> Result<Option<BinarySummary>>;
+    /// Binaries, most recently seen first, continuing after `before` (see
+    /// [`BinarySummary::cursor`]), at most `limit`.
+    async fn list_binaries(&self, before: Option<&BinaryCursor>, limit: usize) -> Result<Vec<BinarySummary>>;
+    /// A binary's events per UTC day and decision (series = decision), for days in
+    /// `[from_unix, to_unix)` as [`Store::activity`] bounds them, oldest first, at most
+    /// [`MAX_ACTIVITY_BUCKETS`].
+    async fn binary_activity(&self, sha256: &str, from_unix: i64, to_unix: i64) -> Result<Vec<ActivityBucket>>;
 
     // ---- plugin state ------------------------------------------------------------------
 

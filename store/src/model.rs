@@ -515,8 +515,14 @@ pub struct Proposal {
     pub status: ProposalStatus,
     /// How many times it was proposed.
     pub count: u64,
-    /// Distinct hosts that triggered it, first first (at most [`MAX_PROPOSAL_HOSTS`]).
+    /// Distinct hosts that raised it (triage or user requests), first first (at most
+    /// [`MAX_PROPOSAL_HOSTS`]; further hosts are counted in `count` only).
     pub hosts: Vec<String>,
+    /// Requests recorded (triage occurrences and user requests); the first
+    /// [`crate::MAX_PROPOSAL_REQUESTS`] are kept ([`crate::Store::proposal_requests`]).
+    /// Occurrences from before requests were recorded are counted in `count` only.
+    #[serde(default)]
+    pub requests: u64,
     /// Plugin generations that proposed it (distinct).
     pub proposed_by: Vec<PluginRef>,
     /// First proposed (Unix seconds).

@@ -43,6 +43,11 @@ macro_rules! engine_tests {
             check!(proposals);
             check!(plugin_kv);
             check!(compaction);
+            check!(host_search);
+            check!(activity_counters);
+            check!(audit_log);
+            check!(binary_summaries);
+            check!(proposal_requests);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_commits() {

@@ -47,6 +47,11 @@ check!(event_triage);
 check!(proposals);
 check!(plugin_kv);
 check!(compaction);
+check!(host_search);
+check!(activity_counters);
+check!(audit_log);
+check!(binary_summaries);
+check!(proposal_requests);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commits() {

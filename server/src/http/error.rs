@@ -132,6 +132,18 @@ impl From<crate::sync::SyncError> for ApiError {
     }
 }
 
+impl From<crate::actions::ActionError> for ApiError {
+    fn from(e: crate::actions::ActionError) -> Self {
+        use crate::actions::ActionError;
+        match e {
+            ActionError::Invalid { field, message } => ApiError::field(field, message),
+            ActionError::NotFound(m) => ApiError::NotFound(m),
+            ActionError::Conflict(m) => ApiError::Conflict(m),
+            ActionError::Store(e) => e.into(),
+        }
+    }
+}
+
 impl From<crate::proposals::ReviewError> for ApiError {
     fn from(e: crate::proposals::ReviewError) -> Self {
         use crate::proposals::ReviewError;

@@ -48,6 +48,8 @@ pub struct AppState {
     pub sync_auth: Option<sync_auth::SyncAuth>,
     /// Per-machine request budget (`limits.requests_per_machine_per_minute`), unless 0.
     pub rate_limit: Option<rate_limit::MachineRateLimit>,
+    /// The web console's shared state.
+    pub ui: crate::ui::UiState,
 }
 
 /// Which routes a listener serves.
@@ -123,6 +125,7 @@ fn stage_label(prefix: &str, path: &str) -> &'static str {
         "/healthz" | "/readyz" => return "health",
         "/metrics" => return "metrics",
         p if p.starts_with("/api/") => return "admin",
+        p if p == "/ui" || p.starts_with("/ui/") => return "ui",
         _ => {}
     }
     let stage = path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')).and_then(|r| r.split('/').next());
@@ -141,6 +144,10 @@ async fn route(
     conn: &ConnInfo,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = req.uri().path().to_owned();
+    // The web console decides per route which listeners serve it (see `crate::ui`).
+    if path == "/ui" || path.starts_with("/ui/") {
+        return Ok(crate::ui::handle(state, req, conn).await);
+    }
     let admin_route = path == "/metrics" || path.starts_with("/api/");
     match (conn.surface, admin_route) {
         (Surface::Sync, true) => return Err(ApiError::NotFound(format!("{path} is served on admin.listen only"))),
@@ -158,7 +165,7 @@ async fn route(
     if admin_route {
         // Who first (an unauthenticated caller learns nothing of the routes), then the route
         // and the role it needs, both from the one table.
-        let (route, params) = match state.admin_auth.authenticate(req.headers()) {
+        let (route, params, who) = match state.admin_auth.authenticate(req.headers()) {
             Ok(who) => {
                 let (route, params) = admin::find(req.method(), &path)?;
                 if let Err(e) = who.may(route.role) {
@@ -166,14 +173,14 @@ async fn route(
                     return Err(e.into());
                 }
                 tracing::debug!(token = %who.name, role = %who.role, "admin request");
-                (route, params)
+                (route, params, who)
             }
             Err(e) => {
                 state.metrics.record_auth_failure(e.metric_reason());
                 return Err(e.into());
             }
         };
-        return admin::handle(state, route, &params, req).await;
+        return admin::handle(state, route, &params, req, &who).await;
     }
     let prefix = &state.sync.config.sync_prefix;
     let Some(rest) = path.strip_prefix(prefix.as_str()).and_then(|r| r.strip_prefix('/')) else {

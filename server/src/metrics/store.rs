@@ -6,6 +6,10 @@ use super::Metrics;
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};
 use dasher_store::{
+    ActivityBucket, ActivitySeries, AuditEntry, BinaryCursor, BinarySummary, HostMatch, HostSearchCursor,
+    NewAuditEntry, ProposalRequest,
+};
+use dasher_store::{
     ChangeEntry, ChangePos, DecideOutcome, EventFilter, EventRecord, EventTriage, Host, HostInventory, HostSyncState,
     InsertOutcome, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalStatus, Result, RuleChange, RuleSetInfo,
     Store,
@@ -66,6 +70,70 @@ impl Store for MeteredStore {
         let started = Instant::now();
         let r = self.inner.decide_proposal(id, decision).await;
         self.done("decide_proposal", started, r)
+    }
+
+    async fn record_user_request(
+        &self,
+        proposal: &NewProposal,
+        user: Option<&str>,
+        justification: &str,
+    ) -> Result<(Proposal, bool)> {
+        let started = Instant::now();
+        let r = self.inner.record_user_request(proposal, user, justification).await;
+        self.done("record_user_request", started, r)
+    }
+
+    async fn proposal_requests(&self, id: u64) -> Result<Vec<ProposalRequest>> {
+        let started = Instant::now();
+        let r = self.inner.proposal_requests(id).await;
+        self.done("proposal_requests", started, r)
+    }
+
+    async fn search_hosts(
+        &self,
+        prefix: &str,
+        after: Option<&HostSearchCursor>,
+        limit: usize,
+    ) -> Result<Vec<HostMatch>> {
+        let started = Instant::now();
+        let r = self.inner.search_hosts(prefix, after, limit).await;
+        self.done("search_hosts", started, r)
+    }
+
+    async fn activity(&self, series: ActivitySeries, from_unix: i64, to_unix: i64) -> Result<Vec<ActivityBucket>> {
+        let started = Instant::now();
+        let r = self.inner.activity(series, from_unix, to_unix).await;
+        self.done("activity", started, r)
+    }
+
+    async fn record_audit(&self, entry: &NewAuditEntry) -> Result<u64> {
+        let started = Instant::now();
+        let r = self.inner.record_audit(entry).await;
+        self.done("record_audit", started, r)
+    }
+
+    async fn list_audit(&self, target: Option<&str>, before_id: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let started = Instant::now();
+        let r = self.inner.list_audit(target, before_id, limit).await;
+        self.done("list_audit", started, r)
+    }
+
+    async fn get_binary(&self, sha256: &str) -> Result<Option<BinarySummary>> {
+        let started = Instant::now();
+        let r = self.inner.get_binary(sha256).await;
+        self.done("get_binary", started, r)
+    }
+
+    async fn list_binaries(&self, before: Option<&BinaryCursor>, limit: usize) -> Result<Vec<BinarySummary>> {
+        let started = Instant::now();
+        let r = self.inner.list_binaries(before, limit).await;
+        self.done("list_binaries", started, r)
+    }
+
+    async fn binary_activity(&self, sha256: &str, from_unix: i64, to_unix: i64) -> Result<Vec<ActivityBucket>> {
+        let started = Instant::now();
+        let r = self.inner.binary_activity(sha256, from_unix, to_unix).await;
+        self.done("binary_activity", started, r)
     }
 
     async fn put_host_inventory(&self, inventory: &HostInventory) -> Result<()> {

@@ -17,7 +17,9 @@ use dasher_sdk::wire::{Policy, RuleType};
 use std::future::Future;
 use std::sync::Arc;
 
+mod console;
 mod review;
+pub use console::{activity_counters, audit_log, binary_summaries, host_search, proposal_requests};
 pub use review::{event_triage, proposals};
 use review::{proposal, triage};
 

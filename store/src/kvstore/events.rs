@@ -8,15 +8,20 @@
 //! `el label id`, written by [`put_triage`] after the event is stored. Queries walk the most
 //! selective index newest-first and fetch body and triage by id.
 //!
+//! The same job updates the activity counters and binary summaries of the newly stored
+//! events (`kvstore/console.rs`), grouped per batch.
+//!
 //! Must never: store an event body twice, rewrite a body, let an index or a triage record
 //! outlive its event, or scan every event when a machine / hash / label / decision filter is
 //! given.
 
+use super::console;
 use super::event_codec::{EventCodec, Trained};
 use super::hosts::decode;
 use super::keys::{self, EVENT, EVENT_BY_BUNDLE, EVENT_BY_DECISION, EVENT_BY_MACHINE, EVENT_BY_RECEIVED};
 use super::keys::{EVENT_BY_LABEL, EVENT_BY_SHA256, EVENT_DEDUPE, META_EVENT_COUNT, META_EVENT_SEQ};
 use super::writer::Txn;
+use crate::derive::{EventBatch, EventFacts, event_facts};
 use crate::kv::{Direction, KvEngine};
 use crate::{EventFilter, EventRecord, EventTriage, InsertOutcome, NewEvent, Result, StoreError};
 use serde::{Deserialize, Serialize};
@@ -76,6 +81,7 @@ fn index_keys(id: u64, machine_id: &str, sha256: &str, bundle: &str, decision: &
 
 /// An event encoded by the caller, so the writer thread only assigns ids and writes keys.
 pub(super) struct Prepared {
+    facts: EventFacts,
     dedupe_key: String,
     decision: String,
     file_sha256: String,
@@ -99,6 +105,7 @@ pub(super) fn prepare(
         .into_iter()
         .zip(events)
         .map(|(body, e)| Prepared {
+            facts: event_facts(e),
             dedupe_key: e.dedupe_key.clone(),
             decision: e.decision.clone(),
             file_sha256: e.file_sha256.clone(),
@@ -115,6 +122,7 @@ pub(super) fn insert<E: KvEngine>(
     events: &[Prepared],
 ) -> Result<InsertOutcome> {
     let mut outcome = InsertOutcome::default();
+    let mut batch = EventBatch::default();
     let mut seq = txn.get_u64(META_EVENT_SEQ)?;
     let count = txn.get_u64(META_EVENT_COUNT)?;
     for e in events {
@@ -132,10 +140,12 @@ pub(super) fn insert<E: KvEngine>(
         }
         outcome.stored += 1;
         outcome.ids.push(Some(seq));
+        batch.add(e.facts.clone());
     }
     if outcome.stored > 0 {
         txn.put_u64(META_EVENT_SEQ, seq);
         txn.put_u64(META_EVENT_COUNT, count + u64::from(outcome.stored));
+        console::apply_event_batch(txn, machine_id, &batch)?;
     }
     Ok(outcome)
 }

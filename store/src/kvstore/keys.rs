@@ -42,7 +42,31 @@ pub const PROPOSAL: &[u8] = b"pp";
 pub const PROPOSAL_KEY: &[u8] = b"pk";
 pub const PROPOSAL_BY_STATUS: &[u8] = b"pq";
 
+pub const PROPOSAL_REQUEST: &[u8] = b"pr";
+
 pub const PLUGIN_KV: &[u8] = b"kv";
+
+/// `hq term machine` → empty: the host search index (terms of `derive::host_terms`).
+pub const HOST_TERM: &[u8] = b"hq";
+/// Set once the host search index covers every host (built at open for older stores).
+pub const META_HOST_TERMS_BUILT: &[u8] = b"m:hqbuilt";
+/// `ad day series` → u64: events received per UTC day and decision series.
+pub const ACTIVITY_EVENTS: &[u8] = b"ad";
+/// `ah hour` → u64: preflights per UTC hour.
+pub const ACTIVITY_SYNCS: &[u8] = b"ah";
+/// `au id` → audit entry JSON; ids from `m:aseq`.
+pub const AUDIT: &[u8] = b"au";
+/// `at target id` → empty: audit entries by target.
+pub const AUDIT_BY_TARGET: &[u8] = b"at";
+pub const META_AUDIT_SEQ: &[u8] = b"m:aseq";
+/// `bs sha` → binary summary JSON.
+pub const BINARY: &[u8] = b"bs";
+/// `bh sha machine` → empty: the machine sent an event for the binary.
+pub const BINARY_HOST: &[u8] = b"bh";
+/// `bl last_seen sha` → empty: binaries by recency.
+pub const BINARY_BY_LAST_SEEN: &[u8] = b"bl";
+/// `bd sha day series` → u64: a binary's events per day and decision series.
+pub const BINARY_DECISIONS: &[u8] = b"bd";
 
 /// Appends `s` escaped and terminated.
 pub fn push_str(buf: &mut Vec<u8>, s: &str) {
@@ -53,6 +77,17 @@ pub fn push_str(buf: &mut Vec<u8>, s: &str) {
         }
     }
     buf.extend_from_slice(&[0x00, 0x01]);
+}
+
+/// Appends `s` escaped but not terminated: a byte prefix of the key of every string that
+/// starts with `s` (for prefix scans).
+pub fn push_escaped(buf: &mut Vec<u8>, s: &str) {
+    for &b in s.as_bytes() {
+        buf.push(b);
+        if b == 0 {
+            buf.push(0xFF);
+        }
+    }
 }
 
 /// Reads an escaped string from the start of `buf`; returns it and the rest.

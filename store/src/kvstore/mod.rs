@@ -19,13 +19,20 @@
 //! | `pp` | proposal id | proposal JSON |
 //! | `pk` | rule set · type · identifier | proposal id (de-duplication) |
 //! | `pq` | status · proposal id | empty (index) |
+//! | `pr` | proposal id · seq | request JSON (the first `MAX_PROPOSAL_REQUESTS`) |
 //! | `kv` | namespace · key | plugin value |
+//! | `hq` | term · machine id | empty (host search index; `m:hqbuilt` once built) |
+//! | `ad` `ah` | day · decision / hour | u64 (events per day and decision, preflights per hour) |
+//! | `au` `at` | id / target · id | audit entry JSON / empty (index); ids from `m:aseq` |
+//! | `bs` `bh` `bl` | sha / sha · machine / last seen · sha | binary summary JSON / empty / empty |
+//! | `bd` | sha · day · decision | u64 (a binary's events per day and decision) |
 //!
 //! Every write goes through the single writer thread (`kvstore/writer.rs`), which group-commits and
 //! answers after the batch is durable; reads run on tokio's blocking pool against the
 //! committed data. Must never write to the engine outside the writer or block an async
 //! worker on disk I/O.
 
+mod console;
 mod event_codec;
 mod events;
 mod hosts;
@@ -38,9 +45,10 @@ pub use writer::{MAX_GROUP_BYTES, MAX_GROUP_JOBS, QUEUE_JOBS};
 
 use crate::kv::KvEngine;
 use crate::{
-    ChangeEntry, ChangePos, DecideOutcome, EventFilter, EventRecord, EventTriage, Host, HostInventory, HostSyncState,
-    InsertOutcome, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalStatus, Result, RuleChange, RuleSetInfo,
-    Store, StoreError,
+    ActivityBucket, ActivitySeries, AuditEntry, BinaryCursor, BinarySummary, ChangeEntry, ChangePos, DecideOutcome,
+    EventFilter, EventRecord, EventTriage, Host, HostInventory, HostMatch, HostSearchCursor, HostSyncState,
+    InsertOutcome, NewAuditEntry, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalRequest, ProposalStatus,
+    RequestSource, Result, RuleChange, RuleSetInfo, Store, StoreError,
 };
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};
@@ -58,6 +66,7 @@ pub struct KvStore<E: KvEngine> {
 impl<E: KvEngine> KvStore<E> {
     /// Wraps `engine` and starts its writer thread.
     pub fn new(engine: E) -> Result<Self> {
+        hosts::build_terms(&engine)?;
         let engine = Arc::new(engine);
         let codec = Arc::new(EventCodec::load(&*engine)?);
         let writer = Writer::start(engine.clone())?;
@@ -133,32 +142,17 @@ impl<E: KvEngine> Store for KvStore<E> {
 
     async fn set_host_tags(&self, machine_id: &str, tags: &[String]) -> Result<()> {
         let (id, tags) = (machine_id.to_owned(), tags.to_vec());
-        self.writer
-            .submit(false, move |txn| {
-                hosts::set_tags(txn, &id, &tags);
-                Ok(())
-            })
-            .await
+        self.writer.submit(false, move |txn| hosts::set_tags(txn, &id, &tags)).await
     }
 
     async fn set_clean_requested(&self, machine_id: &str, requested: bool) -> Result<()> {
         let id = machine_id.to_owned();
-        self.writer
-            .submit(false, move |txn| {
-                hosts::set_clean(txn, &id, requested);
-                Ok(())
-            })
-            .await
+        self.writer.submit(false, move |txn| hosts::set_clean(txn, &id, requested)).await
     }
 
     async fn put_sync_state(&self, machine_id: &str, state: &HostSyncState) -> Result<()> {
         let (id, state) = (machine_id.to_owned(), state.clone());
-        self.writer
-            .submit(false, move |txn| {
-                hosts::put_sync(txn, &id, &state);
-                Ok(())
-            })
-            .await
+        self.writer.submit(false, move |txn| hosts::put_sync(txn, &id, &state)).await
     }
 
     async fn record_preflight(&self, inventory: &HostInventory, state: &HostSyncState) -> Result<()> {
@@ -166,8 +160,8 @@ impl<E: KvEngine> Store for KvStore<E> {
         self.writer
             .submit(false, move |txn| {
                 hosts::put_inventory(txn, &inv)?;
-                hosts::put_sync(txn, &inv.machine_id, &state);
-                Ok(())
+                hosts::put_sync(txn, &inv.machine_id, &state)?;
+                console::count_sync(txn, inv.last_seen_unix)
             })
             .await
     }
@@ -267,7 +261,62 @@ impl<E: KvEngine> Store for KvStore<E> {
 
     async fn record_proposal(&self, proposal: &NewProposal) -> Result<(Proposal, bool)> {
         let p = proposal.clone();
-        self.writer.submit(false, move |txn| proposals::record(txn, &p)).await
+        let request = ProposalRequest::new(RequestSource::Triage, &p.machine_id, None, &p.reason, p.at_unix);
+        self.writer.submit(false, move |txn| proposals::record(txn, &p, &request)).await
+    }
+
+    async fn record_user_request(
+        &self,
+        proposal: &NewProposal,
+        user: Option<&str>,
+        justification: &str,
+    ) -> Result<(Proposal, bool)> {
+        let p = proposal.clone();
+        let request = ProposalRequest::new(RequestSource::User, &p.machine_id, user, justification, p.at_unix);
+        self.writer.submit(false, move |txn| proposals::record(txn, &p, &request)).await
+    }
+
+    async fn proposal_requests(&self, id: u64) -> Result<Vec<ProposalRequest>> {
+        self.read(move |e| proposals::requests(e, id)).await
+    }
+
+    async fn search_hosts(
+        &self,
+        prefix: &str,
+        after: Option<&HostSearchCursor>,
+        limit: usize,
+    ) -> Result<Vec<HostMatch>> {
+        let (prefix, after) = (prefix.to_owned(), after.cloned());
+        self.read(move |e| hosts::search(e, &prefix, after.as_ref(), limit)).await
+    }
+
+    async fn activity(&self, series: ActivitySeries, from_unix: i64, to_unix: i64) -> Result<Vec<ActivityBucket>> {
+        self.read(move |e| console::activity(e, series, from_unix, to_unix)).await
+    }
+
+    async fn record_audit(&self, entry: &NewAuditEntry) -> Result<u64> {
+        let entry = entry.clone();
+        self.writer.submit(false, move |txn| console::record_audit(txn, &entry)).await
+    }
+
+    async fn list_audit(&self, target: Option<&str>, before_id: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let target = target.map(str::to_owned);
+        self.read(move |e| console::list_audit(e, target.as_deref(), before_id, limit)).await
+    }
+
+    async fn get_binary(&self, sha256: &str) -> Result<Option<BinarySummary>> {
+        let sha = sha256.to_owned();
+        self.read(move |e| console::get_binary(e, &sha)).await
+    }
+
+    async fn list_binaries(&self, before: Option<&BinaryCursor>, limit: usize) -> Result<Vec<BinarySummary>> {
+        let before = before.cloned();
+        self.read(move |e| console::list_binaries(e, before.as_ref(), limit)).await
+    }
+
+    async fn binary_activity(&self, sha256: &str, from_unix: i64, to_unix: i64) -> Result<Vec<ActivityBucket>> {
+        let sha = sha256.to_owned();
+        self.read(move |e| console::binary_activity(e, &sha, from_unix, to_unix)).await
     }
 
     async fn get_proposal(&self, id: u64) -> Result<Option<Proposal>> {

@@ -1,6 +1,7 @@
 //! Rule proposals: one record per `(rule set, rule key)` under `pp id`, the de-duplication
-//! index `pk set type identifier` → id, and the status index `pq status id` (newest-first
-//! listing by status). Ids come from `m:pseq`.
+//! index `pk set type identifier` → id, the status index `pq status id` (newest-first
+//! listing by status), and the kept requests `pr id seq` → request JSON (the first
+//! [`MAX_PROPOSAL_REQUESTS`]). Ids come from `m:pseq`.
 //!
 //! Must never: create a second record for a `(rule set, key)` that has one, leave a status
 //! index entry that disagrees with the record, or mark a proposal approved without its rule
@@ -8,12 +9,13 @@
 //! rule commit takes).
 
 use super::hosts::decode;
-use super::keys::{self, META_PROPOSAL_SEQ, PROPOSAL, PROPOSAL_BY_STATUS, PROPOSAL_KEY};
+use super::keys::{self, META_PROPOSAL_SEQ, PROPOSAL, PROPOSAL_BY_STATUS, PROPOSAL_KEY, PROPOSAL_REQUEST};
 use super::rules;
 use super::writer::Txn;
 use crate::kv::{Direction, KvEngine};
 use crate::{
-    DecideOutcome, MAX_PROPOSAL_HOSTS, NewProposal, Proposal, ProposalDecision, ProposalStatus, Result, StoreError,
+    DecideOutcome, MAX_PROPOSAL_HOSTS, MAX_PROPOSAL_REQUESTS, NewProposal, Proposal, ProposalDecision, ProposalRequest,
+    ProposalStatus, Result, StoreError,
 };
 use dasher_sdk::domain::RuleKey;
 use std::ops::Bound;
@@ -49,7 +51,42 @@ fn load_txn<E: KvEngine>(txn: &Txn<'_, E>, id: u64) -> Result<Option<Proposal>> 
     txn.get(&k)?.map(|v| decode(&k, &v)).transpose()
 }
 
-pub(super) fn record<E: KvEngine>(txn: &mut Txn<'_, E>, p: &NewProposal) -> Result<(Proposal, bool)> {
+/// `pr id seq`: one kept request of a proposal.
+fn request_key(id: u64, seq: u64) -> Vec<u8> {
+    let mut k = keys::key(PROPOSAL_REQUEST, &id.to_be_bytes());
+    k.extend_from_slice(&seq.to_be_bytes());
+    k
+}
+
+/// Records an occurrence (see [`raise`]) and keeps `request` if fewer than
+/// [`MAX_PROPOSAL_REQUESTS`] are kept; `requests` counts it either way.
+pub(super) fn record<E: KvEngine>(
+    txn: &mut Txn<'_, E>,
+    p: &NewProposal,
+    request: &ProposalRequest,
+) -> Result<(Proposal, bool)> {
+    let (mut stored, created) = raise(txn, p)?;
+    if stored.requests < MAX_PROPOSAL_REQUESTS as u64 {
+        txn.put(request_key(stored.id, stored.requests), serde_json::to_vec(request).expect("requests serialise"));
+    }
+    stored.requests += 1;
+    txn.put(keys::proposal_key(stored.id), json(&stored));
+    Ok((stored, created))
+}
+
+pub(super) fn requests<E: KvEngine>(engine: &E, id: u64) -> Result<Vec<ProposalRequest>> {
+    let start = keys::key(PROPOSAL_REQUEST, &id.to_be_bytes());
+    let end = keys::prefix_end(&start).expect("prefix has a successor");
+    let rows = engine.scan_collect(
+        (Bound::Included(&start), Bound::Excluded(&end)),
+        Direction::Forward,
+        MAX_PROPOSAL_REQUESTS,
+    )?;
+    rows.iter().map(|(k, v)| decode(k, v)).collect()
+}
+
+/// Creates or bumps the proposal of `(p.rule_set, p.key)`; the caller writes the record.
+fn raise<E: KvEngine>(txn: &mut Txn<'_, E>, p: &NewProposal) -> Result<(Proposal, bool)> {
     let dk = dedupe_key(&p.rule_set, &p.key);
     if let Some(v) = txn.get(&dk)? {
         let id = keys::read_u64(&dk, &v)?;
@@ -68,7 +105,6 @@ pub(super) fn record<E: KvEngine>(txn: &mut Txn<'_, E>, p: &NewProposal) -> Resu
                 stored.proposed_by.push(by.clone());
             }
         }
-        txn.put(keys::proposal_key(id), json(&stored));
         return Ok((stored, false));
     }
     let id = txn.get_u64(META_PROPOSAL_SEQ)? + 1;
@@ -88,10 +124,10 @@ pub(super) fn record<E: KvEngine>(txn: &mut Txn<'_, E>, p: &NewProposal) -> Resu
         decided_by: None,
         decided_at_unix: None,
         applied_version: None,
+        requests: 0,
     };
     txn.put_u64(META_PROPOSAL_SEQ, id);
     txn.put(dk, keys::u64_value(id));
-    txn.put(keys::proposal_key(id), json(&created));
     txn.put(status_key(ProposalStatus::Pending, id), Vec::new());
     Ok((created, true))
 }

@@ -31,6 +31,10 @@ pub mod testing;
 pub use schema::SCHEMA_VERSION;
 
 use crate::{
+    ActivityBucket, ActivitySeries, AuditEntry, BinaryCursor, BinarySummary, HostMatch, HostSearchCursor,
+    NewAuditEntry, ProposalRequest,
+};
+use crate::{
     ChangeEntry, ChangePos, DecideOutcome, EventFilter, EventRecord, EventTriage, Host, HostInventory, HostSyncState,
     InsertOutcome, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalStatus, Result, RuleChange, RuleSetInfo,
     Store, StoreError,
@@ -43,6 +47,11 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::Json;
+
+/// Console calls not yet on PostgreSQL (this commit brings them to the embedded engines).
+fn pending() -> StoreError {
+    StoreError::Engine("this call is not implemented on PostgreSQL yet".into())
+}
 
 /// A pooled connection.
 pub(crate) type Client = deadpool_postgres::Client;
@@ -471,6 +480,52 @@ impl Store for PgStore {
     async fn decide_proposal(&self, id: u64, decision: &ProposalDecision) -> Result<DecideOutcome> {
         let mut client = self.client().await?;
         proposals::decide(&mut client, id, decision).await
+    }
+
+    async fn record_user_request(
+        &self,
+        _proposal: &NewProposal,
+        _user: Option<&str>,
+        _justification: &str,
+    ) -> Result<(Proposal, bool)> {
+        Err(pending())
+    }
+
+    async fn proposal_requests(&self, _id: u64) -> Result<Vec<ProposalRequest>> {
+        Err(pending())
+    }
+
+    async fn search_hosts(
+        &self,
+        _prefix: &str,
+        _after: Option<&HostSearchCursor>,
+        _limit: usize,
+    ) -> Result<Vec<HostMatch>> {
+        Err(pending())
+    }
+
+    async fn activity(&self, _series: ActivitySeries, _from: i64, _to: i64) -> Result<Vec<ActivityBucket>> {
+        Err(pending())
+    }
+
+    async fn record_audit(&self, _entry: &NewAuditEntry) -> Result<u64> {
+        Err(pending())
+    }
+
+    async fn list_audit(&self, _target: Option<&str>, _before: Option<u64>, _limit: usize) -> Result<Vec<AuditEntry>> {
+        Err(pending())
+    }
+
+    async fn get_binary(&self, _sha256: &str) -> Result<Option<BinarySummary>> {
+        Err(pending())
+    }
+
+    async fn list_binaries(&self, _before: Option<&BinaryCursor>, _limit: usize) -> Result<Vec<BinarySummary>> {
+        Err(pending())
+    }
+
+    async fn binary_activity(&self, _sha256: &str, _from: i64, _to: i64) -> Result<Vec<ActivityBucket>> {
+        Err(pending())
     }
 
     async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {

@@ -90,6 +90,7 @@ fn from_row(row: &Row) -> Result<Proposal> {
             .get::<_, Option<i64>>("applied_version")
             .map(|v| to_u64("dasher_proposals.applied_version", v))
             .transpose()?,
+        requests: 0,
     })
 }
 

@@ -19,3 +19,4 @@ mod sim_convergence;
 mod sync_protocol;
 mod tls_http;
 mod triage_http;
+mod ui_console;

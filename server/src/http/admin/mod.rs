@@ -4,15 +4,15 @@
 
 pub mod auth;
 
+use crate::actions::{self, Actor, Via};
 use crate::config::Role;
 use crate::http::error::{ApiError, json_response};
 use crate::http::{AppState, machine_id::parse_machine_id, read_limited};
-use crate::proposals;
 use crate::sync::rules::Resolver;
 use crate::sync::{SyncService, host_facts, now_unix};
 use bytes::Bytes;
 use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleKey, RuleSpec};
-use dasher_sdk::names::{NameError, RuleSetName, check_tag};
+use dasher_sdk::names::{NameError, RuleSetName};
 use dasher_sdk::version::ClientCaps;
 use dasher_store::{EventFilter, ProposalStatus, RuleChange};
 use http::{Method, Request, Response, StatusCode};
@@ -186,9 +186,21 @@ impl From<NoRoute> for ApiError {
     }
 }
 
-/// Answers an admin route found by [`find`] (the caller checked the token's role).
-pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Request<hyper::body::Incoming>) -> Resp {
+/// The least role of the route that does `op` (the one table, [`ROUTES`]).
+pub fn role_of(op: Op) -> Role {
+    ROUTES.iter().find(|r| r.op == op).map(|r| r.role).expect("every op has a route")
+}
+
+/// Answers an admin route found by [`find`] (the caller checked that `who` has its role).
+pub async fn handle(
+    state: &AppState,
+    route: &Route,
+    params: &[&str],
+    req: Request<hyper::body::Incoming>,
+    who: &auth::Identity,
+) -> Resp {
     let sync = &state.sync;
+    let actor = Actor { name: who.name.clone(), role: who.role, via: Via::Api };
     let machine_id = || {
         parse_machine_id(params[0], sync.config.limits.max_machine_id_bytes)
             .map_err(|e| ApiError::field("machine_id", e.to_string()))
@@ -200,7 +212,7 @@ pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Reque
             })
         };
     match route.op {
-        Op::PostRules => post_rules(sync, req).await,
+        Op::PostRules => post_rules(sync, &actor, req).await,
         Op::GetRules => get_rules(sync, &query(&req)).await,
         Op::RuleSets => {
             Ok(json_response(StatusCode::OK, &serde_json::json!({"rule_sets": sync.store.rule_sets().await?})))
@@ -218,10 +230,10 @@ pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Reque
                 None => Err(ApiError::NotFound(format!("no host {id}"))),
             }
         }
-        Op::PutTags => put_tags(sync, &machine_id()?, req).await,
+        Op::PutTags => put_tags(sync, &actor, &machine_id()?, req).await,
         Op::CleanSync => {
             let id = machine_id()?;
-            sync.store.set_clean_requested(&id, true).await?;
+            actions::clean_sync(sync, &actor, &id).await?;
             Ok(json_response(StatusCode::OK, &serde_json::json!({"machine_id": id.as_str(), "clean_requested": true})))
         }
         Op::EffectiveRules => effective_rules(sync, &machine_id()?).await,
@@ -235,18 +247,17 @@ pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Reque
                 None => Err(ApiError::NotFound(format!("no proposal {id}"))),
             }
         }
-        Op::ApproveProposal => decide_proposal(sync, proposal_id()?, "approve", req).await,
-        Op::RejectProposal => decide_proposal(sync, proposal_id()?, "reject", req).await,
+        Op::ApproveProposal => decide_proposal(sync, &actor, proposal_id()?, true, req).await,
+        Op::RejectProposal => decide_proposal(sync, &actor, proposal_id()?, false, req).await,
         Op::Plugins => plugin_status(state),
-        Op::ReloadPlugins => Ok(json_response(StatusCode::OK, &plugin_manager(state)?.reload().await)),
+        Op::ReloadPlugins => {
+            let report = actions::reload_plugins(sync, state.plugins.as_deref(), &actor).await?;
+            Ok(json_response(StatusCode::OK, &report))
+        }
         Op::RollbackPlugin => {
             let name = params[0];
-            match plugin_manager(state)?.rollback(name) {
-                Ok((from, to)) => {
-                    Ok(json_response(StatusCode::OK, &serde_json::json!({"plugin": name, "from": from, "to": to})))
-                }
-                Err(e) => Err(ApiError::field("name", e.to_string())),
-            }
+            let (from, to) = actions::rollback_plugin(sync, state.plugins.as_deref(), &actor, name).await?;
+            Ok(json_response(StatusCode::OK, &serde_json::json!({"plugin": name, "from": from, "to": to})))
         }
         Op::Metrics => super::ops::metrics(state, &req).await,
     }
@@ -266,10 +277,10 @@ struct RuleInput {
     rule_set: Option<String>,
 }
 
-async fn post_rules(sync: &SyncService, req: Request<hyper::body::Incoming>) -> Resp {
+async fn post_rules(sync: &SyncService, actor: &Actor, req: Request<hyper::body::Incoming>) -> Resp {
     let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
     let changes = parse_rule_changes(&bytes, sync.config.limits.max_rules_per_request)?;
-    let version = sync.store.commit_rules(&changes).await?;
+    let version = actions::post_rules(sync, actor, &changes).await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({"version": version, "applied": changes.len()})))
 }
 
@@ -323,17 +334,27 @@ struct TagsRequest {
     tags: Vec<String>,
 }
 
-async fn put_tags(sync: &SyncService, id: &str, req: Request<hyper::body::Incoming>) -> Resp {
+async fn put_tags(sync: &SyncService, actor: &Actor, id: &str, req: Request<hyper::body::Incoming>) -> Resp {
     let body: TagsRequest = json_body(req).await?;
-    for (i, tag) in body.tags.iter().enumerate() {
-        check_tag(tag).map_err(|e| ApiError::field(format!("tags[{i}]"), e.to_string()))?;
-    }
-    sync.store.set_host_tags(id, &body.tags).await?;
-    Ok(json_response(StatusCode::OK, &serde_json::json!({"machine_id": id, "tags": body.tags})))
+    let tags = actions::put_tags(sync, actor, id, &body.tags).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"machine_id": id, "tags": tags})))
 }
 
 /// The rules the host should hold right now (what a completed sync would give it).
 async fn effective_rules(sync: &SyncService, id: &str) -> Resp {
+    let (version, sets, rules) = effective_rules_of(sync, id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"machine_id": id, "version": version, "rule_sets": sets, "rules": rules}),
+    ))
+}
+
+/// The host's effective rules now: (rule version, its rule sets in precedence order, rules).
+/// Shared by the admin API and the console.
+pub async fn effective_rules_of(
+    sync: &SyncService,
+    id: &str,
+) -> Result<(u64, Vec<String>, Vec<dasher_sdk::domain::Rule>), ApiError> {
     let host = sync.store.get_host(id).await?;
     let facts = host_facts(id, host.as_ref(), now_unix());
     let sets = sync.current_selection(id, host.as_ref()).await?;
@@ -344,13 +365,19 @@ async fn effective_rules(sync: &SyncService, id: &str) -> Resp {
     };
     let version = sync.store.head_version().await?;
     let rules = Resolver::new(sync.store.as_ref(), caps).all_effective(&sets, version).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({"machine_id": id, "version": version, "rule_sets": sets, "rules": rules}),
-    ))
+    Ok((version, sets, rules))
 }
 
 async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
+    let filter = event_filter(q, 100, 10_000)?;
+    let events = sync.store.query_events(&filter).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"events": events})))
+}
+
+/// The event filter of a query (`machine_id`, `file_sha256`, `decision`, `label`, `since`,
+/// `before_id`, `include_dropped`, `limit` up to `max`), each checked; shared by the admin
+/// API and the console.
+pub fn event_filter(q: &HashMap<String, String>, default_limit: usize, max: usize) -> Result<EventFilter, ApiError> {
     let since_unix = match q.get("since") {
         None => None,
         Some(s) => Some(s.parse::<i64>().map_err(|_| ApiError::field("since", "since must be Unix seconds"))?),
@@ -380,7 +407,7 @@ async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
     {
         return Err(ApiError::field("label", format!("label must be 1 to {} bytes", crate::triage::MAX_LABEL_BYTES)));
     }
-    let filter = EventFilter {
+    Ok(EventFilter {
         label: q.get("label").cloned(),
         // Events triage dropped as noise are stored; they are hidden unless asked for.
         dropped: if include_dropped { None } else { Some(false) },
@@ -389,11 +416,9 @@ async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
         decision: q.get("decision").cloned(),
         since_unix,
         before_id,
-        limit: parse_limit(q, 100, 10_000)?,
+        limit: parse_limit(q, default_limit, max)?,
         ..Default::default()
-    };
-    let events = sync.store.query_events(&filter).await?;
-    Ok(json_response(StatusCode::OK, &serde_json::json!({"events": events})))
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -459,25 +484,25 @@ struct DecideRequest {
     by: Option<String>,
 }
 
-/// Longest `by` accepted on approve / reject.
-const MAX_DECIDED_BY_BYTES: usize = 256;
-
-/// `POST /api/v1/proposals/{id}/approve|reject`: 404 unknown, 409 already decided.
-async fn decide_proposal(sync: &SyncService, id: u64, verb: &str, req: Request<hyper::body::Incoming>) -> Resp {
+/// `POST /api/v1/proposals/{id}/approve|reject`: 404 unknown, 409 already decided. `by`
+/// defaults to the token's name.
+async fn decide_proposal(
+    sync: &SyncService,
+    actor: &Actor,
+    id: u64,
+    approve: bool,
+    req: Request<hyper::body::Incoming>,
+) -> Resp {
     let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
     let body: DecideRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         DecideRequest::default()
     } else {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?
     };
-    let by = body.by.unwrap_or_else(|| "admin".to_owned());
-    if by.is_empty() || by.len() > MAX_DECIDED_BY_BYTES {
-        return Err(ApiError::field("by", format!("by must be 1 to {MAX_DECIDED_BY_BYTES} bytes")));
-    }
-    let store = sync.store.as_ref();
-    let p = match verb {
-        "approve" => proposals::approve(store, id, &by, now_unix()).await?,
-        _ => proposals::reject(store, id, &by, now_unix()).await?,
+    let p = if approve {
+        actions::approve_proposal(sync, actor, id, body.by.as_deref()).await?
+    } else {
+        actions::reject_proposal(sync, actor, id, body.by.as_deref()).await?
     };
     Ok(json_response(StatusCode::OK, &p))
 }
