@@ -169,6 +169,10 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     };
     // Once per start, not per request; racing replicas end with the one key the store kept.
     let cursors = sync::cursor::CursorSigner::load(&*store).await.context("loading the rule-download cursor key")?;
+    let oidc = match config.ui.oidc.clone() {
+        Some(settings) => Some(Arc::new(oidc::Oidc::new(settings, &*store).await.context("setting up [ui.oidc]")?)),
+        None => None,
+    };
     let overview = ui::overview::SnapshotCell::default();
     let overview_sources = ui::overview::Sources {
         store: store.clone(),
@@ -189,7 +193,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         admin_auth,
         sync_auth,
         rate_limit: http::rate_limit::MachineRateLimit::new(config.limits.requests_per_machine_per_minute),
-        ui: ui::UiState { overview: overview.clone() },
+        ui: ui::UiState { overview: overview.clone(), oidc },
     });
     let (shutdown, _) = watch::channel(false);
     let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());

@@ -142,11 +142,6 @@ pub fn clear_cookie(secure: bool) -> String {
     set_cookie("", 0, secure)
 }
 
-/// The value of cookie `name` in a `Cookie` header, if present.
-pub fn cookie_value<'a>(header: &'a str, name: &str) -> Option<&'a str> {
-    header.split(';').filter_map(|kv| kv.trim().split_once('=')).find(|(k, _)| *k == name).map(|(_, v)| v.trim())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -192,7 +187,5 @@ mod tests {
         assert!(c.contains("HttpOnly") && c.contains("SameSite=Lax") && c.contains("Path=/ui/oidc"), "{c}");
         assert!(c.ends_with("; Secure"));
         assert!(clear_cookie(false).contains("Max-Age=0"));
-        assert_eq!(cookie_value("a=1; dasher_oidc=o1.x.y; b=2", COOKIE), Some("o1.x.y"));
-        assert_eq!(cookie_value("dasher_oidcx=1", COOKIE), None);
     }
 }

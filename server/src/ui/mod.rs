@@ -20,6 +20,7 @@ pub mod fmt;
 pub mod hosts;
 pub mod layout;
 pub mod login;
+pub mod oidc;
 pub mod overview;
 pub mod plugins;
 pub mod security;
@@ -99,6 +100,8 @@ pub static ROUTES: &[Route] = &[
     get("/ui/login", Access::Public, |cx| Box::pin(login::form(cx))),
     post("/ui/login", Access::Public, |cx| Box::pin(login::submit(cx))),
     post("/ui/logout", Access::Public, |cx| Box::pin(login::logout(cx))),
+    get("/ui/oidc/start", Access::Public, |cx| Box::pin(oidc::start(cx))),
+    get("/ui/oidc/callback", Access::Public, |cx| Box::pin(oidc::callback(cx))),
     main_get("/ui/static/{}", |cx| Box::pin(static_file(cx))),
     get("/ui/hosts", Access::Signed, |cx| Box::pin(hosts::list(cx))),
     get("/ui/hosts/{}", Access::Signed, |cx| Box::pin(hosts::detail(cx))),
@@ -368,4 +371,6 @@ async fn read_form(
 pub struct UiState {
     /// The latest overview snapshot.
     pub overview: overview::SnapshotCell,
+    /// OpenID Connect sign-in, when `[ui.oidc]` is set.
+    pub oidc: Option<std::sync::Arc<crate::oidc::Oidc>>,
 }

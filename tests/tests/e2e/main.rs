@@ -20,3 +20,4 @@ mod sync_protocol;
 mod tls_http;
 mod triage_http;
 mod ui_console;
+mod ui_oidc;
