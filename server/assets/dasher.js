@@ -38,5 +38,6 @@
   }
 
   document.addEventListener("DOMContentLoaded", function () { init(document); });
-  document.addEventListener("htmx:afterSwap", function (e) { init(e.target); });
+  // After htmx swapped in new content (e.g. the overview's periodic refresh).
+  document.addEventListener("htmx:afterSettle", function () { init(document); });
 })();

@@ -14,6 +14,11 @@ use dasher_store::{
 };
 use std::sync::Arc;
 
+/// SQL undoing migration 3 (console tables), to put a database back to schema 2.
+const DROP_SCHEMA_3: &str = "DROP TABLE dasher_host_terms, dasher_activity_events, dasher_activity_syncs, dasher_audit,
+     dasher_binaries, dasher_binary_hosts, dasher_binary_decisions, dasher_proposal_requests;
+     ALTER TABLE dasher_proposals DROP COLUMN requests;";
+
 /// A fresh database and a store on it, or `None` when the test is skipped.
 async fn fresh(test: &str) -> Option<(TestDatabase, Arc<dyn Store>)> {
     let server = server_url(test)?;
@@ -452,10 +457,10 @@ async fn upgrade_from_schema_1_keeps_events() {
     let (client, conn) = tokio_postgres::connect(db.url.as_str(), tokio_postgres::NoTls).await.unwrap();
     tokio::spawn(conn);
     client
-        .batch_execute(
-            "DROP TABLE dasher_event_labels, dasher_event_triage, dasher_proposals;
-             DELETE FROM dasher_schema_migrations WHERE version > 1;",
-        )
+        .batch_execute(&format!(
+            "{DROP_SCHEMA_3} DROP TABLE dasher_event_labels, dasher_event_triage, dasher_proposals;
+             DELETE FROM dasher_schema_migrations WHERE version > 1;"
+        ))
         .await
         .unwrap();
     let store = PgStore::connect(&db.url).await.unwrap();
@@ -479,5 +484,130 @@ async fn upgrade_from_schema_1_keeps_events() {
     let left: i64 = client.query_one("SELECT count(*) FROM dasher_event_labels", &[]).await.unwrap().get(0);
     assert_eq!(left, 0, "labels go with their events");
     drop((client, store));
+    db.drop_database().await;
+}
+
+/// A database at schema 2 with hosts in it upgrades at connect and its hosts become
+/// searchable (migration 3 indexes the hosts already stored); proposals keep working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upgrade_from_schema_2_indexes_hosts() {
+    let Some((db, store)) = fresh("upgrade_from_schema_2_indexes_hosts").await else { return };
+    for (id, name) in [("M-1", "Alice-MBP"), ("M-2", "bob-mini")] {
+        let inv = dasher_store::HostInventory {
+            machine_id: id.into(),
+            hostname: name.into(),
+            last_seen_unix: 5,
+            ..Default::default()
+        };
+        store.put_host_inventory(&inv).await.unwrap();
+    }
+    store.set_host_tags("M-3", &["lab".into()]).await.unwrap();
+    drop(store);
+    let (client, conn) = tokio_postgres::connect(db.url.as_str(), tokio_postgres::NoTls).await.unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute(&format!("{DROP_SCHEMA_3} DELETE FROM dasher_schema_migrations WHERE version > 2;"))
+        .await
+        .unwrap();
+    let store = PgStore::connect(&db.url).await.unwrap();
+    let found: Vec<String> =
+        store.search_hosts("ALICE", None, 10).await.unwrap().into_iter().map(|m| m.host.machine_id).collect();
+    assert_eq!(found, vec!["M-1"], "existing hosts indexed by the migration");
+    let ids: Vec<String> =
+        store.search_hosts("m-", None, 10).await.unwrap().into_iter().map(|m| m.host.machine_id).collect();
+    assert_eq!(ids, vec!["M-1", "M-2", "M-3"], "hosts known only by tags too");
+    drop((client, store));
+    db.drop_database().await;
+}
+
+/// Replicas uploading events for the same binaries, preflighting and requesting approval at
+/// the same time: every counter, summary and request is counted exactly once (row locks and
+/// host markers, not last-writer-wins).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_writes_across_replicas() {
+    const REPLICAS: usize = 3;
+    const MACHINES: usize = 12;
+    const BATCHES: u32 = 5;
+    const PER_BATCH: u32 = 8;
+    let Some(server) = server_url("console_writes_across_replicas") else { return };
+    let db = TestDatabase::create(&server, "console_race").await;
+    let mut replicas: Vec<Arc<dyn Store>> = Vec::new();
+    for _ in 0..REPLICAS {
+        replicas.push(Arc::new(PgStore::connect(&db.url).await.unwrap()));
+    }
+    let sha = |i: u32| format!("{:064x}", i % 3);
+    let day = 20_000 * dasher_store::DAY_SECS;
+    let sid = "EQHXZ8M8AV:com.vendor.app";
+    let new = |machine: &str, at: i64| NewProposal {
+        scope: ProposalScope::Global,
+        rule_set: "global".into(),
+        key: dasher_sdk::domain::RuleKey { rule_type: RuleType::SigningId, identifier: sid.into() },
+        rule: RuleSpec {
+            identifier: sid.into(),
+            rule_type: RuleType::SigningId,
+            policy: Policy::Allowlist,
+            custom_msg: None,
+            custom_url: None,
+            cel_expr: None,
+            notification_app_name: None,
+            event_detail_button_label: None,
+        },
+        reason: String::new(),
+        machine_id: machine.into(),
+        proposed_by: vec![],
+        at_unix: at,
+    };
+    let mut tasks = Vec::new();
+    for m in 0..MACHINES {
+        let store = replicas[m % REPLICAS].clone();
+        tasks.push(tokio::spawn(async move {
+            let machine = format!("m{m:02}");
+            for b in 0..BATCHES {
+                let events: Vec<NewEvent> = (0..PER_BATCH)
+                    .map(|n| NewEvent {
+                        kind: EventKind::Execution,
+                        dedupe_key: format!("{b}-{n}"),
+                        decision: "BLOCK_BINARY".into(),
+                        file_sha256: sha(n),
+                        file_bundle_hash: String::new(),
+                        occurred_at_unix: 0.0,
+                        received_at_unix: day + i64::from(b),
+                        body: serde_json::json!({ "file_name": format!("f{n}"), "team_id": "T" }),
+                    })
+                    .collect();
+                assert_eq!(store.insert_events(&machine, &events).await.unwrap().stored, PER_BATCH);
+                let inv = dasher_store::HostInventory {
+                    machine_id: machine.clone(),
+                    last_seen_unix: day + i64::from(b),
+                    ..Default::default()
+                };
+                store.record_preflight(&inv, &HostSyncState::default()).await.unwrap();
+                store.record_user_request(&new(&machine, i64::from(b)), Some("u"), "please").await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let store = &replicas[0];
+    let total = u64::from(BATCHES * PER_BATCH) * MACHINES as u64;
+    let mut events = 0;
+    for i in 0..3 {
+        let s = store.get_binary(&sha(i)).await.unwrap().expect("summary");
+        assert_eq!(s.hosts, MACHINES as u64, "each machine counted once for {}", s.sha256);
+        events += s.events;
+        let per_day = store.binary_activity(&sha(i), day, day + dasher_store::DAY_SECS).await.unwrap();
+        assert_eq!(per_day.iter().map(|b| b.count).sum::<u64>(), s.events);
+    }
+    assert_eq!(events, total, "every event counted in its binary");
+    let days = store.activity(dasher_store::ActivitySeries::EventsPerDay, day, day + 1).await.unwrap();
+    assert_eq!(days.iter().map(|b| b.count).sum::<u64>(), total, "every event counted per day");
+    let syncs = store.activity(dasher_store::ActivitySeries::SyncsPerHour, day, day + 3600).await.unwrap();
+    assert_eq!(syncs.iter().map(|b| b.count).sum::<u64>(), u64::from(BATCHES) * MACHINES as u64);
+    let p = &store.list_proposals(None, None, 10).await.unwrap()[0];
+    assert_eq!((p.requests, p.hosts.len()), (u64::from(BATCHES) * MACHINES as u64, MACHINES));
+    let seqs = store.proposal_requests(p.id).await.unwrap();
+    assert_eq!(seqs.len() as u64, p.requests, "every request kept once");
+    drop(replicas);
     db.drop_database().await;
 }

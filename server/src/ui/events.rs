@@ -3,7 +3,7 @@
 //! by `before_id`. The filter is the admin API's (`GET /api/v1/events`), checked the same way.
 
 use super::layout::{Nav, page};
-use super::{Cx, Result, enc, fmt, html};
+use super::{Cx, Result, UiError, enc, fmt, html};
 use crate::http::admin;
 use crate::sync::now_unix;
 use dasher_store::EventRecord;
@@ -57,11 +57,21 @@ pub async fn list(cx: &Cx<'_>) -> Result {
     // Empty form fields mean "any".
     let q: HashMap<String, String> =
         cx.query.iter().filter(|(_, v)| !v.trim().is_empty()).map(|(k, v)| (k.clone(), v.trim().to_owned())).collect();
+    let mut q = q;
+    // The form's date field gives `YYYY-MM-DD`; the filter takes Unix seconds (either works).
+    if let Some(v) = q.get("since") {
+        match fmt::parse_date(v) {
+            Some(t) => _ = q.insert("since".into(), t.to_string()),
+            None if v.parse::<i64>().is_ok() => {}
+            None => return Err(UiError::field("since", "since must be a date (YYYY-MM-DD) or Unix seconds")),
+        }
+    }
     let mut filter = admin::event_filter(&q, PAGE, PAGE)?;
     filter.limit = PAGE;
     let events = cx.state.sync.store.query_events(&filter).await?;
     let now = now_unix();
     let val = |k: &str| q.get(k).cloned().unwrap_or_default();
+    let since_shown = q.get("since").and_then(|v| v.parse::<i64>().ok()).map(fmt::date).unwrap_or_default();
     let carried: String = KEYS.iter().filter_map(|k| q.get(*k).map(|v| format!("{k}={}&", enc(v)))).collect();
     let next = (events.len() == PAGE).then(|| events.last().map(|e| e.id)).flatten();
     let body = m! {
@@ -77,7 +87,7 @@ pub async fn list(cx: &Cx<'_>) -> Result {
                 }
             }
             label { "Triage label" input type="text" name="label" value=(val("label")); }
-            label { "Since (Unix seconds)" input type="number" name="since" value=(val("since")); }
+            label { "Since (date, UTC)" input type="date" name="since" value=(since_shown); }
             label { "Dropped noise"
                 select name="include_dropped" {
                     option value="false" { "hidden" }

@@ -33,6 +33,25 @@ fn civil_from_days(z: i64) -> (i64, u32, u32) {
     (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
+/// Unix seconds of `YYYY-MM-DD` (00:00 UTC), if it is such a date.
+pub fn parse_date(s: &str) -> Option<i64> {
+    let mut it = s.splitn(3, '-');
+    let (y, m, d): (i64, i64, i64) = (it.next()?.parse().ok()?, it.next()?.parse().ok()?, it.next()?.parse().ok()?);
+    if !(1970..=9999).contains(&y) || !(1..=12).contains(&m) || !(1..=31).contains(&d) || s.len() != 10 {
+        return None;
+    }
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    // Refuse dates that do not exist (2026-02-30).
+    (date(days * 86_400) == s).then_some(days * 86_400)
+}
+
 /// "3 min ago", "2 h ago", "5 d ago" (`never` for 0).
 pub fn ago(unix: i64, now: i64) -> String {
     if unix <= 0 {
@@ -65,5 +84,11 @@ mod tests {
         assert_eq!(ago(0, 130), "never");
         assert_eq!(ago(100, 100 + 7200), "2 h ago");
         assert_eq!(ago(100, 100 + 3 * 86_400), "3 d ago");
+        assert_eq!(parse_date("2000-02-29"), Some(951_782_400));
+        assert_eq!(parse_date("1970-01-01"), Some(0));
+        assert_eq!(parse_date("2023-11-14"), Some(1_699_920_000));
+        for bad in ["2026-02-30", "2026-13-01", "26-01-01", "2026-1-1", "x", "2026-01-01x"] {
+            assert_eq!(parse_date(bad), None, "{bad}");
+        }
     }
 }

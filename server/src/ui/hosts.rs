@@ -76,10 +76,15 @@ pub async fn list(cx: &Cx<'_>) -> Result {
     let next = (hosts.len() == PAGE).then(|| hosts.last().map(|h| h.cursor().encode())).flatten();
     let body = m! {
         form.filters method="get" action="/ui/hosts" {
-            label { "Search" input type="search" name="q" value=(q) placeholder="machine id, hostname, serial or user (start of)" size="40"; }
+            label { "Search"
+                input type="search" name="q" value=(q) placeholder="machine id, hostname, serial or user (start of)" size="40"
+                    hx-get="/ui/hosts" hx-trigger="input changed delay:300ms, search" hx-target="#results" hx-select="#results"
+                    hx-swap="outerHTML" hx-push-url="true";
+            }
             button type="submit" { "Search" }
             @if !q.is_empty() { a href="/ui/hosts" { "Clear" } }
         }
+        div #results {
         @if hosts.is_empty() {
             p.muted { "No hosts match." }
         } @else {
@@ -91,6 +96,7 @@ pub async fn list(cx: &Cx<'_>) -> Result {
         div.pager {
             @if after.is_some() { a href={ "/ui/hosts?q=" (enc(q)) } { "First page" } }
             @if let Some(n) = &next { a href={ "/ui/hosts?q=" (enc(q)) "&after=" (enc(n)) } { "Next page" } }
+        }
         }
     };
     Ok(html(StatusCode::OK, page(&cx.page_ctx(), "Hosts", Nav::Hosts, body)))
@@ -113,7 +119,7 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
         return Err(UiError::NotFound(format!("no host {id}")));
     };
     let now = now_unix();
-    let (version, sets, rules) = admin::effective_rules_of(sync, &id).await?;
+    let (version, sets, rules, more_rules) = admin::first_effective_rules_of(sync, &id, MAX_RULES_SHOWN).await?;
     let events = sync
         .store
         .query_events(&EventFilter {
@@ -140,11 +146,11 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
                         dt { "Serial" } dd.mono { (i.serial_number) }
                         dt { "Primary user" } dd { (i.primary_user) }
                         dt { "Groups" } dd { (i.primary_user_groups.join(", ")) }
-                        dt { "macOS" } dd { (i.os_version) " (" (i.os_build) ")" }
+                        dt { "macOS" } dd { (i.os_version) @if !i.os_build.is_empty() { " (" (i.os_build) ")" } }
                         dt { "Model" } dd { (i.model_identifier) }
                         dt { "Santa" } dd { (i.santa_version) }
                         dt { "Client mode" } dd { (i.client_mode.map(|m| format!("{m:?}")).unwrap_or_default()) }
-                        dt { "Rule counts" } dd.mono { (serde_json::to_string(&i.rule_counts).unwrap_or_default()) }
+                        dt { "Rule counts" } dd { (counts(&i.rule_counts)) }
                         dt { "First seen" } dd { (fmt::time(i.first_seen_unix)) }
                         dt { "Last seen" } dd { (fmt::when(i.last_seen_unix, now)) }
                     } @else {
@@ -178,7 +184,16 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
                     dt { "Last postflight" } dd { (fmt::when(st.last_postflight_unix, now)) }
                     dt { "Sync type" } dd { (st.last_sync_type.map(|t| t.to_string()).unwrap_or_default()) " " span.muted { (st.last_sync_reason) } }
                     dt { "Outcome" } dd { (st.last_outcome.to_string()) }
-                    dt { "Acknowledged" } dd.mono { (st.acked.as_ref().map(|a| serde_json::to_string(a).unwrap_or_default()).unwrap_or_else(|| "nothing yet".into())) }
+                    dt { "Acknowledged" } dd {
+                        @match &st.acked {
+                            None => span.muted { "nothing yet" },
+                            Some(a) => {
+                                "rule version " (a.version)
+                                @if let Some(t) = a.sync_type { " (" (t.to_string()) " sync)" }
+                                ": " (a.rule_sets.join(" → ")) "; " (counts(&a.counts))
+                            }
+                        }
+                    }
                     dt { "Rules received / kept" } dd { (st.last_rules_received) " / " (st.last_rules_processed) }
                 }
             }
@@ -186,11 +201,14 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
         h2 { "Who decided what (sync.decided)" }
         (decided(st.decided.as_ref(), now))
         h2 { "Effective rules" }
-        p.muted { "Rule version " (version) "; rule sets in precedence order: " (sets.join(" → ")) ". " (rules.len()) " rules." }
+        p.muted {
+            "Rule version " (version) "; rule sets in precedence order: " (sets.join(" → ")) ". "
+            @if more_rules { "More than " (MAX_RULES_SHOWN) " rules." } @else { (rules.len()) " rules." }
+        }
         @if !rules.is_empty() {
             table {
                 tr { th { "Type" } th { "Identifier" } th { "Policy" } th { "Message" } }
-                @for r in rules.iter().take(MAX_RULES_SHOWN) {
+                @for r in &rules {
                     tr {
                         td { (format!("{:?}", r.rule_type)) }
                         td.mono {
@@ -203,7 +221,7 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
                     }
                 }
             }
-            @if rules.len() > MAX_RULES_SHOWN {
+            @if more_rules {
                 p.muted { "First " (MAX_RULES_SHOWN) " shown; the admin API lists them all: "
                     code { "GET /api/v1/hosts/" (id) "/effective-rules" } }
             }
@@ -250,7 +268,7 @@ fn decided(d: Option<&dasher_store::DecisionProvenance>, now: i64) -> Markup {
         return m! { p.muted { "No preflight answered yet." } };
     };
     m! {
-        p.muted { "Decided " (fmt::when(d.decided_unix, now)) "." }
+        p.muted { "Decided " (fmt::when(d.decided_unix, now)) " (last answered preflight)." }
         table {
             tr { th { "Setting" } th { "Value" } th { "Decided by" } }
             @for (field, applied) in &d.settings {
@@ -258,19 +276,19 @@ fn decided(d: Option<&dasher_store::DecisionProvenance>, now: i64) -> Markup {
                 tr {
                     td { code { (field) } }
                     td.mono { (v.get("value").map(|x| x.to_string()).unwrap_or_default()) }
-                    td { (v.get("by").map(|x| decider(x)).unwrap_or_default()) }
+                    td { (v.get("by").map(decider).unwrap_or_default()) }
                 }
             }
             tr {
                 td { "rule sets" }
                 td {}
-                td { (d.rule_sets_by.iter().map(|x| show(x)).collect::<Vec<_>>().join(", ")) }
+                td { (d.rule_sets_by.iter().map(show).collect::<Vec<_>>().join(", ")) }
             }
             @if !d.host_rules_by.is_empty() || d.host_rules.is_some() {
                 tr {
                     td { "host rules" }
                     td { (d.host_rules.map(|n| n.to_string()).unwrap_or_else(|| "kept".into())) }
-                    td { (d.host_rules_by.iter().map(|x| show(x)).collect::<Vec<_>>().join(", ")) }
+                    td { (d.host_rules_by.iter().map(show).collect::<Vec<_>>().join(", ")) }
                 }
             }
         }
@@ -301,6 +319,16 @@ fn decider(v: &serde_json::Value) -> String {
 fn show<T: serde::Serialize>(v: &T) -> String {
     let v = serde_json::to_value(v).unwrap_or_default();
     if v.get("by").is_some_and(|b| b.is_string()) { decider(&v) } else { v.to_string() }
+}
+
+/// Rule counts as `binary 3, teamid 1` (`none` when all are 0).
+fn counts(c: &dasher_sdk::domain::RuleCounts) -> String {
+    let v = serde_json::to_value(c).unwrap_or_default();
+    let parts: Vec<String> = v
+        .as_object()
+        .map(|o| o.iter().filter(|(_, n)| n.as_u64().unwrap_or(0) > 0).map(|(k, n)| format!("{k} {n}")).collect())
+        .unwrap_or_default();
+    if parts.is_empty() { "none".into() } else { parts.join(", ") }
 }
 
 /// Splits the tags field on commas and whitespace.

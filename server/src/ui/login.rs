@@ -80,6 +80,8 @@ pub async fn submit(cx: &Cx<'_>) -> Result {
             return refused("That token is not valid. Check it and try again.");
         }
     };
+    // A sign-in replaces the browser's previous session (if any) rather than leaving it alive.
+    session::delete(state.sync.store.as_ref(), &cx.headers).await?;
     let ttl = state.sync.config.ui.session_ttl_secs;
     let id = session::create(state.sync.store.as_ref(), &who, ttl, now_unix()).await?;
     let actor = Actor { name: who.name.clone(), role: who.role, via: Via::Ui };

@@ -374,3 +374,40 @@ pub struct UiState {
     /// OpenID Connect sign-in, when `[ui.oidc]` is set.
     pub oidc: Option<std::sync::Arc<crate::oidc::Oidc>>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_under_ui_and_match_one_segment_per_placeholder() {
+        for r in ROUTES {
+            assert!(r.path == "/ui" || r.path.starts_with("/ui/"), "{}", r.path);
+            // Writes are never public except sign-in/out (which check CSRF like every POST).
+            if r.method == Method::POST && r.access == Access::Public {
+                assert!(matches!(r.path, "/ui/login" | "/ui/logout") || r.main, "{}", r.path);
+            }
+        }
+        let (r, params) = find(&Method::GET, "/ui/hosts/a%2Fb%20c").unwrap();
+        assert_eq!((r.path, params), ("/ui/hosts/{}", vec!["a/b c".to_owned()]));
+        let (r, _) = find(&Method::POST, "/ui/hosts/m1/tags").unwrap();
+        assert_eq!(r.path, "/ui/hosts/{}/tags");
+        assert!(matches!(find(&Method::POST, "/ui/hosts"), Err(UiError::MethodNotAllowed)));
+        assert!(matches!(find(&Method::GET, "/ui/hosts/"), Err(UiError::NotFound(_))), "empty segment");
+        assert!(matches!(find(&Method::GET, "/ui/nope"), Err(UiError::NotFound(_))));
+        assert!(find(&Method::GET, "/ui/static/htmx.min.js").unwrap().0.main, "static files on the main listener");
+    }
+
+    #[test]
+    fn console_writes_have_the_admin_api_role() {
+        use crate::config::Role;
+        for (method, path, role) in [
+            (Method::PUT, "/api/v1/hosts/m1/tags", Role::RulesEditor),
+            (Method::POST, "/api/v1/hosts/m1/clean-sync", Role::RulesEditor),
+            (Method::POST, "/api/v1/plugins/reload", Role::Admin),
+            (Method::POST, "/api/v1/plugins/p/rollback", Role::Admin),
+        ] {
+            assert_eq!(admin::find(&method, path).unwrap().0.role, role, "{path}");
+        }
+    }
+}

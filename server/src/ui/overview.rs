@@ -401,6 +401,11 @@ pub async fn page(cx: &Cx<'_>) -> Result {
             }
         },
     };
+    // htmx refreshes the figures in place as often as the snapshot changes.
+    let every = format!("every {}s", cx.state.sync.config.ui.overview_refresh_secs);
+    let body = m! {
+        div #overview hx-get="/ui/" hx-trigger=(every) hx-select="#overview" hx-swap="outerHTML" { (body) }
+    };
     Ok(html(StatusCode::OK, page_frame(cx, body)))
 }
 

@@ -614,6 +614,16 @@ where
         let reject = ProposalDecision::Reject { by: "a".into(), at_unix: 2 };
         store.decide_proposal(p.id, &reject).await.unwrap();
         let ids = store.insert_events("m1", &[event(2, "s", "BLOCK_BINARY", 8)]).await.unwrap().ids;
+        let audit = crate::NewAuditEntry {
+            at_unix: 9,
+            actor: "alice".into(),
+            role: "admin".into(),
+            action: "plugin.reload".into(),
+            target: "plugin:p".into(),
+            detail: serde_json::json!({}),
+            via: crate::AuditVia::Api,
+        };
+        store.record_audit(&audit).await.unwrap();
         store.put_event_triage(&[(ids[0].unwrap(), triage(Some(Action::Drop), &["l"]))]).await.unwrap();
     }
     let store = open().await;
@@ -639,5 +649,9 @@ where
     let (next, created) = store.record_proposal(&proposal("global", "EQHXZ8M8AV:com.y", "m1", 3)).await.unwrap();
     assert!(created && next.id > rejected[0].id, "proposal ids continue after reopen");
     assert_eq!(store.kv_get("p", "k").await.unwrap().as_deref(), Some(&b"v"[..]));
+    assert_eq!(store.search_hosts("M1.EX", None, 10).await.unwrap().len(), 1, "search index survives");
+    assert_eq!(store.get_binary("s").await.unwrap().map(|b| (b.events, b.hosts)), Some((2, 1)), "summaries survive");
+    assert_eq!(store.list_audit(Some("plugin:p"), None, 10).await.unwrap().len(), 1, "audit survives");
+    assert_eq!(store.proposal_requests(rejected[0].id).await.unwrap().len(), 1, "requests survive");
     assert_eq!(store.commit_rules(&[upsert("global", &r)]).await.unwrap(), 3, "versions continue after reopen");
 }

@@ -423,6 +423,47 @@ mod tests {
         assert!(left.is_empty(), "event keys left after pruning everything: {left:?}");
     }
 
+    /// A store written before the host search index existed gets it built at open.
+    #[tokio::test]
+    async fn search_index_is_built_for_older_stores() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = KvStore::new(RedbEngine::open(&path).unwrap()).unwrap();
+            let inv = HostInventory { machine_id: "M-1".into(), hostname: "Alice-MBP".into(), ..Default::default() };
+            store.put_host_inventory(&inv).await.unwrap();
+            store.set_host_tags("M-2", &["lab".into()]).await.unwrap();
+        }
+        {
+            // Back to the layout of a store before the index: no `hq` keys, no marker.
+            let engine = RedbEngine::open(&path).unwrap();
+            let end = keys::prefix_end(keys::HOST_TERM).unwrap();
+            let range = (Bound::Included(keys::HOST_TERM), Bound::Excluded(end.as_slice()));
+            let mut batch = crate::kv::WriteBatch::new();
+            for (k, _) in engine.scan_collect(range, Direction::Forward, 100).unwrap() {
+                batch.delete(k);
+            }
+            assert_eq!(batch.len(), 3, "two machine ids and a hostname were indexed");
+            batch.delete(keys::META_HOST_TERMS_BUILT.to_vec());
+            engine.write(&batch).unwrap();
+        }
+        let store = KvStore::new(RedbEngine::open(&path).unwrap()).unwrap();
+        let found = |p: &'static str| {
+            let store = &store;
+            async move {
+                store
+                    .search_hosts(p, None, 10)
+                    .await
+                    .unwrap()
+                    .into_iter()
+                    .map(|m| m.host.machine_id)
+                    .collect::<Vec<_>>()
+            }
+        };
+        assert_eq!(found("alice").await, vec!["M-1"]);
+        assert_eq!(found("m-").await, vec!["M-1", "M-2"]);
+    }
+
     fn event(n: u64) -> NewEvent {
         NewEvent {
             kind: EventKind::Execution,

@@ -4,11 +4,15 @@
 //! id (with a `dropped` column), its labels rows of `dasher_event_labels`; both go with the
 //! event through `ON DELETE CASCADE`. Queries left-join the triage in the same statement.
 //!
+//! An insert updates the activity counters and binary summaries of its new events in the same
+//! transaction (`postgres/console.rs`).
+//!
 //! Must never: delete in one unbounded statement (pruning works in steps of
 //! [`PRUNE_STEP_EVENTS`]), report an event stored that a conflict skipped, or leave a triage
 //! or label row for an event that is gone.
 
-use super::{Client, is_retryable, limit, pg_err, to_u64, utf8};
+use super::{Client, console, is_retryable, limit, pg_err, to_u64, utf8};
+use crate::derive::{EventBatch, event_facts};
 use crate::{EventFilter, EventRecord, EventTriage, InsertOutcome, NewEvent, Result, StoreError};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use tokio_postgres::error::SqlState;
@@ -20,7 +24,37 @@ pub const PRUNE_STEP_EVENTS: i64 = 10_000;
 /// Attempts for an insert that lost a deadlock to a concurrent upload.
 const INSERT_ATTEMPTS: u32 = 5;
 
+/// Why an insert attempt failed: PostgreSQL (maybe worth retrying) or a stored value.
+pub(super) enum Failure {
+    Pg(tokio_postgres::Error),
+    Store(StoreError),
+}
+
+impl From<tokio_postgres::Error> for Failure {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Failure::Pg(e)
+    }
+}
+
 pub(super) async fn insert(client: &mut Client, machine_id: &str, events: &[NewEvent]) -> Result<InsertOutcome> {
+    let mut attempt = 1;
+    loop {
+        match insert_once(client, machine_id, events).await {
+            Ok(outcome) => return Ok(outcome),
+            Err(Failure::Pg(e)) if is_retryable(&e) && attempt < INSERT_ATTEMPTS => attempt += 1,
+            Err(Failure::Pg(e)) => return Err(pg_err(e)),
+            Err(Failure::Store(e)) => return Err(e),
+        }
+    }
+}
+
+/// Stores the events and, in the same transaction, the counters and binary summaries of the
+/// ones that were new.
+async fn insert_once(
+    client: &mut Client,
+    machine_id: &str,
+    events: &[NewEvent],
+) -> std::result::Result<InsertOutcome, Failure> {
     let dedupe: Vec<&[u8]> = events.iter().map(|e| e.dedupe_key.as_bytes()).collect();
     let decision: Vec<&[u8]> = events.iter().map(|e| e.decision.as_bytes()).collect();
     let sha: Vec<&[u8]> = events.iter().map(|e| e.file_sha256.as_bytes()).collect();
@@ -28,8 +62,9 @@ pub(super) async fn insert(client: &mut Client, machine_id: &str, events: &[NewE
     let received: Vec<i64> = events.iter().map(|e| e.received_at_unix).collect();
     let json: Vec<String> =
         events.iter().map(|e| serde_json::to_string(e).expect("events serialise to JSON")).collect();
+    let tx = client.transaction().await?;
     // Ids follow the order of the upload; a key seen twice in one upload is stored once.
-    let stmt = client
+    let stmt = tx
         .prepare_cached(
             "INSERT INTO dasher_events
                  (machine_id, dedupe_key, decision, file_sha256, file_bundle_hash, received_at_unix, event)
@@ -40,30 +75,24 @@ pub(super) async fn insert(client: &mut Client, machine_id: &str, events: &[NewE
              ON CONFLICT (machine_id, dedupe_key) DO NOTHING
              RETURNING id, dedupe_key",
         )
-        .await
-        .map_err(pg_err)?;
+        .await?;
     let params: [&(dyn ToSql + Sync); 7] =
         [&machine_id.as_bytes(), &dedupe, &decision, &sha, &bundle, &received, &json];
-    let mut attempt = 1;
-    let rows = loop {
-        match client.query(&stmt, &params).await {
-            Ok(rows) => break rows,
-            Err(e) if is_retryable(&e) && attempt < INSERT_ATTEMPTS => attempt += 1,
-            Err(e) => return Err(pg_err(e)),
-        }
-    };
+    let rows = tx.query(&stmt, &params).await?;
     // A stored row's dedupe key is unique in the upload's stored rows; the first input event
     // with that key is the one stored, later ones (and keys stored before) are duplicates.
     let mut new_ids: HashMap<Vec<u8>, u64> = HashMap::with_capacity(rows.len());
     for row in rows {
-        new_ids.insert(row.get(1), to_u64("dasher_events.id", row.get(0))?);
+        new_ids.insert(row.get(1), to_u64("dasher_events.id", row.get(0)).map_err(Failure::Store)?);
     }
     let mut outcome = InsertOutcome::default();
+    let mut batch = EventBatch::default();
     for e in events {
         match new_ids.remove(e.dedupe_key.as_bytes()) {
             Some(id) => {
                 outcome.stored += 1;
                 outcome.ids.push(Some(id));
+                batch.add(event_facts(e));
             }
             None => {
                 outcome.duplicates += 1;
@@ -72,8 +101,14 @@ pub(super) async fn insert(client: &mut Client, machine_id: &str, events: &[NewE
         }
     }
     if !new_ids.is_empty() {
-        return Err(StoreError::Engine("PostgreSQL returned an event id for a key not in the upload".into()));
+        return Err(Failure::Store(StoreError::Engine(
+            "PostgreSQL returned an event id for a key not in the upload".into(),
+        )));
     }
+    if outcome.stored > 0 {
+        console::apply_event_batch(&tx, machine_id, &batch).await?;
+    }
+    tx.commit().await?;
     Ok(outcome)
 }
 

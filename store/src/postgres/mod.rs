@@ -22,6 +22,7 @@
 //! Must never: allocate a rule version outside the head-row lock, split a version check from
 //! the history read it guards, or log a password (see [`PgUrl`]'s `Display`).
 
+mod console;
 mod events;
 mod proposals;
 mod rules;
@@ -32,13 +33,14 @@ pub use schema::SCHEMA_VERSION;
 
 use crate::{
     ActivityBucket, ActivitySeries, AuditEntry, BinaryCursor, BinarySummary, HostMatch, HostSearchCursor,
-    NewAuditEntry, ProposalRequest,
+    NewAuditEntry, ProposalRequest, RequestSource,
 };
 use crate::{
     ChangeEntry, ChangePos, DecideOutcome, EventFilter, EventRecord, EventTriage, Host, HostInventory, HostSyncState,
     InsertOutcome, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalStatus, Result, RuleChange, RuleSetInfo,
     Store, StoreError,
 };
+use crate::{HOUR_SECS, bucket_start, search_term};
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
@@ -47,11 +49,6 @@ use std::str::FromStr;
 use std::time::Duration;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::Json;
-
-/// Console calls not yet on PostgreSQL (this commit brings them to the embedded engines).
-fn pending() -> StoreError {
-    StoreError::Engine("this call is not implemented on PostgreSQL yet".into())
-}
 
 /// A pooled connection.
 pub(crate) type Client = deadpool_postgres::Client;
@@ -241,6 +238,33 @@ macro_rules! upsert_inventory {
     };
 }
 
+/// CTE parts replacing the search terms of host `$1` by the `bytea[]` parameter `$n`: the
+/// terms of values that changed go, new ones come (both touch different rows, so they may
+/// share the statement's snapshot).
+macro_rules! replace_terms {
+    ($n:literal) => {
+        concat!(
+            "d AS (DELETE FROM dasher_host_terms WHERE machine_id = $1 AND term <> ALL(",
+            $n,
+            "::bytea[])), t AS (INSERT INTO dasher_host_terms (term, machine_id) SELECT u, $1 FROM unnest(",
+            $n,
+            "::bytea[]) u ON CONFLICT DO NOTHING)"
+        )
+    };
+}
+
+/// A CTE part making host `$1` findable by its machine id (parameter `$n`, its term).
+macro_rules! machine_term {
+    ($n:literal) => {
+        concat!("t AS (INSERT INTO dasher_host_terms (term, machine_id) VALUES (", $n, ", $1) ON CONFLICT DO NOTHING)")
+    };
+}
+
+/// The search term of a machine id, as a parameter.
+fn machine_term(machine_id: &str) -> Vec<u8> {
+    search_term(machine_id).into_bytes()
+}
+
 /// `first_seen_unix` to store for a host not seen before: the report's, or its `last_seen_unix`.
 fn reported_first_seen(inventory: &HostInventory) -> i64 {
     if inventory.first_seen_unix != 0 { inventory.first_seen_unix } else { inventory.last_seen_unix }
@@ -249,18 +273,23 @@ fn reported_first_seen(inventory: &HostInventory) -> i64 {
 #[async_trait]
 impl Store for PgStore {
     async fn put_host_inventory(&self, inventory: &HostInventory) -> Result<()> {
+        // One statement (so one atomic commit): the host row and its search terms.
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(concat!(
-                "INSERT INTO dasher_hosts (machine_id, inventory, first_seen_unix) VALUES ($1, $2, $3)
+                "WITH h AS (INSERT INTO dasher_hosts (machine_id, inventory, first_seen_unix) VALUES ($1, $2, $3)
                  ON CONFLICT (machine_id) DO UPDATE SET ",
-                upsert_inventory!()
+                upsert_inventory!(),
+                "), ",
+                replace_terms!("$4"),
+                " SELECT 1"
             ))
             .await
             .map_err(pg_err)?;
         let first_seen = reported_first_seen(inventory);
+        let terms = console::terms(&inventory.machine_id, Some(inventory));
         client
-            .execute(&stmt, &[&inventory.machine_id.as_bytes(), &Json(inventory), &first_seen])
+            .execute(&stmt, &[&inventory.machine_id.as_bytes(), &Json(inventory), &first_seen, &terms])
             .await
             .map_err(pg_err)?;
         Ok(())
@@ -315,59 +344,95 @@ impl Store for PgStore {
     async fn set_host_tags(&self, machine_id: &str, tags: &[String]) -> Result<()> {
         let client = self.client().await?;
         // Clearing tags does not make a host known; setting them does.
-        let sql = if tags.is_empty() {
-            "UPDATE dasher_hosts SET tags = $2 WHERE machine_id = $1"
-        } else {
-            "INSERT INTO dasher_hosts (machine_id, tags) VALUES ($1, $2)
-             ON CONFLICT (machine_id) DO UPDATE SET tags = excluded.tags"
-        };
-        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
-        client.execute(&stmt, &[&machine_id.as_bytes(), &Json(tags)]).await.map_err(pg_err)?;
+        if tags.is_empty() {
+            let stmt = client
+                .prepare_cached("UPDATE dasher_hosts SET tags = $2 WHERE machine_id = $1")
+                .await
+                .map_err(pg_err)?;
+            client.execute(&stmt, &[&machine_id.as_bytes(), &Json(tags)]).await.map_err(pg_err)?;
+            return Ok(());
+        }
+        let stmt = client
+            .prepare_cached(concat!(
+                "WITH h AS (INSERT INTO dasher_hosts (machine_id, tags) VALUES ($1, $2)
+                 ON CONFLICT (machine_id) DO UPDATE SET tags = excluded.tags), ",
+                machine_term!("$3"),
+                " SELECT 1"
+            ))
+            .await
+            .map_err(pg_err)?;
+        client
+            .execute(&stmt, &[&machine_id.as_bytes(), &Json(tags), &machine_term(machine_id)])
+            .await
+            .map_err(pg_err)?;
         Ok(())
     }
 
     async fn set_clean_requested(&self, machine_id: &str, requested: bool) -> Result<()> {
         let client = self.client().await?;
-        let sql = if requested {
-            "INSERT INTO dasher_hosts (machine_id, clean_requested) VALUES ($1, true)
-             ON CONFLICT (machine_id) DO UPDATE SET clean_requested = true"
-        } else {
-            "UPDATE dasher_hosts SET clean_requested = false WHERE machine_id = $1"
-        };
-        let stmt = client.prepare_cached(sql).await.map_err(pg_err)?;
-        client.execute(&stmt, &[&machine_id.as_bytes()]).await.map_err(pg_err)?;
+        if !requested {
+            let stmt = client
+                .prepare_cached("UPDATE dasher_hosts SET clean_requested = false WHERE machine_id = $1")
+                .await
+                .map_err(pg_err)?;
+            client.execute(&stmt, &[&machine_id.as_bytes()]).await.map_err(pg_err)?;
+            return Ok(());
+        }
+        let stmt = client
+            .prepare_cached(concat!(
+                "WITH h AS (INSERT INTO dasher_hosts (machine_id, clean_requested) VALUES ($1, true)
+                 ON CONFLICT (machine_id) DO UPDATE SET clean_requested = true), ",
+                machine_term!("$2"),
+                " SELECT 1"
+            ))
+            .await
+            .map_err(pg_err)?;
+        client.execute(&stmt, &[&machine_id.as_bytes(), &machine_term(machine_id)]).await.map_err(pg_err)?;
         Ok(())
     }
 
     async fn put_sync_state(&self, machine_id: &str, state: &HostSyncState) -> Result<()> {
         let client = self.client().await?;
         let stmt = client
-            .prepare_cached(
-                "INSERT INTO dasher_hosts (machine_id, sync) VALUES ($1, $2)
-                 ON CONFLICT (machine_id) DO UPDATE SET sync = excluded.sync",
-            )
+            .prepare_cached(concat!(
+                "WITH h AS (INSERT INTO dasher_hosts (machine_id, sync) VALUES ($1, $2)
+                 ON CONFLICT (machine_id) DO UPDATE SET sync = excluded.sync), ",
+                machine_term!("$3"),
+                " SELECT 1"
+            ))
             .await
             .map_err(pg_err)?;
-        client.execute(&stmt, &[&machine_id.as_bytes(), &Json(state)]).await.map_err(pg_err)?;
+        client
+            .execute(&stmt, &[&machine_id.as_bytes(), &Json(state), &machine_term(machine_id)])
+            .await
+            .map_err(pg_err)?;
         Ok(())
     }
 
     async fn record_preflight(&self, inventory: &HostInventory, state: &HostSyncState) -> Result<()> {
-        // One statement, so one atomic commit.
+        // One statement, so one atomic commit: host row, search terms, preflight counter.
         let client = self.client().await?;
         let stmt = client
             .prepare_cached(concat!(
-                "INSERT INTO dasher_hosts (machine_id, inventory, first_seen_unix, sync) VALUES ($1, $2, $3, $4)
+                "WITH h AS (INSERT INTO dasher_hosts (machine_id, inventory, first_seen_unix, sync)
+                 VALUES ($1, $2, $3, $4)
                  ON CONFLICT (machine_id) DO UPDATE SET sync = excluded.sync, ",
-                upsert_inventory!()
+                upsert_inventory!(),
+                "), ",
+                replace_terms!("$5"),
+                ", c AS (INSERT INTO dasher_activity_syncs (hour, shard, count) VALUES ($6, $7, 1)
+                 ON CONFLICT (hour, shard) DO UPDATE SET count = dasher_activity_syncs.count + 1)
+                 SELECT 1"
             ))
             .await
             .map_err(pg_err)?;
         let first_seen = reported_first_seen(inventory);
-        client
-            .execute(&stmt, &[&inventory.machine_id.as_bytes(), &Json(inventory), &first_seen, &Json(state)])
-            .await
-            .map_err(pg_err)?;
+        let id = inventory.machine_id.as_str();
+        let terms = console::terms(id, Some(inventory));
+        let hour = bucket_start(inventory.last_seen_unix, HOUR_SECS);
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 7] =
+            [&id.as_bytes(), &Json(inventory), &first_seen, &Json(state), &terms, &hour, &console::shard(id)];
+        client.execute(&stmt, &params).await.map_err(pg_err)?;
         Ok(())
     }
 
@@ -458,8 +523,10 @@ impl Store for PgStore {
     }
 
     async fn record_proposal(&self, proposal: &NewProposal) -> Result<(Proposal, bool)> {
+        let p = proposal;
+        let request = ProposalRequest::new(RequestSource::Triage, &p.machine_id, None, &p.reason, p.at_unix);
         let mut client = self.client().await?;
-        proposals::record(&mut client, proposal).await
+        proposals::record(&mut client, proposal, &request).await
     }
 
     async fn get_proposal(&self, id: u64) -> Result<Option<Proposal>> {
@@ -484,48 +551,59 @@ impl Store for PgStore {
 
     async fn record_user_request(
         &self,
-        _proposal: &NewProposal,
-        _user: Option<&str>,
-        _justification: &str,
+        proposal: &NewProposal,
+        user: Option<&str>,
+        justification: &str,
     ) -> Result<(Proposal, bool)> {
-        Err(pending())
+        let p = proposal;
+        let request = ProposalRequest::new(RequestSource::User, &p.machine_id, user, justification, p.at_unix);
+        let mut client = self.client().await?;
+        proposals::record(&mut client, proposal, &request).await
     }
 
-    async fn proposal_requests(&self, _id: u64) -> Result<Vec<ProposalRequest>> {
-        Err(pending())
+    async fn proposal_requests(&self, id: u64) -> Result<Vec<ProposalRequest>> {
+        let client = self.client().await?;
+        proposals::requests(&client, id).await
     }
 
     async fn search_hosts(
         &self,
-        _prefix: &str,
-        _after: Option<&HostSearchCursor>,
-        _limit: usize,
+        prefix: &str,
+        after: Option<&HostSearchCursor>,
+        limit: usize,
     ) -> Result<Vec<HostMatch>> {
-        Err(pending())
+        let client = self.client().await?;
+        console::search(&client, prefix, after, limit).await
     }
 
-    async fn activity(&self, _series: ActivitySeries, _from: i64, _to: i64) -> Result<Vec<ActivityBucket>> {
-        Err(pending())
+    async fn activity(&self, series: ActivitySeries, from_unix: i64, to_unix: i64) -> Result<Vec<ActivityBucket>> {
+        let client = self.client().await?;
+        console::activity(&client, series, from_unix, to_unix).await
     }
 
-    async fn record_audit(&self, _entry: &NewAuditEntry) -> Result<u64> {
-        Err(pending())
+    async fn record_audit(&self, entry: &NewAuditEntry) -> Result<u64> {
+        let client = self.client().await?;
+        console::record_audit(&client, entry).await
     }
 
-    async fn list_audit(&self, _target: Option<&str>, _before: Option<u64>, _limit: usize) -> Result<Vec<AuditEntry>> {
-        Err(pending())
+    async fn list_audit(&self, target: Option<&str>, before_id: Option<u64>, limit: usize) -> Result<Vec<AuditEntry>> {
+        let client = self.client().await?;
+        console::list_audit(&client, target, before_id, limit).await
     }
 
-    async fn get_binary(&self, _sha256: &str) -> Result<Option<BinarySummary>> {
-        Err(pending())
+    async fn get_binary(&self, sha256: &str) -> Result<Option<BinarySummary>> {
+        let client = self.client().await?;
+        console::get_binary(&client, sha256).await
     }
 
-    async fn list_binaries(&self, _before: Option<&BinaryCursor>, _limit: usize) -> Result<Vec<BinarySummary>> {
-        Err(pending())
+    async fn list_binaries(&self, before: Option<&BinaryCursor>, limit: usize) -> Result<Vec<BinarySummary>> {
+        let client = self.client().await?;
+        console::list_binaries(&client, before, limit).await
     }
 
-    async fn binary_activity(&self, _sha256: &str, _from: i64, _to: i64) -> Result<Vec<ActivityBucket>> {
-        Err(pending())
+    async fn binary_activity(&self, sha256: &str, from_unix: i64, to_unix: i64) -> Result<Vec<ActivityBucket>> {
+        let client = self.client().await?;
+        console::binary_activity(&client, sha256, from_unix, to_unix).await
     }
 
     async fn kv_get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>> {

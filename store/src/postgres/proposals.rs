@@ -6,14 +6,17 @@
 //! concurrent decision waits and then sees the first; an approval commits its rule change
 //! through [`rules::commit_in`] in the same transaction as the status change.
 //!
+//! Requests are rows of `dasher_proposal_requests` `(proposal id, seq)`, written under the
+//! same row lock as the counters (the first [`MAX_PROPOSAL_REQUESTS`]; `requests` counts all).
+//!
 //! Must never: create a second row for a `(rule set, key)`, mark a proposal approved in a
 //! transaction that did not commit its rule change, or allocate a rule version outside the
 //! `head` row lock.
 
 use super::{Client, limit, pg_err, rules, to_i64, to_u64, utf8};
 use crate::{
-    DecideOutcome, MAX_PROPOSAL_HOSTS, NewProposal, PluginRef, Proposal, ProposalDecision, ProposalScope,
-    ProposalStatus, Result, StoreError,
+    DecideOutcome, MAX_PROPOSAL_HOSTS, MAX_PROPOSAL_REQUESTS, NewProposal, PluginRef, Proposal, ProposalDecision,
+    ProposalRequest, ProposalScope, ProposalStatus, Result, StoreError,
 };
 use dasher_sdk::domain::RuleKey;
 use dasher_sdk::wire::{RuleType, WireEnum};
@@ -21,7 +24,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{Json, ToSql};
 
 const COLUMNS: &str = "id, rule_set, rule_type, identifier, scope, rule, reason, status, count, hosts, proposed_by,
-     first_seen_unix, last_seen_unix, decided_by, decided_at_unix, applied_version";
+     first_seen_unix, last_seen_unix, decided_by, decided_at_unix, applied_version, requests";
 
 fn status_name(s: ProposalStatus) -> &'static str {
     match s {
@@ -90,7 +93,7 @@ fn from_row(row: &Row) -> Result<Proposal> {
             .get::<_, Option<i64>>("applied_version")
             .map(|v| to_u64("dasher_proposals.applied_version", v))
             .transpose()?,
-        requests: 0,
+        requests: to_u64("dasher_proposals.requests", row.get("requests"))?,
     })
 }
 
@@ -110,7 +113,38 @@ async fn lock_by_key(tx: &deadpool_postgres::Transaction<'_>, p: &NewProposal) -
     row.as_ref().map(from_row).transpose()
 }
 
-pub(super) async fn record(client: &mut Client, p: &NewProposal) -> Result<(Proposal, bool)> {
+/// Keeps `request` as the proposal's next request if fewer than [`MAX_PROPOSAL_REQUESTS`]
+/// are kept (the caller stores the bumped `requests` count).
+async fn keep_request(tx: &deadpool_postgres::Transaction<'_>, p: &Proposal, request: &ProposalRequest) -> Result<()> {
+    if p.requests >= MAX_PROPOSAL_REQUESTS as u64 {
+        return Ok(());
+    }
+    let stmt = tx
+        .prepare_cached("INSERT INTO dasher_proposal_requests (proposal_id, seq, request) VALUES ($1, $2, $3)")
+        .await
+        .map_err(pg_err)?;
+    let seq = p.requests as i32;
+    tx.execute(&stmt, &[&to_i64("proposal id", p.id)?, &seq, &Json(request)]).await.map_err(pg_err)?;
+    Ok(())
+}
+
+pub(super) async fn requests(client: &Client, id: u64) -> Result<Vec<ProposalRequest>> {
+    let Ok(id) = i64::try_from(id) else { return Ok(Vec::new()) };
+    let stmt = client
+        .prepare_cached("SELECT request FROM dasher_proposal_requests WHERE proposal_id = $1 ORDER BY seq LIMIT $2")
+        .await
+        .map_err(pg_err)?;
+    let rows = client.query(&stmt, &[&id, &limit(MAX_PROPOSAL_REQUESTS)]).await.map_err(pg_err)?;
+    rows.iter()
+        .map(|r| r.try_get::<_, Json<ProposalRequest>>(0).map(|Json(q)| q).map_err(|e| corrupt(id, e.to_string())))
+        .collect()
+}
+
+pub(super) async fn record(
+    client: &mut Client,
+    p: &NewProposal,
+    request: &ProposalRequest,
+) -> Result<(Proposal, bool)> {
     let tx = client.transaction().await.map_err(pg_err)?;
     // A repeat is the common case: look first, so repeats do not burn ids.
     let existing = match lock_by_key(&tx, p).await? {
@@ -139,7 +173,16 @@ pub(super) async fn record(client: &mut Client, p: &NewProposal) -> Result<(Prop
                 &p.at_unix,
             ];
             if let Some(row) = tx.query_opt(&insert, &params).await.map_err(pg_err)? {
-                let created = from_row(&row)?;
+                let mut created = from_row(&row)?;
+                keep_request(&tx, &created, request).await?;
+                created.requests += 1;
+                let bump = tx
+                    .prepare_cached("UPDATE dasher_proposals SET requests = $2 WHERE id = $1")
+                    .await
+                    .map_err(pg_err)?;
+                tx.execute(&bump, &[&to_i64("proposal id", created.id)?, &to_i64("requests", created.requests)?])
+                    .await
+                    .map_err(pg_err)?;
                 tx.commit().await.map_err(pg_err)?;
                 return Ok((created, true));
             }
@@ -163,10 +206,13 @@ pub(super) async fn record(client: &mut Client, p: &NewProposal) -> Result<(Prop
             stored.proposed_by.push(by.clone());
         }
     }
+    keep_request(&tx, &stored, request).await?;
+    stored.requests += 1;
     let hosts: Vec<&[u8]> = stored.hosts.iter().map(|h| h.as_bytes()).collect();
     let update = tx
         .prepare_cached(
-            "UPDATE dasher_proposals SET count = $2, last_seen_unix = $3, reason = $4, hosts = $5, proposed_by = $6
+            "UPDATE dasher_proposals SET count = $2, last_seen_unix = $3, reason = $4, hosts = $5, proposed_by = $6,
+                 requests = $7
              WHERE id = $1",
         )
         .await
@@ -180,6 +226,7 @@ pub(super) async fn record(client: &mut Client, p: &NewProposal) -> Result<(Prop
             &stored.reason.as_bytes(),
             &hosts,
             &Json(&stored.proposed_by),
+            &to_i64("proposal requests", stored.requests)?,
         ],
     )
     .await

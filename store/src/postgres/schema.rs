@@ -124,7 +124,74 @@ CREATE TABLE dasher_proposals (
 CREATE INDEX dasher_proposals_status ON dasher_proposals (status, id);
 "#,
     ),
+    (
+        "console: host search terms, activity counters, audit log, binary summaries, proposal requests",
+        r#"
+-- Search terms of each host (lower-cased machine id, hostname, serial, primary user; computed
+-- by Dasher, so every engine agrees), replaced on every inventory write.
+CREATE TABLE dasher_host_terms (
+    term bytea NOT NULL,
+    machine_id bytea NOT NULL,
+    PRIMARY KEY (term, machine_id)
+);
+CREATE INDEX dasher_host_terms_machine ON dasher_host_terms (machine_id);
+
+-- Counters, sharded by machine so concurrent uploads rarely wait for one row; reads sum.
+CREATE TABLE dasher_activity_events (
+    day bigint NOT NULL,
+    series bytea NOT NULL,
+    shard smallint NOT NULL,
+    count bigint NOT NULL,
+    PRIMARY KEY (day, series, shard)
+);
+CREATE TABLE dasher_activity_syncs (
+    hour bigint NOT NULL,
+    shard smallint NOT NULL,
+    count bigint NOT NULL,
+    PRIMARY KEY (hour, shard)
+);
+
+CREATE TABLE dasher_audit (
+    id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    target bytea NOT NULL,
+    entry json NOT NULL
+);
+CREATE INDEX dasher_audit_target ON dasher_audit (target, id);
+
+-- summary is NULL only inside the transaction that creates the row (a lock placeholder).
+CREATE TABLE dasher_binaries (
+    sha256 bytea PRIMARY KEY,
+    last_seen_unix bigint NOT NULL,
+    summary json
+);
+CREATE INDEX dasher_binaries_recent ON dasher_binaries (last_seen_unix, sha256);
+CREATE TABLE dasher_binary_hosts (
+    sha256 bytea NOT NULL,
+    machine_id bytea NOT NULL,
+    PRIMARY KEY (sha256, machine_id)
+);
+CREATE TABLE dasher_binary_decisions (
+    sha256 bytea NOT NULL,
+    day bigint NOT NULL,
+    series bytea NOT NULL,
+    count bigint NOT NULL,
+    PRIMARY KEY (sha256, day, series)
+);
+
+ALTER TABLE dasher_proposals ADD COLUMN requests bigint NOT NULL DEFAULT 0;
+CREATE TABLE dasher_proposal_requests (
+    proposal_id bigint NOT NULL REFERENCES dasher_proposals (id),
+    seq integer NOT NULL,
+    request json NOT NULL,
+    PRIMARY KEY (proposal_id, seq)
+);
+"#,
+    ),
 ];
+
+/// The migration that created `dasher_host_terms`: applying it indexes the hosts already
+/// stored ([`super::console::index_existing_hosts`]).
+const HOST_TERMS_MIGRATION: i32 = 3;
 
 /// Brings the schema up to [`SCHEMA_VERSION`]; returns how many migrations it applied.
 pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> Result<usize> {
@@ -162,6 +229,9 @@ pub(super) async fn migrate(client: &mut deadpool_postgres::Client) -> Result<us
         )
         .await
         .map_err(pg_err)?;
+        if version == HOST_TERMS_MIGRATION {
+            super::console::index_existing_hosts(&tx).await?;
+        }
         applied += 1;
     }
     tx.commit().await.map_err(pg_err)?;

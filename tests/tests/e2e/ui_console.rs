@@ -126,9 +126,19 @@ fn form_urlencoded_serialize(fields: &[(&str, &str)]) -> String {
         .join("&")
 }
 
+/// With `DASHER_UI_DUMP=DIR`, pages are also written there for a reviewer to open.
+fn dump(path: &str, p: &Page) {
+    if let Some(dir) = std::env::var_os("DASHER_UI_DUMP") {
+        let name: String = path.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(std::path::Path::new(&dir).join(format!("{name}.html")), &p.body).unwrap();
+    }
+}
+
 /// Every console page must work under `script-src 'self'; style-src 'self'`: no inline
 /// script, no inline style attribute, no inline event handler.
 fn assert_no_inline_code(path: &str, p: &Page) {
+    dump(path, p);
     let csp = p.headers.get(header::CONTENT_SECURITY_POLICY).and_then(|v| v.to_str().ok()).unwrap_or("");
     assert!(csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"), "{path}: CSP {csp:?}");
     assert_eq!(p.headers.get(header::X_CONTENT_TYPE_OPTIONS).map(|v| v.as_bytes()), Some(&b"nosniff"[..]));
@@ -274,6 +284,11 @@ async fn sign_in_csrf_roles_pages_and_sign_out() {
     assert_eq!(b.get("/ui/hosts?after=garbage").await.status, StatusCode::BAD_REQUEST);
     let p = b.get("/ui/events?machine_id=nobody").await;
     assert!(p.body.contains("No events.") && !p.body.contains(&digest[..16]));
+    assert!(b.get("/ui/events?since=2000-01-01").await.body.contains(&digest[..16]));
+    assert!(b.get("/ui/events?since=2999-01-01").await.body.contains("No events."));
+    let p = b.get("/ui/events?since=yesterday").await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("since must be a date"), "{}", p.body);
     let p = b.get("/ui/events?file_sha256=xyz").await;
     assert_eq!(p.status, StatusCode::BAD_REQUEST);
     assert!(p.body.contains("file_sha256"), "{}", p.body);
@@ -326,6 +341,14 @@ async fn sign_in_csrf_roles_pages_and_sign_out() {
     assert_eq!(p.status, StatusCode::FORBIDDEN);
     assert!(p.body.contains("needs role admin"), "{}", p.body);
 
+    // Signing in again replaces the session: the previous id stops working.
+    let before = b.cookies.get("dasher_session").cloned().unwrap();
+    assert_eq!(b.sign_in(EDITOR).await.status, StatusCode::SEE_OTHER);
+    assert_ne!(b.cookies["dasher_session"], before);
+    let mut stale = Browser::new(addr(&s));
+    stale.cookies.insert("dasher_session".into(), before);
+    assert_eq!(stale.get("/ui/hosts").await.status, StatusCode::SEE_OTHER, "the replaced session is gone");
+
     // A read-only user sees but may not write.
     let mut viewer = Browser::new(addr(&s));
     assert_eq!(viewer.sign_in(VIEWER).await.status, StatusCode::SEE_OTHER);
@@ -363,6 +386,7 @@ async fn sign_in_csrf_roles_pages_and_sign_out() {
         ("editor", "rules-editor", "ui.sign_in"),
         ("editor", "rules-editor", "host.tags.set"),
         ("editor", "rules-editor", "host.clean_sync"),
+        ("editor", "rules-editor", "ui.sign_in"),
         ("viewer", "read-only", "ui.sign_in"),
         ("editor", "rules-editor", "ui.sign_out"),
     ];
@@ -424,4 +448,136 @@ async fn the_console_can_be_turned_off() {
     assert!(p.body.contains("[ui] enabled = false"));
     let v: Value = s.admin(Method::GET, "/api/v1/hosts", None).await.json();
     assert!(v["hosts"].is_array(), "the admin API is unaffected");
+}
+
+/// Appends a custom section to a wasm binary: the same plugin, a new file hash (generation).
+fn with_custom_section(wasm: &[u8], payload: &[u8]) -> Vec<u8> {
+    let name = b"dasher-test";
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name);
+    section.extend_from_slice(payload);
+    assert!(section.len() < 128, "one-byte LEB128 size");
+    let mut out = wasm.to_vec();
+    out.push(0); // custom section id
+    out.push(section.len() as u8);
+    out.extend_from_slice(&section);
+    out
+}
+
+#[tokio::test]
+async fn plugins_page_reloads_and_rolls_back_as_admin() {
+    let (s, plugins) = dasher_tests::plugin_server(&["staged-rollout"], |_| {}).await;
+    let mut admin = Browser::new(addr(&s));
+    assert_eq!(admin.sign_in(TOKEN).await.status, StatusCode::SEE_OTHER);
+    let status = s.admin(Method::GET, "/api/v1/plugins", None).await.json();
+    let first = status["plugins"][0]["hash"].as_str().unwrap().to_owned();
+    let p = admin.get("/ui/plugins").await;
+    assert_eq!(p.status, StatusCode::OK);
+    assert_no_inline_code("/ui/plugins", &p);
+    assert!(
+        p.body.contains("staged-rollout") && p.body.contains(&first[..12]) && p.body.contains("configure"),
+        "{}",
+        p.body
+    );
+    assert!(!p.body.contains("Roll back"), "one generation: nothing to roll back to");
+
+    // A new file for the plugin, then "Reload now".
+    let file = plugins.path().join("staged-rollout.wasm");
+    let wasm = std::fs::read(&file).unwrap();
+    std::fs::write(&file, with_custom_section(&wasm, b"v2")).unwrap();
+    let csrf = admin.csrf();
+    let p = admin.post("/ui/plugins/reload", &[("csrf_token", &csrf)]).await;
+    assert_eq!((p.status, p.location()), (StatusCode::SEE_OTHER, "/ui/plugins?done=reload"), "{}", p.body);
+    let status = s.admin(Method::GET, "/api/v1/plugins", None).await.json();
+    let second = status["plugins"][0]["hash"].as_str().unwrap().to_owned();
+    assert_ne!(first, second, "the new file is a new generation");
+    let p = admin.get("/ui/plugins?done=reload").await;
+    assert!(p.body.contains("Plugins reloaded") && p.body.contains(&second[..12]) && p.body.contains("Roll back"));
+
+    // Roll back to the first generation.
+    let p = admin.post("/ui/plugins/staged-rollout/rollback", &[("csrf_token", &csrf)]).await;
+    assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
+    let status = s.admin(Method::GET, "/api/v1/plugins", None).await.json();
+    assert_eq!(status["plugins"][0]["hash"].as_str().unwrap(), first);
+    // An unknown plugin names the field.
+    let p = admin.post("/ui/plugins/nope/rollback", &[("csrf_token", &csrf)]).await;
+    assert_eq!(p.status, StatusCode::BAD_REQUEST);
+    assert!(p.body.contains("name"), "{}", p.body);
+}
+
+/// One HTTPS request to the console, trusting `ca`; returns the `Set-Cookie` values.
+async fn https_cookies(
+    addr: SocketAddr,
+    ca: &rustls_pki_types::CertificateDer<'static>,
+    method: Method,
+    path: &str,
+    cookie: &str,
+    form: &str,
+) -> (StatusCode, Vec<String>) {
+    use hyper_util::rt::TokioIo;
+    use tokio_rustls::rustls;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ca.clone()).unwrap();
+    let config =
+        rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(rustls::crypto::ring::default_provider()))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let tls = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config)).connect(name, tcp).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(tls)).await.unwrap();
+    tokio::spawn(conn);
+    let req = Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost")
+        .header(header::COOKIE, cookie)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from(form.to_owned())))
+        .unwrap();
+    let resp = sender.send_request(req).await.unwrap();
+    let cookies = resp.headers().get_all(header::SET_COOKIE).iter().map(|v| v.to_str().unwrap().to_owned()).collect();
+    (resp.status(), cookies)
+}
+
+#[tokio::test]
+async fn cookies_are_secure_over_tls() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "console test CA");
+    let ca_der = ca_params.self_signed(&ca_key).unwrap().der().clone();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let mut params = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    params.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("server.crt"), cert.pem()).unwrap();
+    std::fs::write(dir.path().join("server.key"), key.serialize_pem()).unwrap();
+    let certs = dir.path().to_owned();
+    let s = server(move |c| {
+        c.tls = Some(dasher_server::config::TlsSettings {
+            cert: certs.join("server.crt"),
+            key: certs.join("server.key"),
+            client_ca: None,
+            require_client_cert: false,
+            bind_identity: false,
+        })
+    })
+    .await;
+    let (status, cookies) = https_cookies(addr(&s), &ca_der, Method::GET, "/ui/login", "", "").await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = cookies.iter().find(|c| c.starts_with("dasher_csrf=")).expect("CSRF cookie");
+    assert!(csrf.contains("; Secure") && csrf.contains("HttpOnly") && csrf.contains("SameSite=Strict"), "{csrf}");
+    let token = csrf.split(';').next().unwrap().trim_start_matches("dasher_csrf=").to_owned();
+    let form = format!("token={EDITOR}&csrf_token={token}");
+    let (status, cookies) =
+        https_cookies(addr(&s), &ca_der, Method::POST, "/ui/login", &format!("dasher_csrf={token}"), &form).await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let session = cookies.iter().find(|c| c.starts_with("dasher_session=")).expect("session cookie");
+    assert!(session.contains("; Secure") && session.contains("HttpOnly") && session.contains("SameSite=Strict"));
 }

@@ -350,11 +350,21 @@ async fn effective_rules(sync: &SyncService, id: &str) -> Resp {
 }
 
 /// The host's effective rules now: (rule version, its rule sets in precedence order, rules).
-/// Shared by the admin API and the console.
-pub async fn effective_rules_of(
+async fn effective_rules_of(
     sync: &SyncService,
     id: &str,
 ) -> Result<(u64, Vec<String>, Vec<dasher_sdk::domain::Rule>), ApiError> {
+    let (version, sets, rules, _) = first_effective_rules_of(sync, id, usize::MAX).await?;
+    Ok((version, sets, rules))
+}
+
+/// The host's first `limit` effective rules now: (rule version, its rule sets in precedence
+/// order, rules, whether there are more). Shared by the admin API and the console.
+pub async fn first_effective_rules_of(
+    sync: &SyncService,
+    id: &str,
+    limit: usize,
+) -> Result<(u64, Vec<String>, Vec<dasher_sdk::domain::Rule>, bool), ApiError> {
     let host = sync.store.get_host(id).await?;
     let facts = host_facts(id, host.as_ref(), now_unix());
     let sets = sync.current_selection(id, host.as_ref()).await?;
@@ -364,8 +374,8 @@ pub async fn effective_rules_of(
         None => ClientCaps::EVERY_FEATURE,
     };
     let version = sync.store.head_version().await?;
-    let rules = Resolver::new(sync.store.as_ref(), caps).all_effective(&sets, version).await?;
-    Ok((version, sets, rules))
+    let (rules, more) = Resolver::new(sync.store.as_ref(), caps).first_effective(&sets, version, limit).await?;
+    Ok((version, sets, rules, more))
 }
 
 async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
@@ -485,7 +495,7 @@ struct DecideRequest {
 }
 
 /// `POST /api/v1/proposals/{id}/approve|reject`: 404 unknown, 409 already decided. `by`
-/// defaults to the token's name.
+/// defaults to `admin`.
 async fn decide_proposal(
     sync: &SyncService,
     actor: &Actor,
@@ -499,10 +509,12 @@ async fn decide_proposal(
     } else {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?
     };
+    // The API's documented default; the audit log records the token either way.
+    let by = body.by.as_deref().unwrap_or("admin");
     let p = if approve {
-        actions::approve_proposal(sync, actor, id, body.by.as_deref()).await?
+        actions::approve_proposal(sync, actor, id, Some(by)).await?
     } else {
-        actions::reject_proposal(sync, actor, id, body.by.as_deref()).await?
+        actions::reject_proposal(sync, actor, id, Some(by)).await?
     };
     Ok(json_response(StatusCode::OK, &p))
 }
