@@ -174,7 +174,8 @@ impl TestIdp {
                         let shared = shared.clone();
                         async move { Ok::<_, std::convert::Infallible>(handle(&shared, req).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
+                    let _ =
+                        hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(tls), service).await;
                 });
             }
         });
@@ -359,7 +360,9 @@ fn token(s: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Full<Bytes>> 
     }
     let now = chrono::Utc::now();
     let (audience, expires, issued, nonce, key) = match st.fault {
-        Fault::OtherAudience => ("another-app".to_owned(), now + chrono::Duration::minutes(5), now, pending.nonce, &s.key),
+        Fault::OtherAudience => {
+            ("another-app".to_owned(), now + chrono::Duration::minutes(5), now, pending.nonce, &s.key)
+        }
         Fault::Expired => (
             s.client_id.clone(),
             now - chrono::Duration::minutes(10),
@@ -370,8 +373,12 @@ fn token(s: &Shared, headers: &HeaderMap, body: &[u8]) -> Response<Full<Bytes>> 
         Fault::WrongNonce => {
             (s.client_id.clone(), now + chrono::Duration::minutes(5), now, "not-the-nonce".into(), &s.key)
         }
-        Fault::UnknownKey => (s.client_id.clone(), now + chrono::Duration::minutes(5), now, pending.nonce, &s.other_key),
-        Fault::None | Fault::Deny => (s.client_id.clone(), now + chrono::Duration::minutes(5), now, pending.nonce, &s.key),
+        Fault::UnknownKey => {
+            (s.client_id.clone(), now + chrono::Duration::minutes(5), now, pending.nonce, &s.other_key)
+        }
+        Fault::None | Fault::Deny => {
+            (s.client_id.clone(), now + chrono::Duration::minutes(5), now, pending.nonce, &s.key)
+        }
     };
     let user = pending.user;
     let standard = StandardClaims::new(SubjectIdentifier::new(user.sub.clone()))

@@ -24,7 +24,13 @@ pub struct UiSettings {
 
 impl Default for UiSettings {
     fn default() -> Self {
-        UiSettings { enabled: true, session_ttl_secs: 28_800, overview_refresh_secs: 60, stale_after_days: 7, oidc: None }
+        UiSettings {
+            enabled: true,
+            session_ttl_secs: 28_800,
+            overview_refresh_secs: 60,
+            stale_after_days: 7,
+            oidc: None,
+        }
     }
 }
 

@@ -26,15 +26,14 @@ use flow::{BadFlow, Flow, FlowSealer};
 use http_client::{IdpHttpClient, IdpHttpError};
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClientAuthMethod, CoreErrorResponseType,
-    CoreGenderClaim, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm,
-    CoreProviderMetadata, CoreRevocableToken, CoreRevocationErrorResponse, CoreTokenIntrospectionResponse,
-    CoreTokenType,
+    CoreGenderClaim, CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJwsSigningAlgorithm, CoreProviderMetadata,
+    CoreRevocableToken, CoreRevocationErrorResponse, CoreTokenIntrospectionResponse, CoreTokenType,
 };
 use openidconnect::{
     AdditionalClaims, AuthType, AuthorizationCode, ClaimsVerificationError, Client, ClientId, ClientSecret, CsrfToken,
     DiscoveryError, EmptyExtraTokenFields, EndpointMaybeSet, EndpointNotSet, EndpointSet, IdTokenFields, IssuerUrl,
-    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope,
-    SignatureVerificationError, StandardErrorResponse, StandardTokenResponse, TokenResponse,
+    Nonce, PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, RequestTokenError, Scope, SignatureVerificationError,
+    StandardErrorResponse, StandardTokenResponse, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -162,7 +161,10 @@ pub struct Oidc {
 
 impl std::fmt::Debug for Oidc {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Oidc").field("issuer", &self.settings.issuer).field("client_id", &self.settings.client_id).finish()
+        f.debug_struct("Oidc")
+            .field("issuer", &self.settings.issuer)
+            .field("client_id", &self.settings.client_id)
+            .finish()
     }
 }
 
@@ -175,7 +177,8 @@ impl Oidc {
         let issuer = IssuerUrl::new(settings.issuer.clone()).map_err(|e| OidcError::Config(e.to_string()))?;
         let redirect = RedirectUrl::new(settings.redirect_url.clone()).map_err(|e| OidcError::Config(e.to_string()))?;
         let timeout = Duration::from_secs(settings.request_timeout_secs);
-        let http = IdpHttpClient::new(settings.ca_file.as_deref(), timeout).map_err(|e| OidcError::Config(e.to_string()))?;
+        let http =
+            IdpHttpClient::new(settings.ca_file.as_deref(), timeout).map_err(|e| OidcError::Config(e.to_string()))?;
         let sealer = FlowSealer::load(store).await?;
         Ok(Oidc {
             client_id: ClientId::new(settings.client_id.clone()),
@@ -216,7 +219,11 @@ impl Oidc {
     }
 
     /// Completes a sign-in from the callback's query parameters and the flow cookie's value.
-    pub async fn finish(&self, query: &HashMap<String, String>, flow_cookie: Option<&str>) -> Result<SignedIn, OidcError> {
+    pub async fn finish(
+        &self,
+        query: &HashMap<String, String>,
+        flow_cookie: Option<&str>,
+    ) -> Result<SignedIn, OidcError> {
         let flow = match flow_cookie.map(|c| self.sealer.open(c, now_unix())) {
             None | Some(Err(BadFlow::Format | BadFlow::Signature)) => return Err(OidcError::NoFlow),
             Some(Err(BadFlow::Expired)) => return Err(OidcError::FlowExpired(self.settings.flow_ttl_secs / 60)),
@@ -238,7 +245,8 @@ impl Oidc {
         {
             return Err(OidcError::BadCallback(format!("it names issuer {iss:?}, not {:?}", self.issuer.as_str())));
         }
-        let code = params.code.filter(|c| !c.is_empty()).ok_or_else(|| OidcError::BadCallback("it has no code".into()))?;
+        let code =
+            params.code.filter(|c| !c.is_empty()).ok_or_else(|| OidcError::BadCallback("it has no code".into()))?;
         let client = self.client(false).await?;
         let token = client
             .exchange_code(AuthorizationCode::new(code))
@@ -247,9 +255,8 @@ impl Oidc {
             .request_async(&self.http)
             .await
             .map_err(token_error)?;
-        let id_token = token
-            .id_token()
-            .ok_or_else(|| OidcError::Upstream("the token endpoint returned no ID token".into()))?;
+        let id_token =
+            token.id_token().ok_or_else(|| OidcError::Upstream("the token endpoint returned no ID token".into()))?;
         let nonce = Nonce::new(flow.nonce.clone());
         let claims = match verify(&client, id_token, &nonce) {
             Err(ClaimsVerificationError::SignatureVerification(SignatureVerificationError::NoMatchingKey)) => {
@@ -400,9 +407,7 @@ fn discovery_error(issuer: &IssuerUrl, e: DiscoveryError<IdpHttpError>) -> OidcE
     OidcError::Upstream(format!("the identity provider at {} could not be used: {what}", issuer.as_str()))
 }
 
-fn token_error(
-    e: RequestTokenError<IdpHttpError, StandardErrorResponse<CoreErrorResponseType>>,
-) -> OidcError {
+fn token_error(e: RequestTokenError<IdpHttpError, StandardErrorResponse<CoreErrorResponseType>>) -> OidcError {
     let err = match e {
         RequestTokenError::ServerResponse(r) => {
             return OidcError::Denied(format!(

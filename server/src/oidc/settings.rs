@@ -73,10 +73,7 @@ impl OidcSettings {
         let issuer =
             Url::parse(&self.issuer).map_err(|e| format!("ui.oidc.issuer {:?} is not a URL: {e}", self.issuer))?;
         if issuer.scheme() != "https" || issuer.query().is_some() || issuer.fragment().is_some() {
-            return Err(format!(
-                "ui.oidc.issuer {:?} must be an https:// URL without query or fragment",
-                self.issuer
-            ));
+            return Err(format!("ui.oidc.issuer {:?} must be an https:// URL without query or fragment", self.issuer));
         }
         if self.client_id.is_empty() || self.client_id.len() > 256 {
             return Err("ui.oidc.client_id must be 1 to 256 characters".into());
@@ -222,7 +219,9 @@ mod tests {
         bad(&|s| s.roles.clear(), "nobody could sign in");
         bad(&|s| s.flow_ttl_secs = 0, "ui.oidc.flow_ttl_secs");
         bad(&|s| s.request_timeout_secs = 1000, "ui.oidc.request_timeout_secs");
-        assert!(toml::from_str::<OidcSettings>("client_secret = \"x\"").unwrap_err().to_string().contains("client_secret"));
+        assert!(
+            toml::from_str::<OidcSettings>("client_secret = \"x\"").unwrap_err().to_string().contains("client_secret")
+        );
     }
 
     #[test]

@@ -65,7 +65,9 @@ pub async fn form(cx: &Cx<'_>) -> Result {
 pub async fn submit(cx: &Cx<'_>) -> Result {
     let next = safe_next(cx.f("next"));
     let token = cx.f("token").unwrap_or("").trim();
-    let refused = |msg: &str| Ok(html(StatusCode::UNAUTHORIZED, login_page(&cx.page_ctx(), &next, Some(msg), cx.state.ui.oidc.is_some())));
+    let refused = |msg: &str| {
+        Ok(html(StatusCode::UNAUTHORIZED, login_page(&cx.page_ctx(), &next, Some(msg), cx.state.ui.oidc.is_some())))
+    };
     if token.is_empty() {
         return refused("Enter a token.");
     }

@@ -285,7 +285,11 @@ async fn single_sign_on_against_a_test_identity_provider() {
     idp.set_fault(Fault::None);
     let mut again = browser();
     assert_eq!(again.sign_in(&idp, "/ui/", |u| u).await.status, StatusCode::OK, "a good token still works");
-    assert_eq!(idp.discovery_fetches(), 1, "discovery and keys are cached (an unknown key refetches at most once a minute)");
+    assert_eq!(
+        idp.discovery_fetches(),
+        1,
+        "discovery and keys are cached (an unknown key refetches at most once a minute)"
+    );
 
     // The client secret went to the provider only: in no page, no header, no log line.
     let logs = logs.text();
