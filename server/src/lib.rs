@@ -16,6 +16,7 @@ pub mod examples;
 pub mod http;
 pub mod maintenance;
 pub mod metrics;
+pub mod oidc;
 pub mod policy;
 pub mod proposals;
 pub mod reload;
@@ -185,6 +186,10 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
     // Once per start, not per request; racing replicas end with the one key the store kept.
     let cursors = sync::cursor::CursorSigner::load(&*store).await.context("loading the rule-download cursor key")?;
     let reloader = Arc::new(reload::ConfigReloader::new(source, live.clone(), plugins.clone()));
+    let oidc = match config.ui.oidc.clone() {
+        Some(settings) => Some(Arc::new(oidc::Oidc::new(settings, &*store).await.context("setting up [ui.oidc]")?)),
+        None => None,
+    };
     let overview = ui::overview::SnapshotCell::default();
     let overview_sources = ui::overview::Sources {
         store: store.clone(),
@@ -206,7 +211,7 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
         admin_auth,
         sync_auth,
         rate_limit: http::rate_limit::MachineRateLimit::new(config.limits.requests_per_machine_per_minute),
-        ui: ui::UiState { overview: overview.clone(), blocked: Default::default() },
+        ui: ui::UiState { overview: overview.clone(), blocked: Default::default(), oidc },
     });
     let (shutdown, _) = watch::channel(false);
     let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());

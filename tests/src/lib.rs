@@ -2,6 +2,7 @@
 //! 127.0.0.1 with a real database in a temp dir; requests go over real HTTP.
 
 pub mod browser;
+pub mod idp;
 
 use bytes::Bytes;
 use dasher_server::config::Config;

@@ -1,6 +1,8 @@
 use super::*;
-use dasher_sdk::domain::Rule;
-use dasher_store::{HostInventory, HostSyncState, NewEvent, ProposalStatus, RequestSource, RuleAck, RuleChange};
+use dasher_sdk::domain::{Rule, host_rule_set};
+use dasher_store::{
+    HostInventory, HostSyncState, NewEvent, ProposalScope, ProposalStatus, RequestSource, RuleAck, RuleChange,
+};
 use std::sync::Arc;
 
 const SHA: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";

@@ -23,6 +23,7 @@ pub mod fmt;
 pub mod hosts;
 pub mod layout;
 pub mod login;
+pub mod oidc;
 pub mod overview;
 pub mod plugins;
 pub mod proposals;
@@ -103,6 +104,8 @@ pub static ROUTES: &[Route] = &[
     get("/ui/login", Access::Public, |cx| Box::pin(login::form(cx))),
     post("/ui/login", Access::Public, |cx| Box::pin(login::submit(cx))),
     post("/ui/logout", Access::Public, |cx| Box::pin(login::logout(cx))),
+    get("/ui/oidc/start", Access::Public, |cx| Box::pin(oidc::start(cx))),
+    get("/ui/oidc/callback", Access::Public, |cx| Box::pin(oidc::callback(cx))),
     main_get("/ui/static/{}", |cx| Box::pin(static_file(cx))),
     main_get("/ui/blocked", |cx| Box::pin(blocked::view(cx))),
     main_post("/ui/blocked", |cx| Box::pin(blocked::request(cx))),
@@ -385,6 +388,8 @@ pub struct UiState {
     pub overview: overview::SnapshotCell,
     /// Rate limits of the block page ([`blocked`]).
     pub blocked: crate::blocked::BlockPageLimits,
+    /// OpenID Connect sign-in, when `[ui.oidc]` is set.
+    pub oidc: Option<std::sync::Arc<crate::oidc::Oidc>>,
 }
 
 #[cfg(test)]

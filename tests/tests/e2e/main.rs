@@ -24,4 +24,5 @@ mod tls_http;
 mod triage_http;
 mod ui_browser;
 mod ui_console;
+mod ui_oidc;
 mod ui_pages;
