@@ -11,6 +11,8 @@ use std::path::{Path, PathBuf};
 
 mod access;
 pub use access::{AdminSettings, MetricsSettings, Role, SyncAuthSettings, TlsSettings, TokenConfig};
+mod rules_dir;
+pub use rules_dir::RulesDirSettings;
 
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,6 +49,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// `GET /metrics` (`[metrics]`).
     pub metrics: MetricsSettings,
+    /// GitOps mode (`[rules_dir]`, `--rules-dir`): rules files applied at start and on change.
+    pub rules_dir: Option<RulesDirSettings>,
 }
 
 /// Settings and rule sets for hosts carrying one tag.
@@ -137,6 +141,8 @@ pub struct Limits {
     pub max_rule_sets_per_host: usize,
     /// Seconds the server spends on one sync request once its body is read; 503 after.
     pub sync_request_timeout_secs: u64,
+    /// Most rules one rules-as-code plan or apply may declare, all sets together.
+    pub max_rules_per_apply: usize,
 }
 
 impl Default for Limits {
@@ -163,6 +169,7 @@ impl Default for Limits {
             requests_per_machine_per_minute: 1200,
             max_rule_sets_per_host: 64,
             sync_request_timeout_secs: 30,
+            max_rules_per_apply: 1_000_000,
         }
     }
 }
@@ -229,6 +236,7 @@ impl Default for Config {
             sync_auth: Default::default(),
             tls: None,
             metrics: Default::default(),
+            rules_dir: None,
         }
     }
 }

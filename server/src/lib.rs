@@ -16,6 +16,7 @@ pub mod maintenance;
 pub mod metrics;
 pub mod policy;
 pub mod proposals;
+pub mod rules;
 mod serve;
 pub mod sync;
 pub mod tls;
@@ -166,6 +167,20 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     };
     // Once per start, not per request; racing replicas end with the one key the store kept.
     let cursors = sync::cursor::CursorSigner::load(&*store).await.context("loading the rule-download cursor key")?;
+    let (shutdown, _) = watch::channel(false);
+    let rules_dir = match &config.rules_dir {
+        None => None,
+        Some(settings) => Some(
+            rules::dir::RulesDir::start(
+                settings.clone(),
+                store.clone(),
+                metrics.clone(),
+                config.limits.max_rules_per_apply,
+                shutdown.subscribe(),
+            )
+            .await?,
+        ),
+    };
     let state = Arc::new(http::AppState {
         sync: sync::SyncService {
             store: store.clone(),
@@ -179,8 +194,8 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         admin_auth,
         sync_auth,
         rate_limit: http::rate_limit::MachineRateLimit::new(config.limits.requests_per_machine_per_minute),
+        rules_dir,
     });
-    let (shutdown, _) = watch::channel(false);
     let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());
     let main_surface = if admin_listener.is_some() { http::Surface::Sync } else { http::Surface::All };
     let mut loops = vec![tokio::spawn(serve::run(

@@ -48,6 +48,8 @@ pub struct AppState {
     pub sync_auth: Option<sync_auth::SyncAuth>,
     /// Per-machine request budget (`limits.requests_per_machine_per_minute`), unless 0.
     pub rate_limit: Option<rate_limit::MachineRateLimit>,
+    /// GitOps rules directory, when `[rules_dir]` is set (its sets refuse other writers).
+    pub rules_dir: Option<Arc<crate::rules::dir::RulesDir>>,
 }
 
 /// Which routes a listener serves.

@@ -3,6 +3,7 @@
 //! Tokens and roles are checked by [`auth`] in [`crate::http`] before a request gets here.
 
 pub mod auth;
+pub mod rules_code;
 
 use crate::config::Role;
 use crate::http::error::{ApiError, json_response};
@@ -11,7 +12,7 @@ use crate::proposals;
 use crate::sync::rules::Resolver;
 use crate::sync::{SyncService, host_facts, now_unix};
 use bytes::Bytes;
-use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleKey, RuleSpec};
+use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleKey};
 use dasher_sdk::names::{NameError, RuleSetName, check_tag};
 use dasher_sdk::version::ClientCaps;
 use dasher_store::{EventFilter, ProposalStatus, RuleChange};
@@ -20,10 +21,10 @@ use http_body_util::Full;
 use serde::Deserialize;
 use std::collections::HashMap;
 
-type Resp = Result<Response<Full<Bytes>>, ApiError>;
+pub(crate) type Resp = Result<Response<Full<Bytes>>, ApiError>;
 
 /// Largest admin request body.
-const MAX_ADMIN_BODY_BYTES: usize = 64 << 20;
+pub(crate) const MAX_ADMIN_BODY_BYTES: usize = 64 << 20;
 
 /// The query string, decoded (`application/x-www-form-urlencoded`); a repeated key keeps its
 /// last value.
@@ -96,6 +97,12 @@ pub enum Op {
     RollbackPlugin,
     /// `GET /metrics` (when `metrics.require_token`)
     Metrics,
+    /// `POST /api/v1/rules/plan`
+    PlanRules,
+    /// `POST /api/v1/rules/apply`
+    ApplyRules,
+    /// `GET /api/v1/rules-dir`
+    RulesDir,
 }
 
 /// One admin route: method, path (`{}` matches one segment), the least role that may call
@@ -136,6 +143,9 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/api/v1/plugins/reload", Role::Admin, Op::ReloadPlugins),
     route(Method::POST, "/api/v1/plugins/{}/rollback", Role::Admin, Op::RollbackPlugin),
     route(Method::GET, "/metrics", Role::ReadOnly, Op::Metrics),
+    route(Method::POST, "/api/v1/rules/plan", Role::ReadOnly, Op::PlanRules),
+    route(Method::POST, "/api/v1/rules/apply", Role::RulesEditor, Op::ApplyRules),
+    route(Method::GET, "/api/v1/rules-dir", Role::ReadOnly, Op::RulesDir),
 ];
 
 /// Why no route answers a request.
@@ -200,7 +210,7 @@ pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Reque
             })
         };
     match route.op {
-        Op::PostRules => post_rules(sync, req).await,
+        Op::PostRules => post_rules(state, req).await,
         Op::GetRules => get_rules(sync, &query(&req)).await,
         Op::RuleSets => {
             Ok(json_response(StatusCode::OK, &serde_json::json!({"rule_sets": sync.store.rule_sets().await?})))
@@ -235,7 +245,13 @@ pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Reque
                 None => Err(ApiError::NotFound(format!("no proposal {id}"))),
             }
         }
-        Op::ApproveProposal => decide_proposal(sync, proposal_id()?, "approve", req).await,
+        Op::ApproveProposal => {
+            let id = proposal_id()?;
+            if let Some(p) = sync.store.get_proposal(id).await? {
+                rules_code::check_unmanaged(state, [p.rule_set.as_str()])?;
+            }
+            decide_proposal(sync, id, "approve", req).await
+        }
         Op::RejectProposal => decide_proposal(sync, proposal_id()?, "reject", req).await,
         Op::Plugins => plugin_status(state),
         Op::ReloadPlugins => Ok(json_response(StatusCode::OK, &plugin_manager(state)?.reload().await)),
@@ -249,6 +265,9 @@ pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Reque
             }
         }
         Op::Metrics => super::ops::metrics(state, &req).await,
+        Op::PlanRules => rules_code::plan_or_apply(state, req, false).await,
+        Op::ApplyRules => rules_code::plan_or_apply(state, req, true).await,
+        Op::RulesDir => rules_code::dir_status(state),
     }
 }
 
@@ -258,23 +277,18 @@ struct RulesRequest {
     rules: Vec<serde_json::Value>,
 }
 
-#[derive(Deserialize)]
-struct RuleInput {
-    #[serde(flatten)]
-    spec: RuleSpec,
-    #[serde(default)]
-    rule_set: Option<String>,
-}
-
-async fn post_rules(sync: &SyncService, req: Request<hyper::body::Incoming>) -> Resp {
+async fn post_rules(state: &AppState, req: Request<hyper::body::Incoming>) -> Resp {
+    let sync = &state.sync;
     let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
     let changes = parse_rule_changes(&bytes, sync.config.limits.max_rules_per_request)?;
+    rules_code::check_unmanaged(state, changes.iter().map(|c| c.rule_set.as_str()))?;
     let version = sync.store.commit_rules(&changes).await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({"version": version, "applied": changes.len()})))
 }
 
 /// Parses and validates a `POST /api/v1/rules` body into the changes to commit: at most
-/// `max_rules` rules, each a valid [`RuleSpec`] in a valid rule set; a later rule for the same
+/// `max_rules` rules, each passing [`crate::rules::parse_rule`] (the check rules files pass
+/// too); a later rule for the same
 /// set and key replaces an earlier one. Errors name the offending field (`rules[3].identifier`).
 pub fn parse_rule_changes(body: &[u8], max_rules: usize) -> Result<Vec<RuleChange>, ApiError> {
     let body: RulesRequest =
@@ -285,17 +299,9 @@ pub fn parse_rule_changes(body: &[u8], max_rules: usize) -> Result<Vec<RuleChang
     let mut changes: Vec<RuleChange> = Vec::with_capacity(body.rules.len());
     let mut index: HashMap<(String, RuleKey), usize> = HashMap::new();
     for (i, value) in body.rules.into_iter().enumerate() {
-        let input: RuleInput =
-            serde_json::from_value(value).map_err(|e| ApiError::field(format!("rules[{i}]"), e.to_string()))?;
-        let rule_set = match input.rule_set {
-            None => GLOBAL_RULE_SET.to_owned(),
-            Some(name) => {
-                rule_set_name(&name, &format!("rules[{i}].rule_set"), RuleSetName::writable)?;
-                name
-            }
-        };
-        let (key, rule) =
-            input.spec.validate().map_err(|e| ApiError::field(format!("rules[{i}].{}", e.field()), e.to_string()))?;
+        let (rule_set, key, rule) =
+            crate::rules::parse_rule(value).map_err(|e| ApiError::field(e.path(&format!("rules[{i}]")), e.message))?;
+        let rule_set = rule_set.unwrap_or_else(|| GLOBAL_RULE_SET.to_owned());
         let change = RuleChange { rule_set: rule_set.clone(), key: key.clone(), rule };
         match index.get(&(rule_set.clone(), key.clone())) {
             Some(&at) => changes[at] = change,
