@@ -8,6 +8,7 @@
 //! events and compacts rule history. See ARCHITECTURE.md for the path of one sync and the
 //! invariants, SECURITY.md for the threat model.
 
+pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod examples;

@@ -29,6 +29,9 @@ enum Command {
     /// Admin-token and sync-secret helpers.
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Admin API commands (rules, hosts, events, proposals, plugins).
+    #[command(flatten)]
+    Admin(dasher_server::cli::Command),
 }
 
 #[derive(Subcommand)]
@@ -98,6 +101,9 @@ struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// GitOps mode: apply this directory of rules files at start and on every change.
+    #[arg(long, env = "DASHER_RULES_DIR")]
+    rules_dir: Option<PathBuf>,
     /// Build this checkout's example plugins (staged-rollout, ruleset-targeting, event-triage)
     /// into the plugin directory [default: DATA_DIR/plugins] and load them.
     #[arg(long)]
@@ -146,6 +152,7 @@ fn main() -> std::process::ExitCode {
 fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     match cli.command {
         Command::Plugin(cmd) => plugin_command(cmd),
+        Command::Admin(cmd) => dasher_server::cli::run(cmd),
         Command::Token(TokenCommand::Hash) => {
             let mut input = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)?;
@@ -195,6 +202,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     if let Some(dir) = args.plugins_dir {
         config.plugins.get_or_insert_with(Default::default).dir = dir;
+    }
+    if let Some(path) = args.rules_dir {
+        config.rules_dir.get_or_insert_with(Default::default).path = path;
     }
     if let Some(token) = args.admin_token {
         config.admin_token = Some(token);

@@ -318,8 +318,25 @@ async fn get_rules(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
     let rule_set = q.get("rule_set").cloned().unwrap_or_else(|| GLOBAL_RULE_SET.to_owned());
     rule_set_name(&rule_set, "rule_set", RuleSetName::readable)?;
     let limit = parse_limit(q, 1000, 100_000)?;
-    let version = sync.store.head_version().await?;
-    let rules = sync.store.scan_rules(&rule_set, version, None, limit).await?;
+    // Paging for exports: `version` pins the read, `after_type` + `after_identifier` continue.
+    let version = match q.get("version") {
+        None => sync.store.head_version().await?,
+        Some(v) => v.parse().map_err(|_| ApiError::field("version", "version must be a number"))?,
+    };
+    let after = match (q.get("after_type"), q.get("after_identifier")) {
+        (None, None) => None,
+        (Some(t), Some(id)) => Some(RuleKey {
+            rule_type: t.parse().map_err(|_| ApiError::field("after_type", format!("unknown rule type {t:?}")))?,
+            identifier: id.clone(),
+        }),
+        _ => return Err(ApiError::field("after_type", "after_type and after_identifier go together")),
+    };
+    let rules = match sync.store.scan_rules(&rule_set, version, after.as_ref(), limit).await {
+        Err(e @ (dasher_store::StoreError::VersionCompacted { .. } | dasher_store::StoreError::VersionInFuture { .. })) => {
+            return Err(ApiError::field("version", e.to_string()));
+        }
+        r => r?,
+    };
     Ok(json_response(StatusCode::OK, &serde_json::json!({"rule_set": rule_set, "version": version, "rules": rules})))
 }
 
