@@ -20,3 +20,4 @@ mod sim_scenario;
 mod sync_protocol;
 mod tls_http;
 mod triage_http;
+mod rules_as_code;
