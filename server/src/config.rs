@@ -141,7 +141,8 @@ pub struct Limits {
     pub max_rule_sets_per_host: usize,
     /// Seconds the server spends on one sync request once its body is read; 503 after.
     pub sync_request_timeout_secs: u64,
-    /// Most rules one rules-as-code plan or apply may declare, all sets together.
+    /// Most rules one rules-as-code plan or apply may declare, all sets together (the 64 MiB
+    /// admin body bound holds about 400,000 rules).
     pub max_rules_per_apply: usize,
 }
 
@@ -169,7 +170,7 @@ impl Default for Limits {
             requests_per_machine_per_minute: 1200,
             max_rule_sets_per_host: 64,
             sync_request_timeout_secs: 30,
-            max_rules_per_apply: 1_000_000,
+            max_rules_per_apply: 500_000,
         }
     }
 }

@@ -52,14 +52,45 @@ async fn rules_commands_against_a_real_server() {
     let (imported, exported) = (work.path().join("imported"), work.path().join("exported"));
 
     // Import Moroz and santactl files, then apply them.
-    let r = run(vec!["rules".into(), "import".into(), "--from".into(), "moroz".into(), s(&fixtures().join("moroz")).into(), "--out".into(), s(&imported).into()]).await;
+    let r = run(vec![
+        "rules".into(),
+        "import".into(),
+        "--from".into(),
+        "moroz".into(),
+        s(&fixtures().join("moroz")).into(),
+        "--out".into(),
+        s(&imported).into(),
+    ])
+    .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
     assert!(r.stdout.contains("global.toml (4 rules"), "{}", r.stdout);
     assert!(r.stderr.contains("warning: global.toml: sync settings"), "{}", r.stderr);
     let santactl = fixtures().join("santactl-export.json");
-    let r = run(vec!["rules".into(), "import".into(), "--from".into(), "santactl".into(), s(&santactl).into(), "--out".into(), s(&imported).into(), "--set".into(), "lab".into()]).await;
+    let r = run(vec![
+        "rules".into(),
+        "import".into(),
+        "--from".into(),
+        "santactl".into(),
+        s(&santactl).into(),
+        "--out".into(),
+        s(&imported).into(),
+        "--set".into(),
+        "lab".into(),
+    ])
+    .await;
     assert_eq!(r.code, 0, "{}", r.stderr);
-    let r = run(vec!["rules".into(), "import".into(), "--from".into(), "santactl".into(), s(&santactl).into(), "--out".into(), s(&imported).into(), "--set".into(), "lab".into()]).await;
+    let r = run(vec![
+        "rules".into(),
+        "import".into(),
+        "--from".into(),
+        "santactl".into(),
+        s(&santactl).into(),
+        "--out".into(),
+        s(&imported).into(),
+        "--set".into(),
+        "lab".into(),
+    ])
+    .await;
     assert_eq!(r.code, 1, "an existing file is not overwritten without --force");
     assert!(r.stderr.contains("--force"), "{}", r.stderr);
 
@@ -96,7 +127,11 @@ async fn rules_commands_against_a_real_server() {
     std::fs::write(&lab, text).unwrap();
     let r = plan(&exported, false).await;
     assert_eq!(r.code, 2);
-    assert!(r.stdout.contains("~ BINARY 84de9c61777ca36b13228e2446d53e966096e78db7a72c632b5c185b2ffe68a6 (comment)"), "{}", r.stdout);
+    assert!(
+        r.stdout.contains("~ BINARY 84de9c61777ca36b13228e2446d53e966096e78db7a72c632b5c185b2ffe68a6 (comment)"),
+        "{}",
+        r.stdout
+    );
     let r = run(vec!["rules".into(), "apply".into(), s(&exported).into(), "--expect-version".into(), "0".into()]).await;
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("409") && r.stderr.contains("not 0 as expected"), "{}", r.stderr);
@@ -104,7 +139,11 @@ async fn rules_commands_against_a_real_server() {
     assert_eq!(r.code, 0, "{}", r.stderr);
 
     // One bad rule: nothing applied, the error names file, rule and field.
-    std::fs::write(exported.join("bad.toml"), "[[rules]]\nidentifier = \"EQHXZ8M8AV\"\nrule_type = \"TEAMID\"\npolicy = \"CEL\"\n").unwrap();
+    std::fs::write(
+        exported.join("bad.toml"),
+        "[[rules]]\nidentifier = \"EQHXZ8M8AV\"\nrule_type = \"TEAMID\"\npolicy = \"CEL\"\n",
+    )
+    .unwrap();
     let r = run(vec!["rules".into(), "apply".into(), s(&exported).into()]).await;
     assert_eq!(r.code, 1);
     assert!(r.stderr.contains("bad.toml: rules[0] (identifier \"EQHXZ8M8AV\"): cel_expr: "), "{}", r.stderr);

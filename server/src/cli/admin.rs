@@ -200,7 +200,10 @@ pub async fn hosts(conn: &Conn, cmd: HostsCommand) -> anyhow::Result<ExitCode> {
                     ]
                 })
                 .collect();
-            print_table(&["MACHINE ID", "HOSTNAME", "SERIAL", "SANTA", "MODE", "LAST SEEN (UTC)", "LAST SYNC", "TAGS"], &rows);
+            print_table(
+                &["MACHINE ID", "HOSTNAME", "SERIAL", "SANTA", "MODE", "LAST SEEN (UTC)", "LAST SYNC", "TAGS"],
+                &rows,
+            );
             Ok(ExitCode::SUCCESS)
         }
         HostsCommand::Show { machine_id, json } => {

@@ -1,9 +1,9 @@
 //! `dasher rules export|plan|apply|import`.
 
 use super::client::{Api, Conn, query};
+use crate::rules::PlanRequest;
 use crate::rules::files::{self, file_name_for, to_toml};
 use crate::rules::import;
-use crate::rules::PlanRequest;
 use anyhow::{Context, bail};
 use dasher_sdk::domain::Rule;
 use serde_json::Value;
@@ -159,9 +159,8 @@ fn print_plan(plan: &Value, dir: &Path) {
         println!("No changes: the server's rules match {} (version {version}).", dir.display());
         return;
     }
-    let rule = |r: &Value| {
-        format!("{} {}", r["rule_type"].as_str().unwrap_or("?"), r["identifier"].as_str().unwrap_or("?"))
-    };
+    let rule =
+        |r: &Value| format!("{} {}", r["rule_type"].as_str().unwrap_or("?"), r["identifier"].as_str().unwrap_or("?"));
     for (name, sp) in sets {
         let from = match sp.get("source").and_then(Value::as_str) {
             Some(s) => format!(" ({s})"),
@@ -178,14 +177,14 @@ fn print_plan(plan: &Value, dir: &Path) {
             println!("  + {}", rule(r));
         }
         for r in sp["changed"].as_array().into_iter().flatten() {
-            let fields: Vec<&str> =
-                r["fields"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+            let fields: Vec<&str> = r["fields"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
             println!("  ~ {} ({})", rule(r), fields.join(", "));
         }
         for r in sp["removed"].as_array().into_iter().flatten() {
             println!("  - {}", rule(r));
         }
-        let listed = ["added", "changed", "removed"].iter().map(|k| sp[k].as_array().map_or(0, Vec::len)).sum::<usize>();
+        let listed =
+            ["added", "changed", "removed"].iter().map(|k| sp[k].as_array().map_or(0, Vec::len)).sum::<usize>();
         let total = (count(sp, "add") + count(sp, "change") + count(sp, "remove")) as usize;
         if listed < total {
             println!("  … and {} more (see --json)", total - listed);

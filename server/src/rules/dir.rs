@@ -76,7 +76,8 @@ impl RulesDir {
         use anyhow::Context;
         std::fs::create_dir_all(&settings.path)
             .with_context(|| format!("creating rules directory {}", settings.path.display()))?;
-        let status = DirStatus { path: settings.path.display().to_string(), prune: settings.prune, ..Default::default() };
+        let status =
+            DirStatus { path: settings.path.display().to_string(), prune: settings.prune, ..Default::default() };
         let dir = Arc::new(RulesDir {
             settings,
             store,

@@ -195,13 +195,17 @@ pub fn validate_sets(sets: Vec<SetSource>, max_rules: usize) -> Result<Vec<Desir
             if named.is_some() {
                 return Err(invalid(
                     format!("{prefix}.rule_set"),
-                    format!("{at}: rule_set: a rule in a file has no rule_set of its own; the file's rule_set (or name) names its set"),
+                    format!(
+                        "{at}: rule_set: a rule in a file has no rule_set of its own; the file's rule_set (or name) names its set"
+                    ),
                 ));
             }
             let Some(rule) = rule else {
                 return Err(invalid(
                     format!("{prefix}.policy"),
-                    format!("{at}: policy: REMOVE has no place in a rules file; delete the rule from the file to remove it"),
+                    format!(
+                        "{at}: policy: REMOVE has no place in a rules file; delete the rule from the file to remove it"
+                    ),
                 ));
             };
             if let Some(first) = index_of.insert(key.clone(), i) {

@@ -67,7 +67,10 @@ async fn plan_and_apply_add_change_remove_and_export_round_trips() {
     let exported = tempfile::tempdir().unwrap();
     write(exported.path(), &files::file_name_for("engineering"), &files::to_toml("engineering", &rules));
     let again = s.admin(Method::POST, "/api/v1/rules/apply", Some(body(exported.path(), false, None))).await.json();
-    assert_eq!((again["add"].as_u64(), again["change"].as_u64(), again["remove"].as_u64()), (Some(0), Some(0), Some(0)));
+    assert_eq!(
+        (again["add"].as_u64(), again["change"].as_u64(), again["remove"].as_u64()),
+        (Some(0), Some(0), Some(0))
+    );
     assert_eq!(again["applied_version"], 1, "export then apply creates no version");
 
     // Change one field, drop one rule, add one: one version, fields named.
@@ -187,14 +190,22 @@ async fn gitops_dir_applies_renames_into_place_keeps_last_good_on_a_broken_file_
     let first_hash = status["applied_sha256"].as_str().unwrap().to_owned();
 
     // A new file renamed into place is applied.
-    write(rules.path(), "kiosk.toml", "[[rules]]\nidentifier = \"ABCDE12345\"\nrule_type = \"TEAMID\"\npolicy = \"BLOCKLIST\"\n");
+    write(
+        rules.path(),
+        "kiosk.toml",
+        "[[rules]]\nidentifier = \"ABCDE12345\"\nrule_type = \"TEAMID\"\npolicy = \"BLOCKLIST\"\n",
+    );
     wait_for("kiosk.toml to be applied", || async { rules_of(&s, "kiosk").await.len() == 1 }).await;
     let status = s.admin(Method::GET, "/api/v1/rules-dir", None).await.json();
     assert_ne!(status["applied_sha256"], first_hash.as_str());
     assert_eq!(status["sets"]["kiosk"], rules.path().join("kiosk.toml").display().to_string());
 
     // A broken file: nothing of the change applies, the error is shown and counted.
-    write(rules.path(), "kiosk.toml", "[[rules]]\nidentifier = \"ABCDE12345\"\nrule_type = \"TEAMID\"\npolicy = \"NOPE\"\n");
+    write(
+        rules.path(),
+        "kiosk.toml",
+        "[[rules]]\nidentifier = \"ABCDE12345\"\nrule_type = \"TEAMID\"\npolicy = \"NOPE\"\n",
+    );
     write(
         rules.path(),
         "engineering.toml",
@@ -228,7 +239,11 @@ async fn gitops_dir_applies_renames_into_place_keeps_last_good_on_a_broken_file_
     s.put_rules(json!([{"identifier": "EQHXZ8M8AV", "rule_type": "TEAMID", "policy": "BLOCKLIST"}])).await;
 
     // Fixing the file applies everything at once.
-    write(rules.path(), "kiosk.toml", "[[rules]]\nidentifier = \"ABCDE12345\"\nrule_type = \"TEAMID\"\npolicy = \"ALLOWLIST\"\n");
+    write(
+        rules.path(),
+        "kiosk.toml",
+        "[[rules]]\nidentifier = \"ABCDE12345\"\nrule_type = \"TEAMID\"\npolicy = \"ALLOWLIST\"\n",
+    );
     wait_for("the fixed directory to be applied", || async {
         rules_of(&s, "engineering").await.len() == 1 && rules_of(&s, "kiosk").await[0]["policy"] == "ALLOWLIST"
     })
@@ -245,7 +260,11 @@ async fn moroz_and_santactl_imports_apply() {
     let moroz = import::from_moroz(&fixtures().join("moroz"), 1000).unwrap();
     let names: Vec<&str> = moroz.sets.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, ["host:C02XK1ABJGH5", "global"]);
-    assert!(moroz.warnings.iter().any(|w| w.contains("global.toml") && w.contains("client_mode")), "{:?}", moroz.warnings);
+    assert!(
+        moroz.warnings.iter().any(|w| w.contains("global.toml") && w.contains("client_mode")),
+        "{:?}",
+        moroz.warnings
+    );
     let santactl = import::from_santactl(&fixtures().join("santactl-export.json"), "lab", 1000).unwrap();
     assert_eq!(santactl.sets[0].rules.len(), 3, "the local-only rule is skipped");
     assert!(santactl.warnings.iter().any(|w| w.contains("ALLOWLIST_LOCAL_BINARY")));

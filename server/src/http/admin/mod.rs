@@ -332,7 +332,9 @@ async fn get_rules(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
         _ => return Err(ApiError::field("after_type", "after_type and after_identifier go together")),
     };
     let rules = match sync.store.scan_rules(&rule_set, version, after.as_ref(), limit).await {
-        Err(e @ (dasher_store::StoreError::VersionCompacted { .. } | dasher_store::StoreError::VersionInFuture { .. })) => {
+        Err(
+            e @ (dasher_store::StoreError::VersionCompacted { .. } | dasher_store::StoreError::VersionInFuture { .. }),
+        ) => {
             return Err(ApiError::field("version", e.to_string()));
         }
         r => r?,
