@@ -21,7 +21,7 @@ const MAX_DOUBLINGS: u32 = 32;
 
 /// The breakers of a plugin generation, one per hook.
 #[derive(Default)]
-pub(crate) struct Breakers([Breaker; 4]);
+pub(crate) struct Breakers([Breaker; 5]);
 
 impl Breakers {
     pub(crate) fn get(&self, hook: Hook) -> &Breaker {
@@ -30,6 +30,7 @@ impl Breakers {
             Hook::Configure => 1,
             Hook::SelectRules => 2,
             Hook::Triage => 3,
+            Hook::Review => 4,
         }]
     }
 

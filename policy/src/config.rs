@@ -103,6 +103,24 @@ impl PluginsConfig {
         self.plugin.get(name).map(|p| p.on_failure).unwrap_or_default()
     }
 
+    /// What hosts get while the plugin is configured but not loaded.
+    pub fn on_unavailable_for(&self, name: &str) -> OnUnavailable {
+        self.plugin.get(name).map(|p| p.on_unavailable).unwrap_or_default()
+    }
+
+    /// Plugins the configuration expects to be loaded: every name with a
+    /// `[plugins.plugin.NAME]` table or listed in `order`. One that is not loaded is
+    /// *unavailable* (see [`OnUnavailable`]); other components in `dir` load as they come.
+    pub fn expected(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.plugin.keys().cloned().collect();
+        for n in &self.order {
+            if !names.contains(n) {
+                names.push(n.clone());
+            }
+        }
+        names
+    }
+
     pub(crate) fn worker_count(&self) -> usize {
         if self.workers > 0 { self.workers } else { std::thread::available_parallelism().map_or(2, |n| n.get()).min(8) }
     }
@@ -124,6 +142,27 @@ pub struct PluginConfig {
     pub on_failure: OnFailure,
     /// Circuit-breaker settings replacing the defaults for this plugin.
     pub breaker: Option<BreakerConfig>,
+    /// What hosts get while this configured plugin is not loaded (file missing, load or
+    /// init failure at start).
+    pub on_unavailable: OnUnavailable,
+}
+
+/// What the chain does for a configured plugin that is not loaded. In every case the host's
+/// plugin host set is kept as it is: an unavailable plugin never removes a rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnUnavailable {
+    /// Each host gets the plugin's persisted last good decision (settings and selection);
+    /// a host it never decided for gets the fallback (`fallback_configure`, then
+    /// `[plugins.fallback]`).
+    #[default]
+    LastGood,
+    /// `configure` and `select-rules` answer 503: the client keeps its state and retries.
+    Reject,
+    /// Settings come from the config file as if the plugin were not configured (a host may
+    /// get a weaker mode). Rule-set selection still uses the last good decision, so no rule
+    /// set is dropped.
+    Config,
 }
 
 /// Circuit breaker of a plugin's hook: a hook that keeps faulting is skipped for a cool-down.

@@ -65,6 +65,14 @@ pub enum PolicyError {
     /// Rollback without an older generation.
     #[error("plugin {0} has no older generation to roll back to")]
     NoOlderGeneration(String),
+    /// A rollback target that does not name a usable generation.
+    #[error("plugin {plugin}: {message}")]
+    Generation {
+        /// The plugin.
+        plugin: String,
+        /// What is wrong with the requested generation.
+        message: String,
+    },
     /// A plugin failed to load (strict start, `test`, `install`).
     #[error(transparent)]
     Load(#[from] LoadError),

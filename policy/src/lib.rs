@@ -33,6 +33,7 @@ pub mod config;
 mod convert;
 mod error;
 mod exec;
+pub mod generations;
 pub mod kv;
 mod last_good;
 pub mod log_limit;
@@ -45,14 +46,15 @@ mod stats;
 pub mod tools;
 mod watch;
 
-pub use config::{BreakerConfig, Fallback, Limits, Mode, OnFailure, PluginConfig, PluginsConfig};
+pub use config::{BreakerConfig, Fallback, Limits, Mode, OnFailure, OnUnavailable, PluginConfig, PluginsConfig};
 pub use convert::event_facts;
 pub use error::{Fault, LoadError, PolicyError};
+pub use generations::{GenerationRecord, Pin, Trigger};
 pub use kv::{KvBackend, KvError, MemoryKv};
 pub use log_limit::LogLimiter;
 pub use manager::{
     BreakerState, BreakerStatus, Contribution, Decided, FaultRecord, LoadFailure, ManagerStatus, PluginManager,
-    PluginSet, PluginStatus, ReloadReport, ShadowRecord, Source,
+    PluginSet, PluginStatus, ReloadReport, ShadowRecord, Source, UnavailablePlugin,
 };
 pub use meta::{SERVER_VERSION, check_compatible, read_metadata};
 pub use runtime::{LoadedPlugin, content_hash};

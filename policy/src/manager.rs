@@ -8,10 +8,11 @@
 //! fails to load never replaces a loaded plugin.
 
 use crate::breaker::{Admit, Transition};
-use crate::config::{Mode, OnFailure, PluginsConfig};
+use crate::config::{Mode, OnFailure, OnUnavailable, PluginsConfig};
 use crate::convert::event_facts;
 use crate::error::{Fault, LoadError, PolicyError};
 use crate::exec::Executor;
+use crate::generations::{GenerationRecord, Generations, Trigger};
 use crate::kv::KvBackend;
 use crate::last_good::LastGood;
 use crate::log_limit::Emit;
@@ -20,7 +21,9 @@ use crate::meta;
 use crate::runtime::{LoadedPlugin, Runtime, content_hash, scratch_kv};
 use arc_swap::ArcSwap;
 use dasher_sdk::domain::{ConfigDecision, HostFacts};
-use dasher_sdk::plugin::{EventBatch, EventFacts, EventKind, Hook, SelectionDecision, Verdicts};
+use dasher_sdk::plugin::{
+    EventBatch, EventFacts, EventKind, Hook, ReviewDecision, ReviewInput, ReviewVerdict, SelectionDecision, Verdicts,
+};
 use dasher_store::model::EventRecord;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -39,7 +42,7 @@ const MAX_INSTANCES: u32 = 256;
 
 pub use crate::report::{
     BreakerState, BreakerStatus, Contribution, Decided, FaultRecord, LoadFailure, ManagerStatus, PluginStatus,
-    ReloadReport, ShadowRecord, Source,
+    ReloadReport, ShadowRecord, Source, UnavailablePlugin,
 };
 
 /// The immutable set of active plugins, in chain order.
@@ -49,9 +52,39 @@ pub struct PluginSet {
     pub generation: u64,
     /// Plugins in chain order.
     pub plugins: Vec<Arc<LoadedPlugin>>,
+    /// Configured plugins that are not loaded, in chain order.
+    pub unavailable: Vec<Arc<UnavailablePlugin>>,
+    /// Both, in chain order: what a decision walks.
+    chain: Vec<Link>,
+}
+
+/// One place in the chain.
+#[derive(Debug)]
+enum Link {
+    Loaded(Arc<LoadedPlugin>),
+    Unavailable(Arc<UnavailablePlugin>),
 }
 
 impl PluginSet {
+    fn new(
+        generation: u64,
+        plugins: Vec<Arc<LoadedPlugin>>,
+        unavailable: Vec<Arc<UnavailablePlugin>>,
+        cfg: &PluginsConfig,
+    ) -> PluginSet {
+        let rank = |name: &str| (cfg.order.iter().position(|n| n == name).unwrap_or(usize::MAX), name.to_owned());
+        let mut chain: Vec<Link> = plugins
+            .iter()
+            .map(|p| Link::Loaded(Arc::clone(p)))
+            .chain(unavailable.iter().map(|u| Link::Unavailable(Arc::clone(u))))
+            .collect();
+        chain.sort_by_cached_key(|l| match l {
+            Link::Loaded(p) => rank(&p.meta.name),
+            Link::Unavailable(u) => rank(&u.name),
+        });
+        PluginSet { generation, plugins, unavailable, chain }
+    }
+
     fn by_name(&self, name: &str) -> Option<&Arc<LoadedPlugin>> {
         self.plugins.iter().find(|p| p.meta.name == name)
     }
@@ -69,6 +102,7 @@ pub(crate) struct Inner {
     set: ArcSwap<PluginSet>,
     executor: Executor,
     last_good: LastGood,
+    generations: Generations,
     reload_lock: Mutex<ReloadState>,
     history: Mutex<HashMap<String, VecDeque<Arc<LoadedPlugin>>>>,
     load_errors: Mutex<BTreeMap<PathBuf, LoadFailure>>,
@@ -76,8 +110,6 @@ pub(crate) struct Inner {
 
 #[derive(Default)]
 struct ReloadState {
-    /// After a rollback: plugin name → content hash of the file to ignore until it changes.
-    pinned: HashMap<String, String>,
     /// Files of loaded plugins seen missing, and since when.
     missing_since: HashMap<PathBuf, Instant>,
 }
@@ -101,6 +133,7 @@ impl PluginManager {
         let inner = Arc::new(Inner {
             executor: Executor::new(config.worker_count(), config.queue_capacity),
             last_good: LastGood { kv: Arc::clone(&kv), cache: Mutex::new(HashMap::new()) },
+            generations: Generations { kv: Arc::clone(&kv) },
             config: ArcSwap::from_pointee(config),
             runtime,
             kv,
@@ -109,7 +142,7 @@ impl PluginManager {
             history: Mutex::new(HashMap::new()),
             load_errors: Mutex::new(BTreeMap::new()),
         });
-        inner.reload_blocking();
+        inner.reload_blocking(Trigger::Startup, None);
         let cfg = inner.cfg();
         if cfg.watch {
             crate::watch::spawn(Arc::downgrade(&inner), cfg.dir.clone(), cfg.debounce_ms)
@@ -134,7 +167,10 @@ impl PluginManager {
         let h = host.clone();
         match self.inner.executor.run(move || inner.configure(&h, false)).await {
             Some(d) => d,
-            None => self.inner.configure(host, true),
+            None => {
+                let (inner, h) = (Arc::clone(&self.inner), host.clone());
+                off_worker(move || inner.configure(&h, true)).await
+            }
         }
     }
 
@@ -144,7 +180,10 @@ impl PluginManager {
         let h = host.clone();
         match self.inner.executor.run(move || inner.select_rules(&h, false)).await {
             Some(d) => d,
-            None => self.inner.select_rules(host, true),
+            None => {
+                let (inner, h) = (Arc::clone(&self.inner), host.clone());
+                off_worker(move || inner.select_rules(&h, true)).await
+            }
         }
     }
 
@@ -156,7 +195,33 @@ impl PluginManager {
         let b = batch.clone();
         match self.inner.executor.run(move || inner.triage(&b, false)).await {
             Some(d) => d,
-            None => self.inner.triage(&batch, true),
+            None => {
+                let inner = Arc::clone(&self.inner);
+                off_worker(move || inner.triage(&batch, true)).await
+            }
+        }
+    }
+
+    /// Runs the `review` chain on a rule proposal. Never fails; a plugin that faults has no
+    /// opinion (the proposal stays for an admin). Merge: any `reject` wins, else any
+    /// `approve` (the last approving plugin's scope and rule), else `leave`.
+    pub async fn review(&self, input: &ReviewInput) -> Decided<ReviewDecision> {
+        let json = serde_json::to_string(input).unwrap_or_default();
+        let inner = Arc::clone(&self.inner);
+        let j = json.clone();
+        match self.inner.executor.run(move || inner.review(&j, false)).await {
+            Some(d) => d,
+            None => self.inner.review(&json, true),
+        }
+    }
+
+    /// Counts one host of shadow plugin `name` (generation `generation`) whose decision
+    /// started to differ from the applied one. The caller decides what "differs" means (it
+    /// alone knows the applied decision); a generation no longer active is ignored.
+    pub fn note_shadow_disagreement(&self, name: &str, generation: &str) {
+        let set = self.inner.set.load_full();
+        if let Some(p) = set.by_name(name).filter(|p| p.hash == generation) {
+            p.stats.shadow_disagreements.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -168,8 +233,14 @@ impl PluginManager {
     /// Rescans the directory now (the watcher does this on its own); compiles off the
     /// caller's thread.
     pub async fn reload(&self) -> ReloadReport {
+        self.reload_as(Trigger::ReloadApi, None).await
+    }
+
+    /// [`reload`](Self::reload), recording `trigger` and `by` in the history of generations
+    /// it activates.
+    pub async fn reload_as(&self, trigger: Trigger, by: Option<String>) -> ReloadReport {
         let inner = Arc::clone(&self.inner);
-        match tokio::task::spawn_blocking(move || inner.reload_blocking()).await {
+        match tokio::task::spawn_blocking(move || inner.reload_blocking(trigger, by.as_deref())).await {
             Ok(r) => r,
             Err(e) => ReloadReport {
                 errors: vec![LoadFailure {
@@ -185,7 +256,7 @@ impl PluginManager {
 
     /// Rescans the directory now, on this thread (for sync callers and tests).
     pub fn reload_blocking(&self) -> ReloadReport {
-        self.inner.reload_blocking()
+        self.inner.reload_blocking(Trigger::ReloadApi, None)
     }
 
     /// Applies a changed configuration (settings, modes, limits, order, fallbacks) through
@@ -193,20 +264,63 @@ impl PluginManager {
     /// and smoke-tested; one that fails keeps its previous generation and settings serving
     /// and is reported. `dir`, `watch`, `workers` and `queue_capacity` need a restart and
     /// are kept from the running configuration.
-    pub async fn update_config(&self, mut config: PluginsConfig) -> ReloadReport {
+    pub async fn update_config(&self, config: PluginsConfig) -> ReloadReport {
+        self.apply_config(config, None).await
+    }
+
+    /// [`update_config`](Self::update_config), recording `by` in the history of generations
+    /// it activates.
+    pub async fn apply_config(&self, config: PluginsConfig, by: Option<String>) -> ReloadReport {
+        self.apply_config_as(config, Trigger::ConfigReload, by).await
+    }
+
+    /// [`apply_config`](Self::apply_config) recording `trigger`.
+    pub async fn apply_config_as(
+        &self,
+        mut config: PluginsConfig,
+        trigger: Trigger,
+        by: Option<String>,
+    ) -> ReloadReport {
         let old = self.inner.cfg();
         config.dir = old.dir.clone();
         config.watch = old.watch;
         config.workers = old.workers;
         config.queue_capacity = old.queue_capacity;
+        config.debounce_ms = old.debounce_ms;
         self.inner.config.store(Arc::new(config));
-        self.reload().await
+        self.reload_as(trigger, by).await
     }
 
-    /// Re-activates the previous kept generation of `name`. The file on disk is ignored until
-    /// its content changes. Returns `(from, to)` generations.
+    /// Checks, without changing anything, that every loaded plugin whose settings, mode or
+    /// limits differ in `config` loads with them (compile, `init`, smoke test). Each error
+    /// names the plugin's config key, e.g. `plugins.plugin.staged-rollout.settings: …`.
+    pub async fn check_config(&self, config: PluginsConfig) -> Result<(), Vec<String>> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || inner.check_config(&config))
+            .await
+            .unwrap_or_else(|e| Err(vec![format!("plugins: the check did not finish: {e}")]))
+    }
+
+    /// Re-activates the previous generation of `name`. The file on disk is ignored until
+    /// its content changes, across restarts. Returns `(from, to)` generations.
     pub fn rollback(&self, name: &str) -> Result<(String, String), PolicyError> {
-        self.inner.rollback(name)
+        self.inner.rollback(name, None, None)
+    }
+
+    /// Re-activates a named generation of `name`: its number in the history, or its SHA-256
+    /// (a prefix of at least 8 hex digits); `None` is the previous one. Generations no longer
+    /// in memory are loaded from the store. `by` is recorded in the history.
+    pub fn rollback_to(&self, name: &str, to: Option<&str>, by: Option<&str>) -> Result<(String, String), PolicyError> {
+        self.inner.rollback(name, to, by)
+    }
+
+    /// The activations of `name`'s generations, oldest first, as kept in the store.
+    pub fn history(&self, name: &str) -> Result<Vec<GenerationRecord>, PolicyError> {
+        let h = self.inner.generations.history(name);
+        if h.is_empty() && self.plugin_set().by_name(name).is_none() {
+            return Err(PolicyError::UnknownPlugin(name.to_owned()));
+        }
+        Ok(h)
     }
 }
 
@@ -223,12 +337,12 @@ impl Inner {
             &host.machine_id,
             overloaded,
             merge_config,
-            |p| {
-                self.cfg()
-                    .plugin
-                    .get(&p.meta.name)
+            |name| {
+                let cfg = self.cfg();
+                cfg.plugin
+                    .get(name)
                     .and_then(|c| c.fallback_configure.clone())
-                    .or_else(|| self.cfg().fallback.configure.clone())
+                    .or_else(|| cfg.fallback.configure.clone())
             },
             |_| Ok(()),
         )
@@ -271,6 +385,16 @@ impl Inner {
         self.run_chain(Hook::Triage, &input, "", overloaded, merge, |_| None, check)
     }
 
+    fn review(&self, input: &str, overloaded: bool) -> Decided<ReviewDecision> {
+        let merge = |acc: &ReviewDecision, later: &ReviewDecision| match (acc.decision, later.decision) {
+            (ReviewVerdict::Reject, _) => acc.clone(),
+            (_, ReviewVerdict::Leave) => acc.clone(),
+            _ => later.clone(),
+        };
+        // Like triage: no per-host "last good" and no fallback; a failed plugin has no opinion.
+        self.run_chain(Hook::Review, input, "", overloaded, merge, |_| None, |_| Ok(()))
+    }
+
     /// The chain: each plugin declaring `hook`, in order; fail-static per plugin; shadow
     /// plugins recorded, not merged.
     #[allow(clippy::too_many_arguments)]
@@ -281,7 +405,7 @@ impl Inner {
         machine_id: &str,
         overloaded: bool,
         merge: impl Fn(&T, &T) -> T,
-        fallback: impl Fn(&LoadedPlugin) -> Option<T>,
+        fallback: impl Fn(&str) -> Option<T>,
         check: impl Fn(&T) -> Result<(), String>,
     ) -> Decided<T>
     where
@@ -297,7 +421,58 @@ impl Inner {
             reject: false,
         };
         let mut shadow_values: Vec<(Arc<LoadedPlugin>, Option<serde_json::Value>)> = vec![];
-        for p in set.plugins.iter().filter(|p| p.meta.has(hook)) {
+        let last_good_or_fallback = |name: &str| {
+            let last = if machine_id.is_empty() { None } else { self.last_good.get(name, hook, machine_id) };
+            match last.and_then(|j| serde_json::from_str::<T>(&j).ok()) {
+                Some(v) => (Some(v), Source::LastGood),
+                None => match fallback(name) {
+                    Some(v) => (Some(v), Source::Fallback),
+                    None => (None, Source::NoOpinion),
+                },
+            }
+        };
+        for link in &set.chain {
+            let p = match link {
+                Link::Loaded(p) if p.meta.has(hook) => p,
+                Link::Loaded(_) => continue,
+                Link::Unavailable(u) => {
+                    if hook == Hook::Triage
+                        || u.mode == Mode::Shadow
+                        || u.hooks.as_ref().is_some_and(|h| !h.contains(&hook))
+                    {
+                        continue;
+                    }
+                    // Never a live answer: the plugin host set is kept (no rule removed).
+                    out.degraded = true;
+                    let generation = u.last_generation.clone().unwrap_or_default();
+                    out.faults.push(FaultRecord {
+                        plugin: u.name.clone(),
+                        generation: generation.clone(),
+                        hook,
+                        kind: "unavailable",
+                        message: u.reason.clone(),
+                    });
+                    let (value, source) = match (u.on_unavailable, hook) {
+                        (OnUnavailable::Reject, _) => {
+                            out.reject = true;
+                            (None, Source::NoOpinion)
+                        }
+                        (OnUnavailable::Config, Hook::Configure) => (None, Source::NoOpinion),
+                        _ => last_good_or_fallback(&u.name),
+                    };
+                    // Nothing to say (a plugin never seen on this store): a fault, no part.
+                    if value.is_none() && u.on_unavailable != OnUnavailable::Reject {
+                        continue;
+                    }
+                    let mut fields = vec![];
+                    if let Some(v) = value {
+                        fields = set_fields(&v);
+                        out.value = merge(&out.value, &v);
+                    }
+                    out.made_by.push(Contribution { plugin: u.name.clone(), generation, source, fields });
+                    continue;
+                }
+            };
             let result = if overloaded {
                 self.record_fault(p, hook, &Fault::Overloaded);
                 Err(Fault::Overloaded)
@@ -319,15 +494,7 @@ impl Inner {
                         kind: fault.kind(),
                         message: fault.to_string(),
                     });
-                    let last =
-                        if machine_id.is_empty() { None } else { self.last_good.get(&p.meta.name, hook, machine_id) };
-                    match last.and_then(|j| serde_json::from_str::<T>(&j).ok()) {
-                        Some(v) => (Some(v), Source::LastGood),
-                        None => match fallback(p) {
-                            Some(v) => (Some(v), Source::Fallback),
-                            None => (None, Source::NoOpinion),
-                        },
-                    }
+                    last_good_or_fallback(&p.meta.name)
                 }
             };
             if p.mode == Mode::Shadow {
@@ -336,34 +503,23 @@ impl Inner {
             }
             if source != Source::Live {
                 out.degraded = true;
-                if hook != Hook::Triage && self.cfg().on_failure_for(&p.meta.name) == OnFailure::Reject {
+                if matches!(hook, Hook::Configure | Hook::SelectRules)
+                    && self.cfg().on_failure_for(&p.meta.name) == OnFailure::Reject
+                {
                     out.reject = true;
                 }
             }
             let mut fields = vec![];
             if let Some(v) = value {
-                if let Ok(serde_json::Value::Object(map)) = serde_json::to_value(&v) {
-                    fields = map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
-                }
+                fields = set_fields(&v);
                 out.value = merge(&out.value, &v);
             }
             out.made_by.push(Contribution { plugin: p.meta.name.clone(), generation: p.hash.clone(), source, fields });
         }
-        if !shadow_values.is_empty() {
-            let applied = serde_json::to_value(&out.value).unwrap_or_default();
-            for (p, decision) in shadow_values {
-                let differs = decision.as_ref().is_some_and(|d| disagrees(d, &applied));
-                if differs {
-                    p.stats.shadow_disagreements.fetch_add(1, Ordering::Relaxed);
-                    tracing::info!(plugin = %p.meta.name, hook = %hook, "shadow plugin would have decided differently: {}", decision.as_ref().map(|d| d.to_string()).unwrap_or_default());
-                }
-                out.shadow.push(ShadowRecord {
-                    plugin: p.meta.name.clone(),
-                    generation: p.hash.clone(),
-                    decision,
-                    differs,
-                });
-            }
+        // Whether a shadow decision differs is decided (and counted, and logged) by the
+        // caller, against what it finally applied: one definition, not two.
+        for (p, decision) in shadow_values {
+            out.shadow.push(ShadowRecord { plugin: p.meta.name.clone(), generation: p.hash.clone(), decision });
         }
         out
     }
@@ -482,7 +638,12 @@ impl Inner {
                 }
             })
             .collect();
-        ManagerStatus { generation: set.generation, plugins, load_errors: errors.into_values().collect() }
+        ManagerStatus {
+            generation: set.generation,
+            plugins,
+            load_errors: errors.into_values().collect(),
+            unavailable: set.unavailable.iter().map(|u| (**u).clone()).collect(),
+        }
     }
 }
 
@@ -512,18 +673,29 @@ fn log_transition(p: &LoadedPlugin, hook: Hook, t: &Transition) {
 /// Hook for the watcher: rescan, and whether a pending removal needs another look.
 pub(crate) fn watcher_reload(inner: &Weak<Inner>) -> Option<bool> {
     let inner = inner.upgrade()?;
-    inner.reload_blocking();
+    inner.reload_blocking(Trigger::FileChange, None);
     Some(inner.has_pending_removals())
 }
 
-/// True if `shadow` has an opinion that `applied` does not share.
-fn disagrees(shadow: &serde_json::Value, applied: &serde_json::Value) -> bool {
-    match (shadow, applied) {
-        (serde_json::Value::Object(s), serde_json::Value::Object(a)) => s.iter().any(|(k, v)| a.get(k) != Some(v)),
-        _ => shadow != applied,
+/// Top-level fields a decision has an opinion on (set, not `null`).
+fn set_fields<T: Serialize>(v: &T) -> Vec<String> {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::Object(map)) => map.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect(),
+        _ => vec![],
     }
 }
 
-fn now_unix() -> u64 {
+pub(crate) fn now_unix() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// Runs `f` on the blocking pool. The overloaded path calls no plugin, but its fail-static
+/// answer may read a host's last good decision from the store, which blocks (the store-backed
+/// kv drives the async store with `block_on`, which panics on a tokio worker).
+async fn off_worker<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        Err(e) => panic!("plugin fallback task cancelled: {e}"),
+    }
 }

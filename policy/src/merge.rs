@@ -4,9 +4,12 @@
 //! - `configure`: field by field, a later plugin's set field wins; unset fields never erase
 //!   an earlier plugin's opinion (`ConfigDecision::fill_from`).
 //! - `select-rules`: rule sets are unioned; a later plugin's sets come first (take
-//!   precedence), then earlier plugins' sets not already listed. Host rules are unioned by
+//!   precedence), then earlier plugins' sets not already listed. The merged `mode` is
+//!   `replace` if any plugin that named rule sets replaces, else `add`. Host rules are unioned by
 //!   rule key; for the same key the later plugin's rule wins. `None` from every plugin stays
 //!   `None` (no opinion: the server's default selection applies).
+//! - `review`: any `reject` wins, else any `approve` (the last approving plugin's scope and
+//!   rule), else `leave`.
 //! - `triage`, per event: `keep` if any plugin says keep, else `drop` if any says drop (one
 //!   plugin's interest is enough to keep an event visible); labels are unioned in order;
 //!   severity is the highest; proposals are concatenated without duplicates.
@@ -14,7 +17,7 @@
 //! Shadow plugins never take part in a merge.
 
 use dasher_sdk::domain::ConfigDecision;
-use dasher_sdk::plugin::{Action, SelectionDecision, Verdict, Verdicts};
+use dasher_sdk::plugin::{Action, SelectionDecision, SelectionMode, Verdict, Verdicts};
 
 /// Merges `later` over `acc`.
 pub fn merge_config(acc: &ConfigDecision, later: &ConfigDecision) -> ConfigDecision {
@@ -49,7 +52,15 @@ pub fn merge_selection(acc: &SelectionDecision, later: &SelectionDecision) -> Se
             Some(out)
         }
     };
-    SelectionDecision { rule_sets, host_rules }
+    // Replacing wins: once one plugin with rule sets drops the default selection, the others'
+    // sets are added to its list, not to the default.
+    let with_sets = |d: &SelectionDecision| d.rule_sets.is_some().then(|| d.selection_mode());
+    let mode = match (with_sets(acc), with_sets(later)) {
+        (Some(SelectionMode::Replace), _) | (_, Some(SelectionMode::Replace)) => Some(SelectionMode::Replace),
+        (None, None) => None,
+        _ => Some(SelectionMode::Add),
+    };
+    SelectionDecision { rule_sets, mode, host_rules }
 }
 
 /// Merges `later` into `acc`.
@@ -99,12 +110,26 @@ mod tests {
 
     #[test]
     fn selection_unions_with_later_first() {
-        let a = SelectionDecision { rule_sets: Some(vec!["a".into(), "shared".into()]), host_rules: None };
-        let b = SelectionDecision { rule_sets: Some(vec!["shared".into(), "b".into()]), host_rules: None };
-        assert_eq!(merge_selection(&a, &b).rule_sets.unwrap(), vec!["shared", "b", "a"]);
+        let a = SelectionDecision { rule_sets: Some(vec!["a".into(), "shared".into()]), ..Default::default() };
+        let b = SelectionDecision::adding(["shared", "b"]);
+        let m = merge_selection(&a, &b);
+        assert_eq!(m.rule_sets.unwrap(), vec!["shared", "b", "a"]);
+        assert_eq!(m.mode, Some(SelectionMode::Add), "absent mode is add");
         let none = SelectionDecision::default();
         assert_eq!(merge_selection(&none, &none), none);
         assert_eq!(merge_selection(&a, &none).rule_sets, a.rule_sets);
+    }
+
+    #[test]
+    fn one_replacing_plugin_makes_the_merged_selection_replace() {
+        let add = SelectionDecision::adding(["a"]);
+        let replace = SelectionDecision::replacing(["r"]);
+        for (x, y) in [(&add, &replace), (&replace, &add)] {
+            assert_eq!(merge_selection(x, y).mode, Some(SelectionMode::Replace));
+        }
+        // A replace without rule sets has no opinion and changes nothing.
+        let empty_replace = SelectionDecision { mode: Some(SelectionMode::Replace), ..Default::default() };
+        assert_eq!(merge_selection(&add, &empty_replace).mode, Some(SelectionMode::Add));
     }
 
     #[test]

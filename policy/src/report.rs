@@ -1,7 +1,7 @@
 //! What the [`crate::PluginManager`] tells its callers: decisions with their provenance
 //! and faults, plugin status for the admin API, and reload reports. Plain data, no logic.
 
-use crate::config::Mode;
+use crate::config::{Mode, OnUnavailable};
 use dasher_sdk::plugin::Hook;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -69,10 +69,10 @@ pub struct ShadowRecord {
     pub plugin: String,
     /// Generation.
     pub generation: String,
-    /// Its decision (`None` if it failed).
+    /// Its decision (`None` if it failed). Whether it differs from the applied decision is
+    /// for the caller to say: only it knows what was finally applied (the server fills the
+    /// plugins' gaps from its config); see `PluginManager::note_shadow_disagreement`.
     pub decision: Option<serde_json::Value>,
-    /// True if one of its opinions differs from the applied decision.
-    pub differs: bool,
 }
 
 /// One plugin's status, for `GET /api/v1/plugins`.
@@ -115,7 +115,9 @@ pub struct PluginStatus {
     /// Calls that skipped this generation because a breaker was open (all hooks); they
     /// never entered the guest and are not in `calls`.
     pub skipped_calls: u64,
-    /// Shadow decisions that differed from the applied ones.
+    /// Hosts whose decision by this shadow generation went from agreeing (or unseen) to
+    /// differing from the applied one, as reported by the server
+    /// (`PluginManager::note_shadow_disagreement`): a host that keeps differing counts once.
     pub shadow_disagreements: u64,
     /// Kept generations, newest first (the active one included).
     pub generations: Vec<String>,
@@ -176,6 +178,27 @@ pub struct ManagerStatus {
     pub plugins: Vec<PluginStatus>,
     /// Files currently failing to load.
     pub load_errors: Vec<LoadFailure>,
+    /// Configured plugins that are not loaded (the server is not ready while any is).
+    pub unavailable: Vec<UnavailablePlugin>,
+}
+
+/// A configured plugin (a `[plugins.plugin.NAME]` table or a name in `order`) that is not
+/// loaded: its file is missing or failed to load and no generation of it could be restored.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct UnavailablePlugin {
+    /// Plugin name.
+    pub name: String,
+    /// Why it is not loaded.
+    pub reason: String,
+    /// What hosts get meanwhile.
+    pub on_unavailable: OnUnavailable,
+    /// Its configured mode (a shadow plugin's absence changes no decision).
+    pub mode: Mode,
+    /// Hooks of its last known generation (`None`: never loaded here; treated as
+    /// `configure` and `select-rules`).
+    pub hooks: Option<Vec<Hook>>,
+    /// Its last known generation.
+    pub last_generation: Option<String>,
 }
 
 /// What a reload did.

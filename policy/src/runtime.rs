@@ -434,7 +434,8 @@ impl LoadedPlugin {
             None => self.new_instance(kv)?,
         };
         let deadline_ms = match hook {
-            Hook::Triage => self.limits.triage_deadline_ms,
+            // Off the request path like triage: the same, more generous deadline.
+            Hook::Triage | Hook::Review => self.limits.triage_deadline_ms,
             Hook::Init => self.limits.init_deadline_ms,
             Hook::Configure | Hook::SelectRules => self.limits.deadline_ms,
         };
@@ -451,6 +452,7 @@ impl LoadedPlugin {
             Hook::Configure => hooks.call_configure(&mut inst.store, input),
             Hook::SelectRules => hooks.call_select_rules(&mut inst.store, input),
             Hook::Triage => hooks.call_triage(&mut inst.store, input),
+            Hook::Review => hooks.call_review(&mut inst.store, input),
             Hook::Init => hooks.call_init(&mut inst.store, input).map(|r| r.map(|()| String::new())),
         };
         let elapsed = started.elapsed();

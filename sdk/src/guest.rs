@@ -69,7 +69,7 @@ pub fn call<T: 'static>(
     hook(plugin, input).map_err(wit_error)
 }
 
-/// Exports a plugin: `export_plugin!(Settings, hooks: [Configure, SelectRules, Triage, Validate])`.
+/// Exports a plugin: `export_plugin!(Settings, hooks: [Configure, SelectRules, Triage, Review, Validate])`.
 ///
 /// `Settings` is a `serde::Deserialize` struct: `init` parses the server's settings JSON into it
 /// (an empty settings document is `{}`), and every hook is a method on it. List the hook
@@ -104,6 +104,7 @@ macro_rules! export_plugin {
             $crate::plugin::runtime::hook_item(__DASHER_TABLE.Configure.is_some(), ",\"configure\""),
             $crate::plugin::runtime::hook_item(__DASHER_TABLE.SelectRules.is_some(), ",\"select-rules\""),
             $crate::plugin::runtime::hook_item(__DASHER_TABLE.Triage.is_some(), ",\"triage\""),
+            $crate::plugin::runtime::hook_item(__DASHER_TABLE.Review.is_some(), ",\"review\""),
             "],\"min_server_version\":\"", $crate::export_plugin!(@or $($min)?, $crate::plugin::MIN_SERVER_VERSION),
             "\",\"settings_schema\":", $crate::export_plugin!(@or $($schema)?, "null"),
             "}",
@@ -132,6 +133,9 @@ macro_rules! export_plugin {
                 }
                 fn triage(input: String) -> Result<String, $crate::guest::exports::dasher::plugin::hooks::PluginError> {
                     $crate::guest::call(&__DASHER_STATE, __DASHER_TABLE.Triage, "triage", &input)
+                }
+                fn review(input: String) -> Result<String, $crate::guest::exports::dasher::plugin::hooks::PluginError> {
+                    $crate::guest::call(&__DASHER_STATE, __DASHER_TABLE.Review, "review", &input)
                 }
             }
 

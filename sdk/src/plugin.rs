@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The WIT package this SDK implements.
-pub const CONTRACT: &str = "dasher:plugin@0.1.0";
+pub const CONTRACT: &str = "dasher:plugin@0.2.0";
 /// The contract's semver (the part after `@` in [`CONTRACT`]).
-pub const CONTRACT_VERSION: &str = "0.1.0";
+pub const CONTRACT_VERSION: &str = "0.2.0";
 /// This SDK's version, written into every plugin's metadata.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The oldest server that can load plugins built with this SDK (the default
@@ -114,6 +114,19 @@ pub struct EventBatch {
     pub events: Vec<EventFacts>,
 }
 
+/// How a `select-rules` decision's `rule_sets` combine with the host's default selection
+/// (its tags, each tag's `[tags.X].rule_sets`, and `global`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SelectionMode {
+    /// The sets are added after the default selection (before `global`): the common case.
+    #[default]
+    Add,
+    /// The sets are the whole selection (the host's own set and `global` are still added):
+    /// the default selection is dropped.
+    Replace,
+}
+
 /// Output of the `select-rules` hook. A superset of [`RuleSelection`].
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -121,6 +134,10 @@ pub struct SelectionDecision {
     /// Rule-set names in precedence order (first wins). `None` = no opinion.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rule_sets: Option<Vec<String>>,
+    /// Whether `rule_sets` add to (`add`, the default when absent) or replace (`replace`)
+    /// the host's default selection. Ignored while `rule_sets` is `None`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<SelectionMode>,
     /// Rules for this host only, validated by the server (invalid ones are skipped and
     /// logged) and kept in the host's `plugin-host:<machine id>` set, which the plugins own:
     /// a rule no plugin returns any more is removed from the host. `None` = no opinion (with
@@ -131,6 +148,25 @@ pub struct SelectionDecision {
 }
 
 impl SelectionDecision {
+    /// A decision adding `sets` to the host's default selection.
+    pub fn adding(sets: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        SelectionDecision {
+            rule_sets: Some(sets.into_iter().map(Into::into).collect()),
+            mode: Some(SelectionMode::Add),
+            host_rules: None,
+        }
+    }
+
+    /// A decision replacing the host's default selection with `sets`.
+    pub fn replacing(sets: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        SelectionDecision { mode: Some(SelectionMode::Replace), ..Self::adding(sets) }
+    }
+
+    /// The effective mode (`add` when absent).
+    pub fn selection_mode(&self) -> SelectionMode {
+        self.mode.unwrap_or_default()
+    }
+
     /// The rule-set part as the domain's [`RuleSelection`].
     pub fn rule_selection(&self) -> RuleSelection {
         RuleSelection { rule_sets: self.rule_sets.clone() }
@@ -256,6 +292,8 @@ pub enum Hook {
     SelectRules,
     /// `triage(batch-json)`.
     Triage,
+    /// `review(review-json)`.
+    Review,
 }
 
 impl Hook {
@@ -266,6 +304,7 @@ impl Hook {
             Hook::Configure => "configure",
             Hook::SelectRules => "select-rules",
             Hook::Triage => "triage",
+            Hook::Review => "review",
         }
     }
 }
@@ -300,7 +339,7 @@ pub struct PluginMetadata {
     pub version: String,
     /// SDK version it was built with.
     pub sdk_version: String,
-    /// WIT package it implements, e.g. `dasher:plugin@0.1.0`.
+    /// WIT package it implements, e.g. `dasher:plugin@0.2.0`.
     pub contract: String,
     /// Hooks it implements; the server calls only these.
     pub hooks: Vec<Hook>,
@@ -412,11 +451,26 @@ impl EventDecision {
     }
 }
 
+/// The `review` hook: decides a rule proposal when it is created or raised.
+pub trait Review {
+    /// Approves (with a scope), rejects, or leaves the proposal for an admin
+    /// ([`ReviewDecision::leave`], the default).
+    fn review(&self, input: &ReviewInput) -> Result<ReviewDecision>;
+}
+
+/// Payloads of the `review` hook.
+mod review;
+pub use review::{
+    ApprovalScope, BlockingRule, Prevalence, ProposalFacts, ProposalRequest, RequestSource, ReviewDecision,
+    ReviewInput, ReviewVerdict, SignerFacts,
+};
+
 /// Everything a plugin usually needs: `use dasher_sdk::plugin::prelude::*;`.
 pub mod prelude {
     pub use super::{
-        Action, Configure, EventBatch, EventDecision, EventFacts, EventKind, PluginError, ProposalScope, Result,
-        RuleProposal, SelectRules, SelectionDecision, Severity, Triage, Validate, Verdict, Verdicts, kv, log,
+        Action, ApprovalScope, Configure, EventBatch, EventDecision, EventFacts, EventKind, PluginError, ProposalScope,
+        RequestSource, Result, Review, ReviewDecision, ReviewInput, ReviewVerdict, RuleProposal, SelectRules,
+        SelectionDecision, SelectionMode, Severity, Triage, Validate, Verdict, Verdicts, kv, log,
     };
     pub use crate::domain::{ConfigDecision, HostFacts, RuleSpec};
     pub use crate::version::{MacOsVersion, SantaVersion};
@@ -441,13 +495,16 @@ pub mod runtime {
         pub SelectRules: Option<HookFn<T>>,
         /// `Triage`.
         pub Triage: Option<HookFn<T>>,
+        /// `Review`.
+        pub Review: Option<HookFn<T>>,
         /// `Validate`.
         pub Validate: Option<fn(&T) -> Result<()>>,
     }
 
     impl<T: 'static> HookTable<T> {
         /// No hooks.
-        pub const EMPTY: Self = HookTable { Configure: None, SelectRules: None, Triage: None, Validate: None };
+        pub const EMPTY: Self =
+            HookTable { Configure: None, SelectRules: None, Triage: None, Review: None, Validate: None };
     }
 
     /// Adapters from the typed traits to [`HookFn`]; named like the traits.
@@ -476,6 +533,11 @@ pub mod runtime {
         /// `triage`.
         pub fn Triage<T: super::super::Triage>(p: &T, input: &str) -> Result<String> {
             encode(&p.triage(&decode::<EventBatch>("EventBatch", input)?)?)
+        }
+
+        /// `review`.
+        pub fn Review<T: super::super::Review>(p: &T, input: &str) -> Result<String> {
+            encode(&p.review(&decode::<ReviewInput>("ReviewInput", input)?)?)
         }
 
         /// Settings validation.

@@ -114,10 +114,14 @@ pub fn schema() -> Value {
         "A rule as a plugin writes it; validated and normalised by the server.",
     );
     let selection = obj(
-        vec![("rule_sets", opt(strings())), ("host_rules", opt(json!({ "type": "array", "items": r("RuleSpec") })))],
+        vec![
+            ("rule_sets", opt(strings())),
+            ("mode", opt(json!({ "type": "string", "enum": ["add", "replace"] }))),
+            ("host_rules", opt(json!({ "type": "array", "items": r("RuleSpec") }))),
+        ],
         &[],
         true,
-        "Output of select-rules. rule_sets in precedence order (first wins); null = no opinion.",
+        "Output of select-rules. rule_sets in precedence order (first wins); null = no opinion. mode: add (default) appends them to the host's default selection, replace drops it.",
     );
     let event = obj(
         vec![
@@ -190,7 +194,7 @@ pub fn schema() -> Value {
             ("contract", s()),
             (
                 "hooks",
-                json!({ "type": "array", "items": { "type": "string", "enum": ["init", "configure", "select-rules", "triage"] } }),
+                json!({ "type": "array", "items": { "type": "string", "enum": ["init", "configure", "select-rules", "triage", "review"] } }),
             ),
             ("min_server_version", s()),
             ("settings_schema", json!({})),
@@ -198,6 +202,94 @@ pub fn schema() -> Value {
         &["name", "version", "sdk_version", "contract", "hooks", "min_server_version"],
         false,
         "The dasher:plugin custom section (UTF-8 JSON) every component must carry.",
+    );
+    let request = obj(
+        vec![
+            ("source", json!({ "type": "string", "enum": ["triage", "user"] })),
+            ("machine_id", s()),
+            ("user", s()),
+            ("reason", s()),
+            ("at_unix", int()),
+        ],
+        &[],
+        false,
+        "One request for a proposal: a triage proposal or a user's approval request.",
+    );
+    let proposal_facts = obj(
+        vec![
+            ("id", uint()),
+            ("scope", r("ProposalScope")),
+            ("rule_set", s()),
+            ("rule", r("RuleSpec")),
+            ("reason", s()),
+            ("count", uint()),
+            ("hosts", strings()),
+            ("first_seen_unix", int()),
+            ("last_seen_unix", int()),
+        ],
+        &[],
+        false,
+        "The proposal under review; hosts lists every host that raised it.",
+    );
+    let prevalence = obj(
+        vec![("hosts", uint()), ("users", uint()), ("binary_events", uint()), ("binary_hosts", uint())],
+        &[],
+        false,
+        "How widespread.",
+    );
+    let signer = obj(
+        vec![
+            ("file_sha256", s()),
+            ("file_name", s()),
+            ("file_bundle_id", s()),
+            ("team_id", s()),
+            ("signing_id", s()),
+            ("cdhash", s()),
+            ("certificate_sha256", s()),
+            ("certificate_cn", s()),
+        ],
+        &[],
+        false,
+        "The binary's signer, from its newest stored event.",
+    );
+    let blocking = obj(
+        vec![("rule_set", s()), ("rule_type", s()), ("identifier", s()), ("by_proposal", opt(uint()))],
+        &[],
+        false,
+        "A block rule covering the binary; by_proposal null = written by an admin.",
+    );
+    let review_input = obj(
+        vec![
+            ("proposal", r("ProposalFacts")),
+            ("requests", json!({ "type": "array", "items": r("ProposalRequest") })),
+            ("prevalence", r("Prevalence")),
+            ("signer", opt(r("SignerFacts"))),
+            ("blocking_rules", json!({ "type": "array", "items": r("BlockingRule") })),
+            ("now_unix", int()),
+        ],
+        &[],
+        false,
+        "Input of review.",
+    );
+    let approval_scope = json!({
+        "description": "Where an approved rule goes.",
+        "oneOf": [
+            { "type": "object", "properties": { "kind": { "const": "as_proposed" } }, "required": ["kind"], "additionalProperties": false },
+            { "type": "object", "properties": { "kind": { "const": "hosts" } }, "required": ["kind"], "additionalProperties": false },
+            { "type": "object", "properties": { "kind": { "const": "global" } }, "required": ["kind"], "additionalProperties": false },
+            { "type": "object", "properties": { "kind": { "const": "rule_set" }, "name": { "type": "string" } }, "required": ["kind", "name"], "additionalProperties": false }
+        ]
+    });
+    let review_decision = obj(
+        vec![
+            ("decision", json!({ "type": "string", "enum": ["leave", "approve", "reject"] })),
+            ("scope", opt(r("ApprovalScope"))),
+            ("rule", opt(r("RuleSpec"))),
+            ("reason", s()),
+        ],
+        &[],
+        true,
+        "Output of review. decision defaults to leave (the proposal stays pending for an admin).",
     );
     json!({
         "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -215,6 +307,14 @@ pub fn schema() -> Value {
             "RuleProposal": proposal,
             "Verdict": verdict,
             "Verdicts": verdicts,
+            "ProposalRequest": request,
+            "ProposalFacts": proposal_facts,
+            "Prevalence": prevalence,
+            "SignerFacts": signer,
+            "BlockingRule": blocking,
+            "ReviewInput": review_input,
+            "ApprovalScope": approval_scope,
+            "ReviewDecision": review_decision,
             "PluginMetadata": metadata,
         }
     })

@@ -10,9 +10,13 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 mod access;
+pub mod live;
 pub use access::{AdminSettings, MetricsSettings, Role, SyncAuthSettings, TlsSettings, TokenConfig};
+pub use live::LiveConfig;
 mod rules_dir;
 pub use rules_dir::RulesDirSettings;
+mod ui;
+pub use ui::UiSettings;
 
 /// The whole server configuration.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -49,6 +53,8 @@ pub struct Config {
     pub tls: Option<TlsSettings>,
     /// `GET /metrics` (`[metrics]`).
     pub metrics: MetricsSettings,
+    /// The web console (`[ui]`).
+    pub ui: UiSettings,
     /// GitOps mode (`[rules_dir]`, `--rules-dir`): rules files applied at start and on change.
     pub rules_dir: Option<RulesDirSettings>,
 }
@@ -237,6 +243,7 @@ impl Default for Config {
             sync_auth: Default::default(),
             tls: None,
             metrics: Default::default(),
+            ui: UiSettings::default(),
             rules_dir: None,
         }
     }
@@ -359,6 +366,7 @@ impl Config {
         }
         self.admin.validate().map_err(ConfigError::Invalid)?;
         self.sync_auth.validate().map_err(ConfigError::Invalid)?;
+        self.ui.validate().map_err(ConfigError::Invalid)?;
         if let Some(tls) = &self.tls {
             tls.validate().map_err(ConfigError::Invalid)?;
         }

@@ -1,16 +1,18 @@
 //! `dasher serve --examples`: builds the example policy plugins of this checkout
-//! (`plugins/staged-rollout`, `ruleset-targeting`, `event-triage`) into the server's plugin
-//! directory before it starts, so a fresh checkout runs with real plugins loaded and
-//! hot-reloaded. With their default settings the examples decide what the built-in defaults
-//! would (MONITOR, no extra rule sets; triage labels events, hides allowed platform binaries
-//! as noise and proposes nothing); configure them under
+//! (`plugins/staged-rollout`, `ruleset-targeting`, `event-triage`, `approval-voting`) into
+//! the server's plugin directory before it starts, so a fresh checkout runs with real plugins
+//! loaded and hot-reloaded. With their default settings the first three decide what the
+//! built-in defaults would (MONITOR, no extra rule sets; triage labels events, hides allowed
+//! platform binaries as noise and proposes nothing); approval-voting approves users'
+//! requests for a binary on their hosts after 3 distinct users and its Team ID fleet-wide
+//! after 10 (never over an admin's block rule). Configure them under
 //! `[plugins.plugin.NAME.settings]`.
 
 use dasher_policy::tools::{self, BuildOptions};
 use std::path::{Path, PathBuf};
 
 /// The example plugins, in chain order.
-pub const EXAMPLES: [&str; 3] = ["staged-rollout", "ruleset-targeting", "event-triage"];
+pub const EXAMPLES: [&str; 4] = ["staged-rollout", "ruleset-targeting", "event-triage", "approval-voting"];
 
 /// Where this build's example sources are (the checkout it was compiled from).
 pub fn sources() -> PathBuf {

@@ -8,6 +8,7 @@
 //! events and compacts rule history. See ARCHITECTURE.md for the path of one sync and the
 //! invariants, SECURITY.md for the threat model.
 
+pub mod actions;
 pub mod cli;
 pub mod config;
 pub mod credentials;
@@ -17,11 +18,14 @@ pub mod maintenance;
 pub mod metrics;
 pub mod policy;
 pub mod proposals;
+pub mod reload;
+pub mod review;
 pub mod rules;
 mod serve;
 pub mod sync;
 pub mod tls;
 pub mod triage;
+pub mod ui;
 
 use anyhow::Context;
 use config::Config;
@@ -40,6 +44,7 @@ pub struct ServerHandle {
     admin_token: Option<String>,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
+    reloader: Arc<reload::ConfigReloader>,
 }
 
 impl ServerHandle {
@@ -77,6 +82,11 @@ impl ServerHandle {
     /// Waits until the server stops (after a shutdown signal).
     pub async fn wait(self) {
         let _ = self.task.await;
+    }
+
+    /// Re-reads the config file (what SIGHUP does).
+    pub fn config_reloader(&self) -> Arc<reload::ConfigReloader> {
+        self.reloader.clone()
     }
 
     /// A sender that stops the server when `true` is sent.
@@ -121,6 +131,12 @@ fn admin_token(config: &Config) -> anyhow::Result<Option<String>> {
 
 /// Opens storage, binds the listener and serves until shut down.
 pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
+    start_with_source(config, None).await
+}
+
+/// [`start`], remembering where `config` came from so that SIGHUP and the reload API can
+/// re-read it ([`reload::ConfigReloader`]).
+pub async fn start_with_source(config: Config, source: Option<reload::ConfigSource>) -> anyhow::Result<ServerHandle> {
     config.validate()?;
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
@@ -150,8 +166,9 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         Some(a) => Some(tokio::net::TcpListener::bind(a).await.with_context(|| format!("binding admin.listen {a}"))?),
     };
     let admin_addr = admin_listener.as_ref().map(|l| l.local_addr()).transpose()?;
-    let config = Arc::new(config);
-    let config_policy = policy::ConfigPolicy::new((*config).clone());
+    let live = config::LiveConfig::new(config);
+    let config = live.snapshot();
+    let config_policy = policy::ConfigPolicy::live(live.clone());
     let (policy, plugins): (Arc<dyn policy::PolicyEngine>, _) = match &config.plugins {
         None => (Arc::new(config_policy), None),
         Some(plugins_config) => {
@@ -168,7 +185,16 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     };
     // Once per start, not per request; racing replicas end with the one key the store kept.
     let cursors = sync::cursor::CursorSigner::load(&*store).await.context("loading the rule-download cursor key")?;
+    let reloader = Arc::new(reload::ConfigReloader::new(source, live.clone(), plugins.clone()));
+    let overview = ui::overview::SnapshotCell::default();
+    let overview_sources = ui::overview::Sources {
+        store: store.clone(),
+        plugins: plugins.clone(),
+        policy: policy.clone(),
+        stale_after_days: config.ui.stale_after_days,
+    };
     let (shutdown, _) = watch::channel(false);
+    let rules_owners = rules::dir::Owners::default();
     let rules_dir = match &config.rules_dir {
         None => None,
         Some(settings) => Some(
@@ -176,6 +202,7 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
                 settings.clone(),
                 store.clone(),
                 metrics.clone(),
+                rules_owners.clone(),
                 config.limits.max_rules_per_apply,
                 shutdown.subscribe(),
             )
@@ -187,17 +214,24 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
             store: store.clone(),
             triage: triage::Triager::start(store.clone(), policy.clone()),
             policy,
-            config: config.clone(),
+            config: live.clone(),
             cursors,
+            rules_owners,
         },
+        reloader: reloader.clone(),
         plugins,
         metrics,
         admin_auth,
         sync_auth,
         rate_limit: http::rate_limit::MachineRateLimit::new(config.limits.requests_per_machine_per_minute),
+        ui: ui::UiState { overview: overview.clone() },
         rules_dir,
     });
     let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());
+    let overview_task = config.ui.enabled.then(|| {
+        let every = Duration::from_secs(config.ui.overview_refresh_secs);
+        ui::overview::spawn(overview_sources, overview, every, shutdown.subscribe())
+    });
     let main_surface = if admin_listener.is_some() { http::Surface::Sync } else { http::Surface::All };
     let mut loops = vec![tokio::spawn(serve::run(
         serve::Listener { tcp: listener, surface: main_surface, tls: tls.clone() },
@@ -219,6 +253,9 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
         if let Some(retention) = retention {
             let _ = retention.await;
         }
+        if let Some(t) = overview_task {
+            let _ = t.await;
+        }
         // Background work (triage) may still hold the store; wait for it so that a
         // returned shutdown means the database is closed and can be reopened.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -232,5 +269,14 @@ pub async fn start(config: Config) -> anyhow::Result<ServerHandle> {
     });
     let scheme = if config.tls.is_some() { "https" } else { "http" };
     tracing::info!(%addr, ?admin_addr, scheme, prefix = %config.sync_prefix, store = %spec, "dasher listening");
-    Ok(ServerHandle { addr, admin_addr, scheme, prefix: config.sync_prefix.clone(), admin_token, shutdown, task })
+    Ok(ServerHandle {
+        addr,
+        admin_addr,
+        scheme,
+        prefix: config.sync_prefix.clone(),
+        admin_token,
+        shutdown,
+        task,
+        reloader,
+    })
 }

@@ -1,5 +1,7 @@
 //! `dasher` command line: parse arguments, load config, run.
 
+mod admin_client;
+
 use clap::{Parser, Subcommand};
 use dasher_server::config::Config;
 use std::net::SocketAddr;
@@ -70,6 +72,24 @@ enum PluginCommand {
         /// The server's plugin directory.
         dir: PathBuf,
     },
+    /// List a plugin's generations on a running server (number, SHA-256, when, what, who).
+    History {
+        /// The plugin's name.
+        name: String,
+        #[command(flatten)]
+        server: admin_client::ServerArgs,
+    },
+    /// Roll a plugin back on a running server, to a generation number or SHA-256 prefix
+    /// [default: the previous generation]. Lasts across restarts until the file changes.
+    Rollback {
+        /// The plugin's name.
+        name: String,
+        /// Generation number or SHA-256 prefix (8+ hex digits).
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        server: admin_client::ServerArgs,
+    },
 }
 
 #[derive(clap::Args)]
@@ -104,8 +124,8 @@ struct ServeArgs {
     /// GitOps mode: apply this directory of rules files at start and on every change.
     #[arg(long, env = "DASHER_RULES_DIR")]
     rules_dir: Option<PathBuf>,
-    /// Build this checkout's example plugins (staged-rollout, ruleset-targeting, event-triage)
-    /// into the plugin directory [default: DATA_DIR/plugins] and load them.
+    /// Build this checkout's example plugins (staged-rollout, ruleset-targeting, event-triage,
+    /// approval-voting) into the plugin directory [default: DATA_DIR/plugins] and load them.
     #[arg(long)]
     examples: bool,
 }
@@ -132,6 +152,24 @@ fn plugin_command(cmd: PluginCommand) -> anyhow::Result<std::process::ExitCode> 
         }
         PluginCommand::Install { file, dir } => {
             println!("installed {}", tools::install(&file, &dir)?.display());
+            true
+        }
+        PluginCommand::History { name, server } => {
+            let path = format!("/api/v1/plugins/{}/history", admin_client::segment(&name));
+            let v = admin_client::call(&server, http::Method::GET, &path, None)?;
+            print!("{}", admin_client::format_history(&v));
+            true
+        }
+        PluginCommand::Rollback { name, to, server } => {
+            let path = format!("/api/v1/plugins/{}/rollback", admin_client::segment(&name));
+            let body = serde_json::json!({ "to": to });
+            let v = admin_client::call(&server, http::Method::POST, &path, Some(body))?;
+            println!(
+                "{}: rolled back from {} to {}",
+                name,
+                v["from"].as_str().unwrap_or("?"),
+                v["to"].as_str().unwrap_or("?")
+            );
             true
         }
     };
@@ -188,40 +226,74 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(path) => Config::from_file(path)?,
         None => Config::default(),
     };
-    if let Some(listen) = args.listen {
-        config.listen = listen;
-    }
-    if let Some(dir) = args.data_dir {
-        config.data_dir = dir;
-    }
-    if let Some(store) = args.store {
-        config.store = Some(store.parse()?);
-    }
-    if let Some(mb) = args.store_cache_mb {
-        config.storage.cache_mb = mb;
-    }
-    if let Some(dir) = args.plugins_dir {
-        config.plugins.get_or_insert_with(Default::default).dir = dir;
-    }
-    if let Some(path) = args.rules_dir {
-        config.rules_dir.get_or_insert_with(Default::default).path = path;
-    }
-    if let Some(token) = args.admin_token {
-        config.admin_token = Some(token);
-    }
+    let store: Option<dasher_store::StoreSpec> = args.store.as_deref().map(str::parse).transpose()?;
+    let (listen, data_dir, cache_mb, plugins_dir, token, examples) = (
+        args.listen,
+        args.data_dir.clone(),
+        args.store_cache_mb,
+        args.plugins_dir.clone(),
+        args.admin_token.clone(),
+        args.examples,
+    );
+    let rules_dir = args.rules_dir.clone();
+    // Flags win over the file, at start and at every reload.
+    let overrides = move |config: &mut Config| {
+        if let Some(listen) = listen {
+            config.listen = listen;
+        }
+        if let Some(dir) = &data_dir {
+            config.data_dir = dir.clone();
+        }
+        if let Some(store) = &store {
+            config.store = Some(store.clone());
+        }
+        if let Some(mb) = cache_mb {
+            config.storage.cache_mb = mb;
+        }
+        if let Some(dir) = &plugins_dir {
+            config.plugins.get_or_insert_with(Default::default).dir = dir.clone();
+        }
+        if let Some(token) = &token {
+            config.admin_token = Some(token.clone());
+        }
+        if let Some(path) = &rules_dir {
+            config.rules_dir.get_or_insert_with(Default::default).path = path.clone();
+        }
+        if examples {
+            let data_dir = config.data_dir.clone();
+            config.plugins.get_or_insert_with(|| dasher_policy::PluginsConfig {
+                dir: data_dir.join("plugins"),
+                ..Default::default()
+            });
+        }
+    };
+    overrides(&mut config);
+    let source = args
+        .config
+        .clone()
+        .map(|path| dasher_server::reload::ConfigSource { path, overrides: std::sync::Arc::new(overrides) });
     if args.examples {
         let data_dir = config.data_dir.clone();
-        let plugins = config.plugins.get_or_insert_with(|| dasher_policy::PluginsConfig {
-            dir: data_dir.join("plugins"),
-            ..Default::default()
-        });
+        let plugins = config.plugins.get_or_insert_with(Default::default);
         let dir = plugins.dir.clone();
         let build_dir =
             std::env::var_os("DASHER_PLUGIN_BUILD_DIR").map_or_else(|| data_dir.join("plugin-build"), PathBuf::from);
         tracing::info!(dir = %dir.display(), "building the example plugins (the first build takes a minute)");
         tokio::task::spawn_blocking(move || dasher_server::examples::build_into(&dir, &build_dir)).await??;
     }
-    let server = dasher_server::start(config).await?;
+    let server = dasher_server::start_with_source(config, source).await?;
+    #[cfg(unix)]
+    {
+        let reloader = server.config_reloader();
+        let mut hangup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+        tokio::spawn(async move {
+            while hangup.recv().await.is_some() {
+                tracing::info!("SIGHUP: re-reading the configuration file");
+                // The outcome (what changed, what needs a restart, or why nothing did) is logged.
+                let _ = reloader.reload("SIGHUP", dasher_policy::Trigger::ConfigReload).await;
+            }
+        });
+    }
     let stop = server.shutdown_sender();
     tokio::spawn(async move {
         shutdown_signal().await;

@@ -86,7 +86,8 @@ impl Shared {
 
 /// Accepts until `stop` flips, then drains.
 pub(crate) async fn run(listener: Listener, state: Arc<AppState>, mut stop: watch::Receiver<bool>) {
-    let limits = &state.sync.config.limits;
+    let config = state.sync.config.snapshot();
+    let limits = &config.limits;
     let header_timeout = Duration::from_secs(limits.header_read_timeout_secs.max(1));
     let idle_timeout = Duration::from_secs(limits.idle_connection_timeout_secs.max(1));
     let table = ConnTable::new(limits.max_connections_per_peer, header_timeout, idle_timeout);

@@ -95,14 +95,22 @@ async fn triage_round(
             }
         };
         let facts = host_facts(&batch.machine_id, host.as_ref(), now);
-        let Triaged { verdicts, made_by } = policy.triage(&facts, &batch.events).await;
+        let Triaged { verdicts, made_by, mut shadow } = policy.triage(&facts, &batch.events).await;
         for v in verdicts.verdicts {
-            if v.action.is_some() || !v.labels.is_empty() || v.severity.is_some() {
-                records.push((v.event_id, event_triage(&batch.machine_id, &v, &made_by, now)));
+            let shadow = shadow.remove(&v.event_id).unwrap_or_default();
+            if v.action.is_some() || !v.labels.is_empty() || v.severity.is_some() || !shadow.is_empty() {
+                let mut t = event_triage(&batch.machine_id, &v, &made_by, now);
+                t.shadow = shadow;
+                records.push((v.event_id, t));
             }
             for p in v.proposals {
                 proposed.push((batch.machine_id.clone(), p, made_by.clone()));
             }
+        }
+        // Events only shadow plugins judged: the (empty) applied triage carries their verdicts.
+        for (event_id, shadow) in shadow {
+            let t = EventTriage { made_by: made_by.clone(), triaged_at_unix: now, shadow, ..EventTriage::default() };
+            records.push((event_id, t));
         }
     }
     if !records.is_empty() {
@@ -110,7 +118,7 @@ async fn triage_round(
     }
     let auto_apply = policy.auto_apply_proposals();
     for (machine_id, p, made_by) in proposed {
-        proposals::intake(store, &machine_id, &p, &made_by, &auto_apply, now).await?;
+        proposals::intake(store, policy, &machine_id, &p, &made_by, &auto_apply, now).await?;
     }
     Ok(())
 }
@@ -127,7 +135,14 @@ fn event_triage(machine_id: &str, v: &Verdict, made_by: &[dasher_store::PluginRe
         }
         labels.push(l.clone());
     }
-    EventTriage { action: v.action, labels, severity: v.severity, made_by: made_by.to_vec(), triaged_at_unix: now }
+    EventTriage {
+        action: v.action,
+        labels,
+        severity: v.severity,
+        made_by: made_by.to_vec(),
+        triaged_at_unix: now,
+        shadow: vec![],
+    }
 }
 
 #[cfg(test)]

@@ -76,8 +76,9 @@ async fn a_policy_clean_demand_applies_once_per_change() {
         store: store.clone(),
         triage: dasher_server::triage::Triager::start(store.clone(), policy.clone()),
         policy: policy.clone(),
-        config: Arc::new(config),
+        config: dasher_server::config::LiveConfig::new(config),
         cursors: CursorSigner::new(&[7; 32]).unwrap(),
+        rules_owners: Default::default(),
     };
     let demand = |t: Option<SyncType>| *policy.sync_type.lock().unwrap() = t;
 

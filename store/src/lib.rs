@@ -145,6 +145,8 @@ pub trait Store: Send + Sync + 'static {
     async fn scan_changes(&self, after: ChangePos, upto: u64, limit: usize) -> Result<Vec<ChangeEntry>>;
     /// Every rule set that has ever held a rule, with its live rule count at the head.
     async fn rule_sets(&self) -> Result<Vec<RuleSetInfo>>;
+    /// A page of [`Store::rule_sets`]: in name order, strictly after `after`, at most `limit`.
+    async fn rule_sets_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<RuleSetInfo>>;
     /// Drops rule history that no reader at `keep_from` or later needs and raises
     /// [`Store::history_floor`] to `keep_from` (no-op if already there). Returns how many
     /// stored entries were removed. `keep_from` above the head is [`StoreError::VersionInFuture`].

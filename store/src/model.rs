@@ -438,6 +438,34 @@ pub struct EventTriage {
     pub made_by: Vec<PluginRef>,
     /// When triage ran (Unix seconds).
     pub triaged_at_unix: i64,
+    /// What shadow triage plugins would have decided (never applied, never indexed).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub shadow: Vec<ShadowVerdict>,
+}
+
+/// A shadow triage plugin's verdict on one event, stored beside the applied one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ShadowVerdict {
+    /// Plugin name.
+    pub plugin: String,
+    /// Plugin generation.
+    pub generation: String,
+    /// Keep or drop; `None` = no opinion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub action: Option<Action>,
+    /// Labels it would attach.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// Severity; `None` = no opinion.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub severity: Option<Severity>,
+    /// Rules it would propose.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub proposals: Vec<dasher_sdk::plugin::RuleProposal>,
+    /// True if one of its opinions is not in the applied verdict (the server's one
+    /// definition of "differs", shared with host records and counters).
+    pub differs: bool,
 }
 
 impl EventTriage {
@@ -539,12 +567,17 @@ pub struct Proposal {
     /// already in place).
     #[serde(default)]
     pub applied_version: Option<u64>,
+    /// The rule set its approval committed the rule to: `rule_set`, unless the reviewer
+    /// chose another scope (`None` until approved, and for approvals stored before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub applied_rule_set: Option<String>,
 }
 
 /// A review decision on a pending proposal.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ProposalDecision {
-    /// Commit `change` (which must be the proposal's rule set and key) and mark approved, atomically.
+    /// Commit `change` (which must be the proposal's key, in its own or another rule set the
+    /// caller checked) and mark approved, atomically.
     Approve {
         /// Who.
         by: String,

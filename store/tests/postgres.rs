@@ -14,8 +14,10 @@ use dasher_store::{
 };
 use std::sync::Arc;
 
-/// SQL undoing migration 3 (console tables), to put a database back to schema 2.
-const DROP_SCHEMA_3: &str = "DROP TABLE dasher_host_terms, dasher_activity_events, dasher_activity_syncs, dasher_audit,
+/// SQL undoing migrations 4 (a proposal's applied rule set) and 3 (console tables), to put a
+/// database back to schema 2.
+const DROP_SCHEMA_3: &str = "ALTER TABLE dasher_proposals DROP COLUMN applied_rule_set;
+     DROP TABLE dasher_host_terms, dasher_activity_events, dasher_activity_syncs, dasher_audit,
      dasher_binaries, dasher_binary_hosts, dasher_binary_decisions, dasher_proposal_requests;
      ALTER TABLE dasher_proposals DROP COLUMN requests;";
 

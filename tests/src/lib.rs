@@ -78,6 +78,13 @@ impl TestServer {
         self.handle = Some(dasher_server::start(config).await.unwrap());
     }
 
+    /// Stops and starts the server again on the same data (new port), with its configuration
+    /// changed by `tweak` (kept for later restarts).
+    pub async fn restart_with(&mut self, tweak: impl FnOnce(&mut Config)) {
+        tweak(&mut self.config);
+        self.restart().await;
+    }
+
     fn base(&self) -> String {
         format!("http://{}", self.handle.as_ref().unwrap().addr())
     }

@@ -34,11 +34,14 @@ mod glue {
             }
             .into())
         }
+        fn review(_input: String) -> Result<String, PluginError> {
+            Ok(r#"{"decision":"approve","scope":{"kind":"everywhere"}}"#.into())
+        }
     }
 
     dasher_sdk::guest::__dasher_export_policy!(Bad with_types_in dasher_sdk::guest);
 
-    const META: &[u8] = br#"{"name":"fault-invalid-output","version":"0.1.0","sdk_version":"0.1.0","contract":"dasher:plugin@0.1.0","hooks":["init","configure","select-rules","triage"],"min_server_version":"0.1.0","settings_schema":null}"#;
+    const META: &[u8] = br#"{"name":"fault-invalid-output","version":"0.1.0","sdk_version":"0.1.0","contract":"dasher:plugin@0.2.0","hooks":["init","configure","select-rules","triage"],"min_server_version":"0.1.0","settings_schema":null}"#;
 
     #[unsafe(link_section = "dasher:plugin")]
     #[used]

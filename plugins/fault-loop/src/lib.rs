@@ -48,7 +48,7 @@ impl SelectRules for Spin {
         if self.triggered(host) {
             forever()
         }
-        Ok(SelectionDecision { rule_sets: Some(vec!["fault-loop-set".into()]), host_rules: None })
+        Ok(SelectionDecision::replacing(["fault-loop-set"]))
     }
 }
 

@@ -51,7 +51,7 @@ impl SelectRules for Hog {
         if self.triggered(host) {
             grow()
         }
-        Ok(SelectionDecision { rule_sets: Some(vec!["fault-memory-set".into()]), host_rules: None })
+        Ok(SelectionDecision::replacing(["fault-memory-set"]))
     }
 }
 

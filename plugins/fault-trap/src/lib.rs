@@ -45,7 +45,7 @@ impl SelectRules for Trap {
         if self.triggered(host) {
             panic!("fault-trap: deliberate panic")
         }
-        Ok(SelectionDecision { rule_sets: Some(vec!["fault-trap-set".into()]), host_rules: None })
+        Ok(SelectionDecision::replacing(["fault-trap-set"]))
     }
 }
 

@@ -3,6 +3,10 @@
 //! groups — plus the `always` sets. Within one target, every criterion given must match (any
 //! value of its list); targets are independent.
 //!
+//! By default its selection replaces the host's default selection (`mode = "replace"`): the
+//! sets of the host's tags under `[tags.X].rule_sets` are not kept unless a target lists
+//! them. With `mode = "add"` its sets are added to the default selection instead.
+//!
 //! `pins` pin rules on matching hosts only (same criteria), e.g. allow a licensed tool on
 //! the hosts of the team that bought it without creating a rule set per team. The server
 //! keeps them in the host's plugin host set; a host that stops matching gets them removed.
@@ -33,6 +37,9 @@ pub struct Targeting {
     pub targets: Vec<Target>,
     /// Host rules pinned on matching hosts; the first pin naming a rule key wins.
     pub pins: Vec<Pin>,
+    /// `"replace"` (the default: this plugin's sets are the whole selection) or `"add"` (the
+    /// sets are added to the host's default selection from `[tags.X].rule_sets`).
+    pub mode: Option<SelectionMode>,
 }
 
 /// Rules pinned on the hosts matching the criteria (every criterion given must match).
@@ -136,7 +143,10 @@ impl SelectRules for Targeting {
             }
             rules
         });
-        Ok(SelectionDecision { rule_sets: Some(sets), host_rules })
+        // Replace unless configured otherwise: this plugin owns the whole selection (list
+        // `always` sets yourself); `mode = "add"` keeps the hosts' `[tags.X].rule_sets` as well.
+        let mode = self.mode.unwrap_or(SelectionMode::Replace);
+        Ok(SelectionDecision { rule_sets: Some(sets), mode: Some(mode), host_rules })
     }
 }
 
@@ -154,6 +164,14 @@ mod tests {
             {"rule_set": "kiosk", "tags": ["kiosk"], "model_families": ["Macmini", "iMac"]},
             {"rule_set": "sequoia-compat", "os_major": [15]}
         ]}"#;
+
+    #[test]
+    fn the_selection_replaces_the_default_explicitly() {
+        let d = Harness::<Targeting>::with_validated_settings(SETTINGS).unwrap().select_rules(&HostFacts::default());
+        assert_eq!(d.unwrap().mode, Some(SelectionMode::Replace));
+        let add = Harness::<Targeting>::with_validated_settings(r#"{"mode": "add"}"#).unwrap();
+        assert_eq!(add.select_rules(&HostFacts::default()).unwrap().mode, Some(SelectionMode::Add));
+    }
 
     fn sets(h: &HostFacts) -> Vec<String> {
         Harness::<Targeting>::with_validated_settings(SETTINGS).unwrap().select_rules(h).unwrap().rule_sets.unwrap()

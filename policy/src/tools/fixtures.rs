@@ -17,7 +17,8 @@
 //! - `settings`: the settings `init` gets (default `{}`).
 //! - `kv`: seeds the plugin's key/value namespace before `init`. A JSON string is stored as its
 //!   text (no quotes); any other value as its JSON text.
-//! - `hook` + `input`: the call. `hook: "init"` checks `init` alone (with `expect_error`).
+//! - `hook` + `input`: the call (`configure`, `select-rules`, `triage`, `review`). `hook: "init"`
+//!   checks `init` alone (with `expect_error`).
 //! - `expect`: a **subset** of the output: an object lists only the keys it checks (a `null`
 //!   value also accepts a missing key), an array must have the same length and match element
 //!   by element, anything else must be equal. An empty object anywhere in `expect` is refused
@@ -337,6 +338,7 @@ fn run_steps(runtime: &Runtime, bytes: &[u8], limits: &Limits, report: &mut Case
                 Hook::Configure => serde_json::from_str::<ConfigDecision>(&out.json).map(|_| ()),
                 Hook::SelectRules => serde_json::from_str::<SelectionDecision>(&out.json).map(|_| ()),
                 Hook::Triage => serde_json::from_str::<Verdicts>(&out.json).map(|_| ()),
+                Hook::Review => serde_json::from_str::<dasher_sdk::plugin::ReviewDecision>(&out.json).map(|_| ()),
                 Hook::Init => Ok(()),
             };
             parsed.map_err(|e| Fault::InvalidOutput(e.to_string()))?;

@@ -25,7 +25,7 @@ async fn check_fixture(fixture: &str, expected_kind: &str) {
             batch_size: Some(42),
             ..Default::default()
         }),
-        select_rules: Some(SelectionDecision { rule_sets: Some(vec!["fallback-set".into()]), host_rules: None }),
+        select_rules: Some(SelectionDecision::replacing(["fallback-set"])),
     };
     cfg.breaker.open_after_faults = 0; // every call really runs the guest
     if expected_kind == "oom" {

@@ -47,6 +47,15 @@ fn event_triage_fixtures_share_state_across_steps() {
 }
 
 #[test]
+fn review_fixtures_run_through_the_host() {
+    let dir = plugin_dir(&["approval-voting"]);
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/approval-voting/fixtures");
+    let report = tools::test(&dir.path().join("approval-voting.wasm"), &fixtures).unwrap();
+    assert!(report.cases.len() >= 5, "{report}");
+    assert!(report.passed(), "{report}");
+}
+
+#[test]
 fn fixture_failures_name_the_step_and_the_kv_key() {
     let dir = plugin_dir(&["event-triage"]);
     let fixtures = tempfile::tempdir().unwrap();

@@ -52,4 +52,13 @@ impl<T: DeserializeOwned + 'static> Harness<T> {
         let out = runtime::entry::Triage(&self.plugin, &serde_json::to_string(batch)?)?;
         Ok(serde_json::from_str(&out)?)
     }
+
+    /// Runs `review` through the JSON boundary.
+    pub fn review(&self, input: &ReviewInput) -> Result<ReviewDecision>
+    where
+        T: Review,
+    {
+        let out = runtime::entry::Review(&self.plugin, &serde_json::to_string(input)?)?;
+        Ok(serde_json::from_str(&out)?)
+    }
 }

@@ -132,13 +132,28 @@ impl From<crate::sync::SyncError> for ApiError {
     }
 }
 
+impl From<crate::actions::ActionError> for ApiError {
+    fn from(e: crate::actions::ActionError) -> Self {
+        use crate::actions::ActionError;
+        match e {
+            ActionError::Invalid { field, message } => ApiError::field(field, message),
+            ActionError::NotFound(m) => ApiError::NotFound(m),
+            ActionError::Conflict(m) => ApiError::Conflict(m),
+            ActionError::Store(e) => e.into(),
+            ActionError::Unavailable(m) => ApiError::Busy(m),
+        }
+    }
+}
+
 impl From<crate::proposals::ReviewError> for ApiError {
     fn from(e: crate::proposals::ReviewError) -> Self {
         use crate::proposals::ReviewError;
         match e {
             ReviewError::NotFound(_) => ApiError::NotFound(e.to_string()),
             ReviewError::AlreadyDecided { .. } => ApiError::Conflict(e.to_string()),
-            ReviewError::InvalidRule { ref field, .. } => ApiError::field(field.clone(), e.to_string()),
+            ReviewError::InvalidRule { ref field, .. } | ReviewError::BadScope { ref field, .. } => {
+                ApiError::field(field.clone(), e.to_string())
+            }
             ReviewError::Store(e) => e.into(),
         }
     }

@@ -48,7 +48,12 @@ pub struct AppState {
     pub sync_auth: Option<sync_auth::SyncAuth>,
     /// Per-machine request budget (`limits.requests_per_machine_per_minute`), unless 0.
     pub rate_limit: Option<rate_limit::MachineRateLimit>,
-    /// GitOps rules directory, when `[rules_dir]` is set (its sets refuse other writers).
+    /// Re-reads the config file (`POST /api/v1/config/reload`, SIGHUP).
+    pub reloader: Arc<crate::reload::ConfigReloader>,
+    /// The web console's shared state.
+    pub ui: crate::ui::UiState,
+    /// GitOps rules directory, when `[rules_dir]` is set (its status; ownership is in
+    /// [`crate::sync::SyncService::rules_owners`]).
     pub rules_dir: Option<Arc<crate::rules::dir::RulesDir>>,
 }
 
@@ -88,7 +93,7 @@ pub async fn handle(
         *req.method_mut() = Method::GET;
     }
     let request_id = request_id::from_header(req.headers().get(request_id::HEADER));
-    let stage = stage_label(&state.sync.config.sync_prefix, &path);
+    let stage = stage_label(&state.sync.config.get().sync_prefix, &path);
     let span = tracing::info_span!("request", request_id = %request_id, %method, %path);
     let mut resp = async {
         let resp = match route(&state, req, &conn).await {
@@ -125,6 +130,7 @@ fn stage_label(prefix: &str, path: &str) -> &'static str {
         "/healthz" | "/readyz" => return "health",
         "/metrics" => return "metrics",
         p if p.starts_with("/api/") => return "admin",
+        p if p == "/ui" || p.starts_with("/ui/") => return "ui",
         _ => {}
     }
     let stage = path.strip_prefix(prefix).and_then(|r| r.strip_prefix('/')).and_then(|r| r.split('/').next());
@@ -139,10 +145,14 @@ fn stage_label(prefix: &str, path: &str) -> &'static str {
 
 async fn route(
     state: &AppState,
-    req: Request<hyper::body::Incoming>,
+    mut req: Request<hyper::body::Incoming>,
     conn: &ConnInfo,
 ) -> Result<Response<Full<Bytes>>, ApiError> {
     let path = req.uri().path().to_owned();
+    // The web console decides per route which listeners serve it (see `crate::ui`).
+    if path == "/ui" || path.starts_with("/ui/") {
+        return Ok(crate::ui::handle(state, req, conn).await);
+    }
     let admin_route = path == "/metrics" || path.starts_with("/api/");
     match (conn.surface, admin_route) {
         (Surface::Sync, true) => return Err(ApiError::NotFound(format!("{path} is served on admin.listen only"))),
@@ -154,13 +164,13 @@ async fn route(
     match path.as_str() {
         "/healthz" => return Ok(json_response(StatusCode::OK, &serde_json::json!({"status": "ok"}))),
         "/readyz" => return ops::readyz(state).await,
-        "/metrics" if !state.sync.config.metrics.require_token => return ops::metrics(state, &req).await,
+        "/metrics" if !state.sync.config.get().metrics.require_token => return ops::metrics(state, &req).await,
         _ => {}
     }
     if admin_route {
         // Who first (an unauthenticated caller learns nothing of the routes), then the route
         // and the role it needs, both from the one table.
-        let (route, params) = match state.admin_auth.authenticate(req.headers()) {
+        let (route, params, who) = match state.admin_auth.authenticate(req.headers()) {
             Ok(who) => {
                 let (route, params) = admin::find(req.method(), &path)?;
                 if let Err(e) = who.may(route.role) {
@@ -168,16 +178,18 @@ async fn route(
                     return Err(e.into());
                 }
                 tracing::debug!(token = %who.name, role = %who.role, "admin request");
-                (route, params)
+                req.extensions_mut().insert(who.clone());
+                (route, params, who)
             }
             Err(e) => {
                 state.metrics.record_auth_failure(e.metric_reason());
                 return Err(e.into());
             }
         };
-        return admin::handle(state, route, &params, req).await;
+        return admin::handle(state, route, &params, req, &who).await;
     }
-    let prefix = &state.sync.config.sync_prefix;
+    let config = state.sync.config.snapshot();
+    let prefix = &config.sync_prefix;
     let Some(rest) = path.strip_prefix(prefix.as_str()).and_then(|r| r.strip_prefix('/')) else {
         return Err(ApiError::NotFound(format!("no route for {path}")));
     };
@@ -199,7 +211,7 @@ async fn route(
     if req.method() != Method::POST {
         return Err(ApiError::MethodNotAllowed);
     }
-    let limits = &state.sync.config.limits;
+    let limits = &config.limits;
     let machine_id = machine_id::parse_machine_id(raw_id, limits.max_machine_id_bytes)
         .map_err(|e| ApiError::field("machine_id", e.to_string()))?;
     // Credentials before the body: an unauthenticated client never gets us to read megabytes.
@@ -284,7 +296,7 @@ async fn run_stage(
 
 /// With `tls.bind_identity`, the client certificate must name the machine (CN or SAN); 401 otherwise.
 fn check_client_identity(state: &AppState, conn: &ConnInfo, machine_id: &str) -> Result<(), ApiError> {
-    let bind = state.sync.config.tls.as_ref().is_some_and(|t| t.bind_identity);
+    let bind = state.sync.config.get().tls.as_ref().is_some_and(|t| t.bind_identity);
     if !bind || !conn.tls {
         return Ok(());
     }

@@ -15,7 +15,8 @@ const READY_STORE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// `GET /metrics`.
 pub async fn metrics<B>(state: &AppState, req: &Request<B>) -> Result<Response<Full<Bytes>>, ApiError> {
-    let settings = &state.sync.config.metrics;
+    let config = state.sync.config.snapshot();
+    let settings = &config.metrics;
     if !settings.enabled {
         return Err(ApiError::NotFound("metrics are disabled (metrics.enabled = false)".into()));
     }
@@ -32,9 +33,9 @@ pub async fn metrics<B>(state: &AppState, req: &Request<B>) -> Result<Response<F
 }
 
 /// `GET /readyz`: ready when the store answers a read within 5 s and, with plugins
-/// configured, every plugin file that fails to load still has an earlier generation
-/// serving (a plugin that should decide but cannot means the intended policy is not in
-/// force). The body says which check failed.
+/// configured, every configured plugin is loaded and every plugin file that fails to load
+/// still has an earlier generation serving (a plugin that should decide but cannot means the
+/// intended policy is not in force). The body says which check failed, naming the plugin.
 pub async fn readyz(state: &AppState) -> Result<Response<Full<Bytes>>, ApiError> {
     let store = match tokio::time::timeout(READY_STORE_TIMEOUT, state.sync.store.head_version()).await {
         Ok(Ok(_)) => Ok(()),
@@ -45,12 +46,24 @@ pub async fn readyz(state: &AppState) -> Result<Response<Full<Bytes>>, ApiError>
         None => Ok(()),
         Some(manager) => {
             let status = manager.status();
-            let missing: Vec<String> = status
-                .load_errors
+            // Configured plugins that are not loaded first: the intended policy is not in force.
+            let mut missing: Vec<String> = status
+                .unavailable
                 .iter()
-                .filter(|f| f.plugin.as_ref().is_none_or(|name| !status.plugins.iter().any(|p| &p.name == name)))
-                .map(|f| format!("{}: {}", f.file.display(), f.error))
+                .map(|u| {
+                    format!("plugin {} is configured but not loaded ({}): {}", u.name, on_unavailable(u), u.reason)
+                })
                 .collect();
+            missing.extend(
+                status
+                    .load_errors
+                    .iter()
+                    .filter(|f| f.plugin.as_ref().is_none_or(|name| !status.plugins.iter().any(|p| &p.name == name)))
+                    .filter(|f| {
+                        f.plugin.as_ref().is_none_or(|name| !status.unavailable.iter().any(|u| &u.name == name))
+                    })
+                    .map(|f| format!("{}: {}", f.file.display(), f.error)),
+            );
             if missing.is_empty() { Ok(()) } else { Err(format!("plugins not loaded: {}", missing.join("; "))) }
         }
     };
@@ -65,4 +78,15 @@ pub async fn readyz(state: &AppState) -> Result<Response<Full<Bytes>>, ApiError>
         "plugins": if state.plugins.is_some() { check(&plugins) } else { "not configured".into() },
     });
     Ok(json_response(if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, &body))
+}
+
+/// What hosts get meanwhile, in words.
+fn on_unavailable(u: &dasher_policy::UnavailablePlugin) -> &'static str {
+    use dasher_policy::{Mode, OnUnavailable};
+    match (u.mode, u.on_unavailable) {
+        (Mode::Shadow, _) => "shadow mode: decisions unaffected",
+        (_, OnUnavailable::LastGood) => "hosts keep its last good decisions",
+        (_, OnUnavailable::Reject) => "syncs are refused with 503",
+        (_, OnUnavailable::Config) => "settings come from the config file",
+    }
 }

@@ -242,6 +242,12 @@ impl Store for MeteredStore {
         self.done("rule_sets", started, r)
     }
 
+    async fn rule_sets_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<RuleSetInfo>> {
+        let started = Instant::now();
+        let r = self.inner.rule_sets_after(after, limit).await;
+        self.done("rule_sets_after", started, r)
+    }
+
     async fn compact_history(&self, keep_from: u64) -> Result<u64> {
         let started = Instant::now();
         let r = self.inner.compact_history(keep_from).await;

@@ -8,14 +8,18 @@
 //! which plugin generation, or the config file, decided each part, and what shadow plugins
 //! would have decided instead. The sync stores it with the host's sync state.
 
-use crate::config::Config;
+use crate::config::{Config, LiveConfig};
 pub mod plugins;
+pub mod shadow;
 
 use async_trait::async_trait;
 use dasher_sdk::domain::{ConfigDecision, GLOBAL_RULE_SET, HostFacts, Rule, RuleSpec, host_rule_set};
 use dasher_sdk::names::RuleSetName;
-use dasher_sdk::plugin::{Hook, Verdicts};
-use dasher_store::{AppliedSetting, ChainPart, Decider, EventRecord, PluginRef, ProposalScope, ShadowDecision};
+use dasher_sdk::plugin::{Hook, ReviewDecision, ReviewInput, Verdicts};
+use dasher_store::{
+    AppliedSetting, ChainPart, Decider, EventRecord, PluginRef, ProposalScope, ShadowDecision, ShadowVerdict,
+};
+use shadow::ShadowCounts;
 use std::collections::{BTreeMap, HashSet};
 
 /// Prefix of the per-host rule sets holding plugin-supplied host rules. Reserved
@@ -49,11 +53,24 @@ pub trait PolicyEngine: Send + Sync + 'static {
     fn auto_apply_proposals(&self) -> Vec<ProposalScope> {
         Vec::new()
     }
-    /// Per shadow plugin: hosts whose last decision by it would have differed from the
-    /// applied one (since the server started).
-    fn shadow_hosts_differing(&self) -> BTreeMap<String, u64> {
+    /// Per shadow plugin, its shadow counters since the server started ([`shadow`]).
+    fn shadow_counts(&self) -> BTreeMap<String, ShadowCounts> {
         BTreeMap::new()
     }
+    /// Decides a rule proposal (the `review` hook). `None`: no engine can review (no
+    /// plugin declares the hook), the proposal stays for an admin.
+    async fn review(&self, _input: &ReviewInput) -> Option<Reviewed> {
+        None
+    }
+}
+
+/// A review plugin chain's decision on a proposal and the enforcing generation that made it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Reviewed {
+    /// The merged decision.
+    pub decision: ReviewDecision,
+    /// The enforcing generations that answered (in chain order); recorded as the approver.
+    pub by: Vec<PluginRef>,
 }
 
 /// A decision refused because a plugin configured with `on_failure = "reject"` failed: the
@@ -163,41 +180,55 @@ pub struct Triaged {
     pub verdicts: Verdicts,
     /// Enforcing plugin generations that answered for the batch, in chain order.
     pub made_by: Vec<PluginRef>,
+    /// Shadow plugins' verdicts by event id (not applied; stored beside the applied ones).
+    pub shadow: BTreeMap<u64, Vec<ShadowVerdict>>,
 }
 
 /// The built-in policy: `[defaults]` and `[tags.*]` of the config file.
 pub struct ConfigPolicy {
-    config: Config,
+    config: LiveConfig,
 }
 
 impl ConfigPolicy {
     /// A policy reading `config`.
     pub fn new(config: Config) -> Self {
+        ConfigPolicy { config: LiveConfig::new(config) }
+    }
+
+    /// A policy reading the running configuration (a reload changes its decisions).
+    pub fn live(config: LiveConfig) -> Self {
         ConfigPolicy { config }
     }
 
     /// The settings the config file gives `host`.
     pub fn decide(&self, host: &HostFacts) -> ConfigDecision {
+        let config = self.config.get();
         let mut decision = ConfigDecision::default();
         for tag in &host.tags {
-            if let Some(p) = self.config.tags.get(tag) {
+            if let Some(p) = config.tags.get(tag) {
                 decision.fill_from(&p.config);
             }
         }
-        decision.fill_from(&self.config.defaults);
+        decision.fill_from(&config.defaults);
         decision
     }
 
-    /// The rule sets the config file gives `host`, normalised.
+    /// The rule sets the config file gives `host`, normalised: the default selection.
     pub fn selection(&self, host: &HostFacts) -> Vec<String> {
+        normalize_selection(&host.machine_id, self.default_sets(host))
+    }
+
+    /// The default selection before normalisation: each tag, then its `[tags.X].rule_sets`.
+    pub fn default_sets(&self, host: &HostFacts) -> Vec<String> {
+        let config = self.config.get();
         let mut sets = Vec::new();
         for tag in &host.tags {
             sets.push(tag.clone());
-            if let Some(p) = self.config.tags.get(tag) {
+            if let Some(p) = config.tags.get(tag) {
                 sets.extend(p.rule_sets.iter().cloned());
             }
         }
-        normalize_selection(&host.machine_id, sets)
+        sets
     }
 }
 

@@ -6,46 +6,52 @@
 //! a `select-rules` part was not a live answer. It also attributes each part of a decision
 //! to the plugin generation (or the config file) that made it.
 
+use super::shadow::{ShadowCounts, ShadowTracker, config_differs, verdict_differs};
 use super::{
-    ConfigPolicy, Configured, HostRules, MAX_PLUGIN_HOST_RULES, PolicyEngine, PolicyRejected, Selection, Triaged,
-    applied_settings, normalize_selection, validate_host_rules,
+    ConfigPolicy, Configured, HostRules, MAX_PLUGIN_HOST_RULES, PolicyEngine, PolicyRejected, Reviewed, Selection,
+    Triaged, applied_settings, normalize_selection, validate_host_rules,
 };
 use async_trait::async_trait;
 use dasher_policy::{Contribution, Decided, KvBackend, KvError, PluginManager, ShadowRecord, Source};
 use dasher_sdk::domain::{HostFacts, Rule};
-use dasher_sdk::plugin::{Hook, SelectionDecision};
-use dasher_store::{ChainPart, Decider, EventRecord, PluginRef, ProposalScope, ShadowDecision, Store};
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::{Arc, Mutex};
-
-/// Hosts remembered per shadow plugin and hook for the "would differ" count.
-const SHADOW_HOSTS_TRACKED: usize = 1_000_000;
+use dasher_sdk::plugin::{Hook, ReviewInput, SelectionDecision, SelectionMode, Verdicts};
+use dasher_store::{ChainPart, Decider, EventRecord, PluginRef, ProposalScope, ShadowDecision, ShadowVerdict, Store};
+use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// Plugins, then the config policy.
 pub struct PluginPolicy {
     /// The plugin manager (status, reload, rollback for the admin API).
     pub manager: Arc<PluginManager>,
     fallback: ConfigPolicy,
-    /// (shadow plugin, hook) → hosts whose last decision by it differed from the applied one.
-    shadow_differing: Mutex<HashMap<(String, Hook), HashSet<String>>>,
+    /// Hosts each shadow plugin currently disagrees on ([`super::shadow`]).
+    shadow: ShadowTracker,
 }
 
 impl PluginPolicy {
     /// Chains `manager`'s plugins in front of `fallback`.
     pub fn new(manager: Arc<PluginManager>, fallback: ConfigPolicy) -> Self {
-        PluginPolicy { manager, fallback, shadow_differing: Mutex::new(HashMap::new()) }
+        PluginPolicy { manager, fallback, shadow: ShadowTracker::default() }
     }
 
-    fn track_shadow(&self, machine_id: &str, hook: Hook, shadow: &[ShadowDecision]) {
-        let mut map = self.shadow_differing.lock().unwrap_or_else(|e| e.into_inner());
+    fn track_shadow(&self, machine_id: &str, shadow: &[ShadowDecision]) {
         for s in shadow {
-            let hosts = map.entry((s.plugin.clone(), hook)).or_default();
-            if !s.differs {
-                hosts.remove(machine_id);
-            } else if hosts.len() < SHADOW_HOSTS_TRACKED {
-                hosts.insert(machine_id.to_owned());
-            }
+            let (plugin, generation) = (&s.plugin, &s.generation);
+            self.shadow.note(&self.manager, plugin, generation, s.hook, machine_id, s.differs, s.decision.as_ref());
         }
+    }
+
+    /// The selection `d` makes on its own: its sets added to or replacing the host's default
+    /// selection, normalised; `None` without an opinion on rule sets.
+    fn selection_of(&self, host: &HostFacts, d: &SelectionDecision) -> Option<Vec<String>> {
+        let sets = d.rule_sets.clone()?;
+        Some(match d.selection_mode() {
+            SelectionMode::Replace => normalize_selection(&host.machine_id, sets),
+            SelectionMode::Add => normalize_selection(
+                &host.machine_id,
+                self.fallback.default_sets(host).into_iter().chain(sets).collect(),
+            ),
+        })
     }
 }
 
@@ -92,16 +98,6 @@ fn shadow_decisions(
         .collect()
 }
 
-/// True if a shadow `configure` decision has an opinion the applied settings do not share.
-fn config_differs(shadow: &serde_json::Value, applied: &serde_json::Value) -> bool {
-    match (shadow, applied) {
-        (serde_json::Value::Object(s), serde_json::Value::Object(a)) => {
-            s.iter().any(|(k, v)| !v.is_null() && a.get(k) != Some(v))
-        }
-        _ => shadow != applied,
-    }
-}
-
 fn sorted(mut rules: Vec<Rule>) -> Vec<Rule> {
     rules.sort_by_key(Rule::key);
     rules
@@ -125,7 +121,7 @@ impl PolicyEngine for PluginPolicy {
         });
         let applied = serde_json::to_value(&decision).unwrap_or_default();
         let shadow = shadow_decisions(Hook::Configure, &decided.shadow, |d| config_differs(d, &applied));
-        self.track_shadow(&host.machine_id, Hook::Configure, &shadow);
+        self.track_shadow(&host.machine_id, &shadow);
         Ok(Configured { decision, settings, chain: chain(Hook::Configure, &decided.made_by), shadow })
     }
 
@@ -135,8 +131,15 @@ impl PolicyEngine for PluginPolicy {
         let opinions = |field: &str| -> Vec<Decider> {
             decided.made_by.iter().filter(|c| c.fields.iter().any(|f| f == field)).map(decider).collect()
         };
-        let (rule_sets, rule_sets_by) = match decided.value.rule_sets.clone() {
-            Some(sets) => (normalize_selection(&host.machine_id, sets), opinions("rule_sets")),
+        // `add` (the default): the config file's tag sets stay and are credited too.
+        let (rule_sets, rule_sets_by) = match self.selection_of(host, &decided.value) {
+            Some(sets) => {
+                let mut by = opinions("rule_sets");
+                if decided.value.selection_mode() == SelectionMode::Add {
+                    by.insert(0, Decider::config());
+                }
+                (sets, by)
+            }
             None => (self.fallback.selection(host), vec![Decider::config()]),
         };
         // A plugin fault must never remove a host's rules: any part that is not a live
@@ -163,11 +166,11 @@ impl PolicyEngine for PluginPolicy {
         };
         let shadow = shadow_decisions(Hook::SelectRules, &decided.shadow, |d| {
             let Ok(s) = serde_json::from_value::<SelectionDecision>(d.clone()) else { return true };
-            let sets_differ = s.rule_sets.is_some_and(|sets| normalize_selection(&host.machine_id, sets) != rule_sets);
+            let sets_differ = self.selection_of(host, &s).is_some_and(|sets| sets != rule_sets);
             let rules_differ = s.host_rules.is_some_and(|h| sorted(validate_host_rules(&h).0) != applied_rules);
             sets_differ || rules_differ
         });
-        self.track_shadow(&host.machine_id, Hook::SelectRules, &shadow);
+        self.track_shadow(&host.machine_id, &shadow);
         Ok(Selection { rule_sets, rule_sets_by, host_rules, chain: chain(Hook::SelectRules, &decided.made_by), shadow })
     }
 
@@ -181,20 +184,78 @@ impl PolicyEngine for PluginPolicy {
             .filter(|c| c.source != Source::NoOpinion)
             .map(|c| PluginRef { plugin: c.plugin.clone(), generation: c.generation.clone() })
             .collect();
-        Triaged { verdicts: decided.value, made_by }
+        let shadow = self.shadow_verdicts(&host.machine_id, &decided.value, &decided.shadow);
+        Triaged { verdicts: decided.value, made_by, shadow }
     }
 
     fn auto_apply_proposals(&self) -> Vec<ProposalScope> {
         self.manager.config().auto_apply_proposals.clone()
     }
 
-    fn shadow_hosts_differing(&self) -> BTreeMap<String, u64> {
-        let map = self.shadow_differing.lock().unwrap_or_else(|e| e.into_inner());
-        let mut hosts: BTreeMap<String, HashSet<&str>> = BTreeMap::new();
-        for ((plugin, _), ids) in map.iter() {
-            hosts.entry(plugin.clone()).or_default().extend(ids.iter().map(String::as_str));
+    fn shadow_counts(&self) -> BTreeMap<String, ShadowCounts> {
+        self.shadow.counts()
+    }
+
+    async fn review(&self, input: &ReviewInput) -> Option<Reviewed> {
+        let decided = self.manager.review(input).await;
+        for s in &decided.shadow {
+            let decision = s.decision.as_ref().map(|d| d.to_string()).unwrap_or_default();
+            tracing::info!(plugin = %s.plugin, proposal = input.proposal.id, "shadow review plugin would decide: {decision}");
         }
-        hosts.into_iter().map(|(p, ids)| (p, ids.len() as u64)).collect()
+        for f in &decided.faults {
+            tracing::warn!(plugin = %f.plugin, proposal = input.proposal.id, "review failed ({}): {}; the proposal stays for an admin", f.kind, f.message);
+        }
+        let by: Vec<PluginRef> = decided
+            .made_by
+            .iter()
+            .filter(|c| c.source == Source::Live)
+            .map(|c| PluginRef { plugin: c.plugin.clone(), generation: c.generation.clone() })
+            .collect();
+        if by.is_empty() {
+            return None;
+        }
+        Some(Reviewed { decision: decided.value, by })
+    }
+}
+
+impl PluginPolicy {
+    /// Shadow triage verdicts per event, each judged against the applied verdict; every shadow
+    /// plugin's host is noted as differing if any of its verdicts in the batch does.
+    fn shadow_verdicts(
+        &self,
+        machine_id: &str,
+        applied: &Verdicts,
+        records: &[ShadowRecord],
+    ) -> BTreeMap<u64, Vec<ShadowVerdict>> {
+        let mut out: BTreeMap<u64, Vec<ShadowVerdict>> = BTreeMap::new();
+        for r in records {
+            let verdicts: Verdicts =
+                r.decision.as_ref().and_then(|d| serde_json::from_value(d.clone()).ok()).unwrap_or_default();
+            let mut any = false;
+            for v in verdicts.verdicts {
+                let differs = verdict_differs(&v, applied.get(v.event_id));
+                any |= differs;
+                out.entry(v.event_id).or_default().push(ShadowVerdict {
+                    plugin: r.plugin.clone(),
+                    generation: r.generation.clone(),
+                    action: v.action,
+                    labels: v.labels,
+                    severity: v.severity,
+                    proposals: v.proposals,
+                    differs,
+                });
+            }
+            self.shadow.note(
+                &self.manager,
+                &r.plugin,
+                &r.generation,
+                Hook::Triage,
+                machine_id,
+                any,
+                r.decision.as_ref(),
+            );
+        }
+        out
     }
 }
 

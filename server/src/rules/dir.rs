@@ -46,6 +46,29 @@ pub struct DirStatus {
     pub sets: BTreeMap<String, String>,
 }
 
+/// The rule sets a rules directory owns, with the file declaring each; shared by the
+/// directory (which writes it) and every other rule writer (which checks it).
+#[derive(Clone, Debug, Default)]
+pub struct Owners(Arc<RwLock<BTreeMap<String, String>>>);
+
+impl Owners {
+    /// The file (path) owning `rule_set`, if a rules directory owns it.
+    pub fn owner(&self, rule_set: &str) -> Option<String> {
+        self.0.read().expect("owners lock").get(rule_set).cloned()
+    }
+
+    /// The first of `sets` a rules directory owns, with its file.
+    pub fn first_owned<'a>(&self, sets: impl IntoIterator<Item = &'a str>) -> Option<(String, String)> {
+        let owned = self.0.read().expect("owners lock");
+        sets.into_iter().find_map(|s| owned.get(s).map(|f| (s.to_owned(), f.clone())))
+    }
+
+    /// The refusal for a write into an owned set.
+    pub fn refusal(set: &str, file: &str) -> String {
+        format!("rule set {set:?} is managed by the rules directory (file {file}); change the file instead")
+    }
+}
+
 /// The rules directory of a running server.
 pub struct RulesDir {
     settings: RulesDirSettings,
@@ -53,7 +76,7 @@ pub struct RulesDir {
     metrics: Arc<Metrics>,
     max_rules: usize,
     status: Mutex<DirStatus>,
-    owned: RwLock<BTreeMap<String, String>>,
+    owned: Owners,
     applying: tokio::sync::Mutex<()>,
 }
 
@@ -70,6 +93,7 @@ impl RulesDir {
         settings: RulesDirSettings,
         store: Arc<dyn Store>,
         metrics: Arc<Metrics>,
+        owned: Owners,
         max_rules: usize,
         shutdown: watch::Receiver<bool>,
     ) -> anyhow::Result<Arc<RulesDir>> {
@@ -84,7 +108,7 @@ impl RulesDir {
             metrics,
             max_rules,
             status: Mutex::new(status),
-            owned: RwLock::new(BTreeMap::new()),
+            owned,
             applying: tokio::sync::Mutex::new(()),
         });
         dir.sync_now().await;
@@ -101,7 +125,7 @@ impl RulesDir {
 
     /// The file (path) owning `rule_set`, if the directory owns it.
     pub fn owner(&self, rule_set: &str) -> Option<String> {
-        self.owned.read().expect("owned lock").get(rule_set).cloned()
+        self.owned.owner(rule_set)
     }
 
     /// Reads and applies the directory now, unless its files hash like the last applied ones.
@@ -139,7 +163,7 @@ impl RulesDir {
                         (d.name.clone(), file.display().to_string())
                     })
                     .collect();
-                *self.owned.write().expect("owned lock") = sets.clone();
+                *self.owned.0.write().expect("owners lock") = sets.clone();
                 let mut s = self.status.lock().expect("status lock");
                 s.applied_sha256 = Some(sha);
                 s.applied_version = Some(version);
@@ -165,7 +189,7 @@ impl RulesDir {
         tracing::error!(dir = %self.settings.path.display(), %error, "rules directory not applied; the last good rules stay");
         self.metrics.record_rules_dir_error();
         {
-            let mut owned = self.owned.write().expect("owned lock");
+            let mut owned = self.owned.0.write().expect("owners lock");
             if owned.is_empty() {
                 *owned = lenient_owners(&self.settings.path);
             }
@@ -175,7 +199,7 @@ impl RulesDir {
         s.last_error_at_unix = Some(now_unix());
         s.errors += 1;
         if s.sets.is_empty() {
-            s.sets = self.owned.read().expect("owned lock").clone();
+            s.sets = self.owned.0.read().expect("owners lock").clone();
         }
     }
 }

@@ -12,7 +12,7 @@ pub mod host_rules;
 pub mod inventory;
 pub mod rules;
 
-use crate::config::Config;
+use crate::config::LiveConfig;
 use crate::policy::{Configured, PolicyEngine, PolicyRejected, Selection};
 use cursor::{Cursor, CursorSigner, Position};
 use dasher_sdk::domain::{ConfigDecision, GLOBAL_RULE_SET, HostFacts, RuleCounts};
@@ -39,10 +39,13 @@ pub struct SyncService {
     pub policy: Arc<dyn PolicyEngine>,
     /// Triage of stored events, off the request path.
     pub triage: crate::triage::Triager,
-    /// Configuration.
-    pub config: Arc<Config>,
+    /// Configuration (replaced by a reload; read it once per request).
+    pub config: LiveConfig,
     /// Signs and checks rule-download cursors (the key shared through the store).
     pub cursors: CursorSigner,
+    /// The rule sets a rules directory owns (GitOps mode; empty otherwise): other writers are
+    /// refused ([`crate::actions`]).
+    pub rules_owners: crate::rules::dir::Owners,
 }
 
 /// Current Unix time in seconds.
@@ -90,11 +93,12 @@ impl SyncService {
         req: wire::PreflightRequest,
     ) -> Result<wire::PreflightResponse, SyncError> {
         let machine_id = machine_id.as_str();
-        inventory::check_preflight(&req, &self.config.limits)?;
+        let config = self.config.snapshot();
+        inventory::check_preflight(&req, &config.limits)?;
         let now = now_unix();
         let existing = self.store.get_host(machine_id).await?;
         let previous = existing.as_ref().and_then(|h| h.inventory.clone());
-        let inventory = inventory::build(machine_id, &req, previous.as_ref(), now, &self.config.limits);
+        let inventory = inventory::build(machine_id, &req, previous.as_ref(), now, &config.limits);
         // Stored with the sync state at the end (or the refusal's): one durable write.
         let mut host = existing.unwrap_or_else(|| Host { machine_id: machine_id.to_owned(), ..Default::default() });
         host.inventory = Some(inventory.clone());
@@ -169,7 +173,7 @@ impl SyncService {
     /// without bound: the first ones in precedence order, with `global` (the fleet-wide
     /// baseline) kept last if it was cut. A real fleet never gets here; a warning says so.
     fn bound_rule_sets(&self, machine_id: &str, mut sets: Vec<String>) -> Vec<String> {
-        let max = self.config.limits.max_rule_sets_per_host;
+        let max = self.config.get().limits.max_rule_sets_per_host;
         if sets.len() <= max {
             return sets;
         }
@@ -208,10 +212,11 @@ impl SyncService {
     ) -> Result<wire::EventUploadResponse, SyncError> {
         let machine_id = machine_id.as_str();
         let total = req.events.len() + req.file_access_events.len();
-        if total > self.config.limits.max_events_per_upload {
+        let max_events = self.config.get().limits.max_events_per_upload;
+        if total > max_events {
             return Err(SyncError::TooLarge(format!(
                 "{total} events in one upload; at most {} are accepted (lower batch_size)",
-                self.config.limits.max_events_per_upload
+                max_events
             )));
         }
         let now = now_unix();
@@ -328,8 +333,9 @@ impl SyncService {
             }
             c
         };
-        let (rules, next) =
-            Resolver::new(self.store.as_ref(), caps).page(cursor.clone(), self.config.sync.page_size_rules).await?;
+        let (rules, next) = Resolver::new(self.store.as_ref(), caps)
+            .page(cursor.clone(), self.config.get().sync.page_size_rules)
+            .await?;
         if next.is_none()
             && let Some(host) = host
         {
@@ -373,7 +379,7 @@ impl SyncService {
         req: wire::PostflightRequest,
     ) -> Result<wire::PostflightResponse, SyncError> {
         let machine_id = machine_id.as_str();
-        inventory::check_postflight(&req, &self.config.limits)?;
+        inventory::check_postflight(&req, &self.config.get().limits)?;
         let Some(host) = self.store.get_host(machine_id).await? else {
             tracing::info!(machine_id, "postflight from a machine that never sent a preflight");
             return Ok(wire::PostflightResponse {});

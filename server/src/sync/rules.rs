@@ -237,27 +237,37 @@ impl<'a> Resolver<'a> {
 
     /// Every effective rule over `sets` at `at`, in set-then-key order.
     pub async fn all_effective(&self, sets: &[String], at: u64) -> Result<Vec<Rule>> {
+        Ok(self.first_effective(sets, at, usize::MAX).await?.0)
+    }
+
+    /// The first `limit` effective rules over `sets` at `at` (set-then-key order), and whether
+    /// there are more: reads about `limit` rules, not the whole selection.
+    pub async fn first_effective(&self, sets: &[String], at: u64, limit: usize) -> Result<(Vec<Rule>, bool)> {
         let occupied = self.occupied(sets, at).await?;
         let mut rules = Vec::new();
         for (i, set) in sets.iter().enumerate() {
             let mut after: Option<RuleKey> = None;
             loop {
-                let batch = self.store.scan_rules(set, at, after.as_ref(), 4096).await?;
+                let want = limit.saturating_sub(rules.len()).saturating_add(1).min(4096);
+                let batch = self.store.scan_rules(set, at, after.as_ref(), want).await?;
                 let keys: Vec<RuleKey> = batch.iter().map(Rule::key).collect();
                 for (rule, shadowed) in batch.iter().zip(self.resolve(sets, &occupied, i, &keys, at).await?) {
                     if shadowed.is_none()
                         && let Some(r) = adapt_for_client(rule, self.caps)
                     {
+                        if rules.len() == limit {
+                            return Ok((rules, true));
+                        }
                         rules.push(r);
                     }
                 }
                 after = keys.last().cloned();
-                if batch.len() < 4096 {
+                if batch.len() < want {
                     break;
                 }
             }
         }
-        Ok(rules)
+        Ok((rules, false))
     }
 }
 
@@ -378,6 +388,34 @@ mod tests {
         ids.sort();
         ids.dedup();
         ids
+    }
+
+    #[tokio::test]
+    async fn first_effective_stops_at_the_limit_and_says_if_there_are_more() {
+        let (_dir, store) = store();
+        let store = store.as_ref();
+        let host_set = "host:m1".to_owned();
+        let team = |n: u32| rule(RuleType::TeamId, &format!("TEAM{n:06}"), Policy::Allowlist);
+        commit(store, &(0..10).map(team).collect::<Vec<_>>(), &[]).await;
+        // The host's set overrides one global rule: it is shown once, from the host set.
+        let mut blocked = team(3);
+        blocked.policy = Policy::Blocklist;
+        let at = store
+            .commit_rules(&[RuleChange { rule_set: host_set.clone(), key: blocked.key(), rule: Some(blocked.clone()) }])
+            .await
+            .unwrap();
+        let sets = [host_set, GLOBAL_RULE_SET.to_owned()];
+        let resolver = Resolver::new(store, ClientCaps::EVERY_FEATURE);
+        let all = resolver.all_effective(&sets, at).await.unwrap();
+        assert_eq!(all.len(), 10);
+        assert_eq!(all[0], blocked);
+        for limit in [0, 1, 5, 9] {
+            let (first, more) = resolver.first_effective(&sets, at, limit).await.unwrap();
+            assert_eq!((first.as_slice(), more), (&all[..limit], true), "limit {limit}");
+        }
+        for limit in [10, 11, usize::MAX] {
+            assert_eq!(resolver.first_effective(&sets, at, limit).await.unwrap(), (all.clone(), false));
+        }
     }
 
     #[tokio::test]

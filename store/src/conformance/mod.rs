@@ -360,6 +360,15 @@ pub async fn rule_sets(store: &dyn Store) {
     store.commit_rules(&[upsert("global", &changed), remove("lab", &r(1).key())]).await.unwrap();
     let sets: Vec<(String, u64)> = store.rule_sets().await.unwrap().into_iter().map(|s| (s.name, s.rules)).collect();
     assert_eq!(sets, vec![("global".to_string(), 2), ("lab".to_string(), 0)]);
+    // Pages in name order, strictly after the key.
+    store.commit_rules(&[upsert("host:m1", &r(1)), upsert("eng", &r(1))]).await.unwrap();
+    let page = |after: Option<&'static str>, limit| async move {
+        store.rule_sets_after(after, limit).await.unwrap().into_iter().map(|s| s.name).collect::<Vec<_>>()
+    };
+    assert_eq!(page(None, 2).await, ["eng", "global"]);
+    assert_eq!(page(Some("global"), 2).await, ["host:m1", "lab"]);
+    assert_eq!(page(Some("gl"), 1).await, ["global"]);
+    assert!(page(Some("lab"), 5).await.is_empty());
 }
 
 /// Many concurrent `commit_rules` produce versions exactly `1..=N`, each reported once.

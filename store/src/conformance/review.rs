@@ -17,6 +17,7 @@ pub(super) fn triage(action: Option<Action>, labels: &[&str]) -> EventTriage {
         severity: Some(Severity::Medium),
         made_by: vec![PluginRef { plugin: "event-triage".into(), generation: "gen-1".into() }],
         triaged_at_unix: 2000,
+        shadow: vec![],
     }
 }
 
@@ -164,8 +165,11 @@ pub async fn proposals(store: &dyn Store) {
     assert_eq!(store.decide_proposal(999, &reject).await.unwrap(), DecideOutcome::NotFound);
     assert_eq!(store.head_version().await.unwrap(), head + 1, "refused decisions commit nothing");
 
-    // An approval whose change does not match the proposal is an error and changes nothing.
-    let wrong = ProposalDecision::Approve { by: "x".into(), at_unix: 1, change: Box::new(change) };
+    assert_eq!(approved.applied_rule_set.as_deref(), Some("global"), "where it was applied");
+
+    // An approval whose change is for another key is an error and changes nothing.
+    let wrong_key = RuleChange { key: other_key.key.clone(), ..change };
+    let wrong = ProposalDecision::Approve { by: "x".into(), at_unix: 1, change: Box::new(wrong_key) };
     assert!(store.decide_proposal(other_set.id, &wrong).await.is_err());
     assert_eq!(store.get_proposal(other_set.id).await.unwrap().unwrap().status, ProposalStatus::Pending);
 
@@ -185,4 +189,17 @@ pub async fn proposals(store: &dyn Store) {
     assert_eq!((rep.status, rep.count, rep.last_seen_unix), (ProposalStatus::Rejected, 2, 70));
     assert_eq!(list(Some(ProposalStatus::Rejected)).await, vec![other_key.id]);
     assert_eq!(list(Some(ProposalStatus::Pending)).await, vec![other_set.id]);
+
+    // The reviewer may apply a proposal to another rule set than the proposed one.
+    let (k, rule) = other_set.rule.validate().unwrap();
+    let elsewhere = RuleChange { rule_set: "host:m9".into(), key: k.clone(), rule: rule.clone() };
+    let approve = ProposalDecision::Approve { by: "carol".into(), at_unix: 80, change: Box::new(elsewhere) };
+    let DecideOutcome::Decided(moved) = store.decide_proposal(other_set.id, &approve).await.unwrap() else {
+        panic!("pending proposal is approved into another set")
+    };
+    assert_eq!((moved.rule_set.as_str(), moved.applied_rule_set.as_deref()), ("vendors", Some("host:m9")));
+    let v = moved.applied_version.unwrap();
+    assert_eq!(store.get_rule("host:m9", &k, v).await.unwrap(), rule, "committed where the reviewer chose");
+    assert_eq!(store.get_rule("vendors", &k, v).await.unwrap(), None, "not in the proposed set");
+    assert_eq!(store.get_proposal(other_set.id).await.unwrap(), Some(moved), "read back as decided");
 }

@@ -216,7 +216,12 @@ impl<E: KvEngine> Store for KvStore<E> {
     }
 
     async fn rule_sets(&self) -> Result<Vec<RuleSetInfo>> {
-        self.read(|e| rules::sets(e)).await
+        self.read(|e| rules::sets(e, None, usize::MAX)).await
+    }
+
+    async fn rule_sets_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<RuleSetInfo>> {
+        let after = after.map(str::to_owned);
+        self.read(move |e| rules::sets(e, after.as_deref(), limit)).await
     }
 
     async fn compact_history(&self, keep_from: u64) -> Result<u64> {

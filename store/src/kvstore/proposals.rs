@@ -124,6 +124,7 @@ fn raise<E: KvEngine>(txn: &mut Txn<'_, E>, p: &NewProposal) -> Result<(Proposal
         decided_by: None,
         decided_at_unix: None,
         applied_version: None,
+        applied_rule_set: None,
         requests: 0,
     };
     txn.put_u64(META_PROPOSAL_SEQ, id);
@@ -179,13 +180,14 @@ pub(super) fn decide<E: KvEngine>(txn: &mut Txn<'_, E>, id: u64, decision: &Prop
     }
     let (status, by, at) = match decision {
         ProposalDecision::Approve { by, at_unix, change } => {
-            if change.rule_set != p.rule_set || change.key != p.key {
+            if change.key != p.key {
                 return Err(StoreError::Engine(format!(
-                    "approval of proposal {id} carries a change for {} {:?}, not {} {:?}",
-                    change.rule_set, change.key, p.rule_set, p.key
+                    "approval of proposal {id} carries a change for {:?}, not {:?}",
+                    change.key, p.key
                 )));
             }
             p.applied_version = Some(rules::commit(txn, std::slice::from_ref(change.as_ref()))?);
+            p.applied_rule_set = Some(change.rule_set.clone());
             (ProposalStatus::Approved, by, at_unix)
         }
         ProposalDecision::Reject { by, at_unix } => (ProposalStatus::Rejected, by, at_unix),

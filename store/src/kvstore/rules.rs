@@ -193,13 +193,15 @@ pub(super) fn changes<E: KvEngine>(engine: &E, after: ChangePos, upto: u64, limi
         .collect()
 }
 
-pub(super) fn sets<E: KvEngine>(engine: &E) -> Result<Vec<RuleSetInfo>> {
+/// Rule sets in name order, strictly after `after`, at most `limit`.
+pub(super) fn sets<E: KvEngine>(engine: &E, after: Option<&str>, limit: usize) -> Result<Vec<RuleSetInfo>> {
     let end = keys::prefix_end(RULE_SET_COUNT).expect("prefix has a successor");
-    let entries = engine.scan_collect(
-        (Bound::Included(RULE_SET_COUNT), Bound::Excluded(&end)),
-        Direction::Forward,
-        usize::MAX,
-    )?;
+    let start = after.map(|a| [RULE_SET_COUNT, a.as_bytes()].concat());
+    let from = match &start {
+        Some(k) => Bound::Excluded(k.as_slice()),
+        None => Bound::Included(RULE_SET_COUNT),
+    };
+    let entries = engine.scan_collect((from, Bound::Excluded(&end)), Direction::Forward, limit)?;
     entries
         .into_iter()
         .map(|(k, v)| {

@@ -491,6 +491,11 @@ impl Store for PgStore {
         rules::sets(&client).await
     }
 
+    async fn rule_sets_after(&self, after: Option<&str>, limit: usize) -> Result<Vec<RuleSetInfo>> {
+        let client = self.client().await?;
+        rules::sets_after(&client, after.unwrap_or("").as_bytes(), limit).await
+    }
+
     async fn compact_history(&self, keep_from: u64) -> Result<u64> {
         let mut client = self.client().await?;
         rules::compact(&mut client, keep_from).await

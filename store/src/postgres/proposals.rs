@@ -24,7 +24,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{Json, ToSql};
 
 const COLUMNS: &str = "id, rule_set, rule_type, identifier, scope, rule, reason, status, count, hosts, proposed_by,
-     first_seen_unix, last_seen_unix, decided_by, decided_at_unix, applied_version, requests";
+     first_seen_unix, last_seen_unix, decided_by, decided_at_unix, applied_version, requests, applied_rule_set";
 
 fn status_name(s: ProposalStatus) -> &'static str {
     match s {
@@ -92,6 +92,10 @@ fn from_row(row: &Row) -> Result<Proposal> {
         applied_version: row
             .get::<_, Option<i64>>("applied_version")
             .map(|v| to_u64("dasher_proposals.applied_version", v))
+            .transpose()?,
+        applied_rule_set: row
+            .get::<_, Option<Vec<u8>>>("applied_rule_set")
+            .map(|b| utf8("dasher_proposals.applied_rule_set", b))
             .transpose()?,
         requests: to_u64("dasher_proposals.requests", row.get("requests"))?,
     })
@@ -295,14 +299,15 @@ pub(super) async fn decide(client: &mut Client, id: u64, decision: &ProposalDeci
     }
     let (status, by, at) = match decision {
         ProposalDecision::Approve { by, at_unix, change } => {
-            if change.rule_set != p.rule_set || change.key != p.key {
+            if change.key != p.key {
                 return Err(StoreError::Engine(format!(
-                    "approval of proposal {id} carries a change for {} {:?}, not {} {:?}",
-                    change.rule_set, change.key, p.rule_set, p.key
+                    "approval of proposal {id} carries a change for {:?}, not {:?}",
+                    change.key, p.key
                 )));
             }
             // Same transaction, same head-row lock as every rule commit.
             p.applied_version = Some(rules::commit_in(&tx, std::slice::from_ref(change.as_ref())).await?);
+            p.applied_rule_set = Some(change.rule_set.clone());
             (ProposalStatus::Approved, by, at_unix)
         }
         ProposalDecision::Reject { by, at_unix } => (ProposalStatus::Rejected, by, at_unix),
@@ -313,12 +318,15 @@ pub(super) async fn decide(client: &mut Client, id: u64, decision: &ProposalDeci
     let applied = p.applied_version.map(|v| to_i64("rule version", v)).transpose()?;
     let update = tx
         .prepare_cached(
-            "UPDATE dasher_proposals SET status = $2, decided_by = $3, decided_at_unix = $4, applied_version = $5
-             WHERE id = $1",
+            "UPDATE dasher_proposals SET status = $2, decided_by = $3, decided_at_unix = $4, applied_version = $5,
+             applied_rule_set = $6 WHERE id = $1",
         )
         .await
         .map_err(pg_err)?;
-    tx.execute(&update, &[&row_id, &status_name(status), &by.as_bytes(), at, &applied]).await.map_err(pg_err)?;
+    let applied_set = p.applied_rule_set.as_deref().map(str::as_bytes);
+    tx.execute(&update, &[&row_id, &status_name(status), &by.as_bytes(), at, &applied, &applied_set])
+        .await
+        .map_err(pg_err)?;
     tx.commit().await.map_err(pg_err)?;
     Ok(DecideOutcome::Decided(p))
 }

@@ -311,6 +311,23 @@ pub(super) async fn sets(client: &Client) -> Result<Vec<RuleSetInfo>> {
         .collect()
 }
 
+/// Rule sets named after `after` (byte order, as `bytea` compares), at most `limit`.
+pub(super) async fn sets_after(client: &Client, after: &[u8], limit: usize) -> Result<Vec<RuleSetInfo>> {
+    let stmt = client
+        .prepare_cached("SELECT name, rules FROM dasher_rule_sets WHERE name > $1 ORDER BY name LIMIT $2")
+        .await
+        .map_err(pg_err)?;
+    client
+        .query(&stmt, &[&after, &super::limit(limit)])
+        .await
+        .map_err(pg_err)?
+        .into_iter()
+        .map(|row| {
+            Ok(RuleSetInfo { name: utf8("dasher_rule_sets.name", row.get(0))?, rules: to_u64("rules", row.get(1))? })
+        })
+        .collect()
+}
+
 /// Raises the floor and removes, in one transaction, the change log below `keep_from` and
 /// every history row older than its rule's value as of `keep_from` (that value too if it is a
 /// tombstone). Commits are not blocked (they lock `head`, this locks `floor`).

@@ -187,6 +187,12 @@ CREATE TABLE dasher_proposal_requests (
 );
 "#,
     ),
+    (
+        "the rule set a proposal's approval was applied to",
+        r#"
+ALTER TABLE dasher_proposals ADD COLUMN applied_rule_set bytea;
+"#,
+    ),
 ];
 
 /// The migration that created `dasher_host_terms`: applying it indexes the hosts already

@@ -67,7 +67,15 @@ impl AdminAuth {
         if !scheme.eq_ignore_ascii_case("bearer") {
             return Err(AuthError::Missing);
         }
-        let token = token.trim();
+        self.authenticate_token(token.trim())
+    }
+
+    /// The identity of a presented token (e.g. typed into the console's sign-in form): 401
+    /// if unknown; compared like [`Self::authenticate`].
+    pub fn authenticate_token(&self, token: &str) -> Result<Identity, AuthError> {
+        if token.is_empty() {
+            return Err(AuthError::Missing);
+        }
         let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
         let mut found: Option<usize> = None;
         for (i, (_, _, hash)) in self.tokens.iter().enumerate() {
@@ -77,6 +85,12 @@ impl AdminAuth {
         }
         let (name, role, _) = &self.tokens[found.ok_or(AuthError::Unknown)?];
         Ok(Identity { name: name.clone(), role: *role })
+    }
+
+    /// The role of the configured token named `name`, if there is one (a console session
+    /// checks that its token still exists).
+    pub fn role_of(&self, name: &str) -> Option<Role> {
+        self.tokens.iter().find(|(n, _, _)| n == name).map(|(_, role, _)| *role)
     }
 
     /// Authenticates and checks that the token's role is at least `needed` (the route's,

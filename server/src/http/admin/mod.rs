@@ -3,17 +3,19 @@
 //! Tokens and roles are checked by [`auth`] in [`crate::http`] before a request gets here.
 
 pub mod auth;
+mod plugins_ops;
+mod requests;
 pub mod rules_code;
 
+use crate::actions::{self, Actor, Via};
 use crate::config::Role;
 use crate::http::error::{ApiError, json_response};
 use crate::http::{AppState, machine_id::parse_machine_id, read_limited};
-use crate::proposals;
 use crate::sync::rules::Resolver;
 use crate::sync::{SyncService, host_facts, now_unix};
 use bytes::Bytes;
 use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleKey};
-use dasher_sdk::names::{NameError, RuleSetName, check_tag};
+use dasher_sdk::names::{NameError, RuleSetName};
 use dasher_sdk::version::ClientCaps;
 use dasher_store::{EventFilter, ProposalStatus, RuleChange};
 use http::{Method, Request, Response, StatusCode};
@@ -97,6 +99,12 @@ pub enum Op {
     RollbackPlugin,
     /// `GET /metrics` (when `metrics.require_token`)
     Metrics,
+    /// `POST /api/v1/config/reload`
+    ReloadConfig,
+    /// `GET /api/v1/plugins/{name}/history`
+    PluginHistory,
+    /// `POST /api/v1/proposals/requests`
+    UserRequest,
     /// `POST /api/v1/rules/plan`
     PlanRules,
     /// `POST /api/v1/rules/apply`
@@ -143,6 +151,9 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/api/v1/plugins/reload", Role::Admin, Op::ReloadPlugins),
     route(Method::POST, "/api/v1/plugins/{}/rollback", Role::Admin, Op::RollbackPlugin),
     route(Method::GET, "/metrics", Role::ReadOnly, Op::Metrics),
+    route(Method::POST, "/api/v1/config/reload", Role::Admin, Op::ReloadConfig),
+    route(Method::GET, "/api/v1/plugins/{}/history", Role::ReadOnly, Op::PluginHistory),
+    route(Method::POST, "/api/v1/proposals/requests", Role::RulesEditor, Op::UserRequest),
     route(Method::POST, "/api/v1/rules/plan", Role::ReadOnly, Op::PlanRules),
     route(Method::POST, "/api/v1/rules/apply", Role::RulesEditor, Op::ApplyRules),
     route(Method::GET, "/api/v1/rules-dir", Role::ReadOnly, Op::RulesDir),
@@ -196,11 +207,23 @@ impl From<NoRoute> for ApiError {
     }
 }
 
-/// Answers an admin route found by [`find`] (the caller checked the token's role).
-pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Request<hyper::body::Incoming>) -> Resp {
+/// The least role of the route that does `op` (the one table, [`ROUTES`]).
+pub fn role_of(op: Op) -> Role {
+    ROUTES.iter().find(|r| r.op == op).map(|r| r.role).expect("every op has a route")
+}
+
+/// Answers an admin route found by [`find`] (the caller checked that `who` has its role).
+pub async fn handle(
+    state: &AppState,
+    route: &Route,
+    params: &[&str],
+    req: Request<hyper::body::Incoming>,
+    who: &auth::Identity,
+) -> Resp {
     let sync = &state.sync;
+    let actor = Actor { name: who.name.clone(), role: who.role, via: Via::Api };
     let machine_id = || {
-        parse_machine_id(params[0], sync.config.limits.max_machine_id_bytes)
+        parse_machine_id(params[0], sync.config.get().limits.max_machine_id_bytes)
             .map_err(|e| ApiError::field("machine_id", e.to_string()))
     };
     let proposal_id =
@@ -210,7 +233,7 @@ pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Reque
             })
         };
     match route.op {
-        Op::PostRules => post_rules(state, req).await,
+        Op::PostRules => post_rules(sync, &actor, req).await,
         Op::GetRules => get_rules(sync, &query(&req)).await,
         Op::RuleSets => {
             Ok(json_response(StatusCode::OK, &serde_json::json!({"rule_sets": sync.store.rule_sets().await?})))
@@ -228,10 +251,10 @@ pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Reque
                 None => Err(ApiError::NotFound(format!("no host {id}"))),
             }
         }
-        Op::PutTags => put_tags(sync, &machine_id()?, req).await,
+        Op::PutTags => put_tags(sync, &actor, &machine_id()?, req).await,
         Op::CleanSync => {
             let id = machine_id()?;
-            sync.store.set_clean_requested(&id, true).await?;
+            actions::clean_sync(sync, &actor, &id).await?;
             Ok(json_response(StatusCode::OK, &serde_json::json!({"machine_id": id.as_str(), "clean_requested": true})))
         }
         Op::EffectiveRules => effective_rules(sync, &machine_id()?).await,
@@ -245,26 +268,18 @@ pub async fn handle(state: &AppState, route: &Route, params: &[&str], req: Reque
                 None => Err(ApiError::NotFound(format!("no proposal {id}"))),
             }
         }
-        Op::ApproveProposal => {
-            let id = proposal_id()?;
-            if let Some(p) = sync.store.get_proposal(id).await? {
-                rules_code::check_unmanaged(state, [p.rule_set.as_str()])?;
-            }
-            decide_proposal(sync, id, "approve", req).await
-        }
-        Op::RejectProposal => decide_proposal(sync, proposal_id()?, "reject", req).await,
+        Op::ApproveProposal => decide_proposal(sync, &actor, proposal_id()?, true, req).await,
+        Op::RejectProposal => decide_proposal(sync, &actor, proposal_id()?, false, req).await,
         Op::Plugins => plugin_status(state),
-        Op::ReloadPlugins => Ok(json_response(StatusCode::OK, &plugin_manager(state)?.reload().await)),
-        Op::RollbackPlugin => {
-            let name = params[0];
-            match plugin_manager(state)?.rollback(name) {
-                Ok((from, to)) => {
-                    Ok(json_response(StatusCode::OK, &serde_json::json!({"plugin": name, "from": from, "to": to})))
-                }
-                Err(e) => Err(ApiError::field("name", e.to_string())),
-            }
+        Op::UserRequest => requests::post_request(sync, req).await,
+        Op::ReloadPlugins => {
+            let report = actions::reload_plugins(sync, state.plugins.as_deref(), &state.reloader, &actor).await?;
+            Ok(json_response(StatusCode::OK, &report))
         }
+        Op::RollbackPlugin => plugins_ops::rollback(state, &actor, params[0], req).await,
         Op::Metrics => super::ops::metrics(state, &req).await,
+        Op::ReloadConfig => plugins_ops::reload_config(state, req).await,
+        Op::PluginHistory => plugins_ops::history(state, params[0]).await,
         Op::PlanRules => rules_code::plan_or_apply(state, req, false).await,
         Op::ApplyRules => rules_code::plan_or_apply(state, req, true).await,
         Op::RulesDir => rules_code::dir_status(state),
@@ -277,12 +292,10 @@ struct RulesRequest {
     rules: Vec<serde_json::Value>,
 }
 
-async fn post_rules(state: &AppState, req: Request<hyper::body::Incoming>) -> Resp {
-    let sync = &state.sync;
+async fn post_rules(sync: &SyncService, actor: &Actor, req: Request<hyper::body::Incoming>) -> Resp {
     let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
-    let changes = parse_rule_changes(&bytes, sync.config.limits.max_rules_per_request)?;
-    rules_code::check_unmanaged(state, changes.iter().map(|c| c.rule_set.as_str()))?;
-    let version = sync.store.commit_rules(&changes).await?;
+    let changes = parse_rule_changes(&bytes, sync.config.get().limits.max_rules_per_request)?;
+    let version = actions::post_rules(sync, actor, &changes).await?;
     Ok(json_response(StatusCode::OK, &serde_json::json!({"version": version, "applied": changes.len()})))
 }
 
@@ -348,17 +361,37 @@ struct TagsRequest {
     tags: Vec<String>,
 }
 
-async fn put_tags(sync: &SyncService, id: &str, req: Request<hyper::body::Incoming>) -> Resp {
+async fn put_tags(sync: &SyncService, actor: &Actor, id: &str, req: Request<hyper::body::Incoming>) -> Resp {
     let body: TagsRequest = json_body(req).await?;
-    for (i, tag) in body.tags.iter().enumerate() {
-        check_tag(tag).map_err(|e| ApiError::field(format!("tags[{i}]"), e.to_string()))?;
-    }
-    sync.store.set_host_tags(id, &body.tags).await?;
-    Ok(json_response(StatusCode::OK, &serde_json::json!({"machine_id": id, "tags": body.tags})))
+    let tags = actions::put_tags(sync, actor, id, &body.tags).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"machine_id": id, "tags": tags})))
 }
 
 /// The rules the host should hold right now (what a completed sync would give it).
 async fn effective_rules(sync: &SyncService, id: &str) -> Resp {
+    let (version, sets, rules) = effective_rules_of(sync, id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &serde_json::json!({"machine_id": id, "version": version, "rule_sets": sets, "rules": rules}),
+    ))
+}
+
+/// The host's effective rules now: (rule version, its rule sets in precedence order, rules).
+async fn effective_rules_of(
+    sync: &SyncService,
+    id: &str,
+) -> Result<(u64, Vec<String>, Vec<dasher_sdk::domain::Rule>), ApiError> {
+    let (version, sets, rules, _) = first_effective_rules_of(sync, id, usize::MAX).await?;
+    Ok((version, sets, rules))
+}
+
+/// The host's first `limit` effective rules now: (rule version, its rule sets in precedence
+/// order, rules, whether there are more). Shared by the admin API and the console.
+pub async fn first_effective_rules_of(
+    sync: &SyncService,
+    id: &str,
+    limit: usize,
+) -> Result<(u64, Vec<String>, Vec<dasher_sdk::domain::Rule>, bool), ApiError> {
     let host = sync.store.get_host(id).await?;
     let facts = host_facts(id, host.as_ref(), now_unix());
     let sets = sync.current_selection(id, host.as_ref()).await?;
@@ -368,14 +401,20 @@ async fn effective_rules(sync: &SyncService, id: &str) -> Resp {
         None => ClientCaps::EVERY_FEATURE,
     };
     let version = sync.store.head_version().await?;
-    let rules = Resolver::new(sync.store.as_ref(), caps).all_effective(&sets, version).await?;
-    Ok(json_response(
-        StatusCode::OK,
-        &serde_json::json!({"machine_id": id, "version": version, "rule_sets": sets, "rules": rules}),
-    ))
+    let (rules, more) = Resolver::new(sync.store.as_ref(), caps).first_effective(&sets, version, limit).await?;
+    Ok((version, sets, rules, more))
 }
 
 async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
+    let filter = event_filter(q, 100, 10_000)?;
+    let events = sync.store.query_events(&filter).await?;
+    Ok(json_response(StatusCode::OK, &serde_json::json!({"events": events})))
+}
+
+/// The event filter of a query (`machine_id`, `file_sha256`, `decision`, `label`, `since`,
+/// `before_id`, `include_dropped`, `limit` up to `max`), each checked; shared by the admin
+/// API and the console.
+pub fn event_filter(q: &HashMap<String, String>, default_limit: usize, max: usize) -> Result<EventFilter, ApiError> {
     let since_unix = match q.get("since") {
         None => None,
         Some(s) => Some(s.parse::<i64>().map_err(|_| ApiError::field("since", "since must be Unix seconds"))?),
@@ -405,7 +444,7 @@ async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
     {
         return Err(ApiError::field("label", format!("label must be 1 to {} bytes", crate::triage::MAX_LABEL_BYTES)));
     }
-    let filter = EventFilter {
+    Ok(EventFilter {
         label: q.get("label").cloned(),
         // Events triage dropped as noise are stored; they are hidden unless asked for.
         dropped: if include_dropped { None } else { Some(false) },
@@ -414,11 +453,9 @@ async fn get_events(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
         decision: q.get("decision").cloned(),
         since_unix,
         before_id,
-        limit: parse_limit(q, 100, 10_000)?,
+        limit: parse_limit(q, default_limit, max)?,
         ..Default::default()
-    };
-    let events = sync.store.query_events(&filter).await?;
-    Ok(json_response(StatusCode::OK, &serde_json::json!({"events": events})))
+    })
 }
 
 #[derive(Deserialize, Default)]
@@ -445,7 +482,7 @@ async fn compact_history(sync: &SyncService, req: Request<hyper::body::Incoming>
     {
         return Err(ApiError::field("keep_from", format!("keep_from {v} is above the head version {head}")));
     }
-    let days = body.active_within_days.unwrap_or(sync.config.sync.rule_history_days);
+    let days = body.active_within_days.unwrap_or(sync.config.get().sync.rule_history_days);
     let since = now_unix().saturating_sub(i64::try_from(days.saturating_mul(86_400)).unwrap_or(i64::MAX));
     let report = crate::maintenance::compact_rule_history(sync.store.as_ref(), body.keep_from, since, None).await?;
     Ok(json_response(StatusCode::OK, &report))
@@ -477,54 +514,60 @@ async fn get_proposals(sync: &SyncService, q: &HashMap<String, String>) -> Resp 
     Ok(json_response(StatusCode::OK, &serde_json::json!({"proposals": list})))
 }
 
-/// Optional body of approve / reject: who decides (recorded with the decision).
+/// Optional body of approve / reject: who decides (recorded with the decision) and, for an
+/// approval, where the rule goes (`scope`, see [`crate::proposals::ApproveScope`]; default: the
+/// proposal's own rule set).
 #[derive(Deserialize, Default)]
 #[serde(default, deny_unknown_fields)]
 struct DecideRequest {
     by: Option<String>,
+    scope: Option<crate::proposals::ApproveScope>,
 }
 
-/// Longest `by` accepted on approve / reject.
-const MAX_DECIDED_BY_BYTES: usize = 256;
-
-/// `POST /api/v1/proposals/{id}/approve|reject`: 404 unknown, 409 already decided.
-async fn decide_proposal(sync: &SyncService, id: u64, verb: &str, req: Request<hyper::body::Incoming>) -> Resp {
+/// `POST /api/v1/proposals/{id}/approve|reject`: 404 unknown, 409 already decided. `by`
+/// defaults to `admin`.
+async fn decide_proposal(
+    sync: &SyncService,
+    actor: &Actor,
+    id: u64,
+    approve: bool,
+    req: Request<hyper::body::Incoming>,
+) -> Resp {
     let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
     let body: DecideRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         DecideRequest::default()
     } else {
         serde_json::from_slice(&bytes).map_err(|e| ApiError::bad(format!("invalid JSON body: {e}")))?
     };
-    let by = body.by.unwrap_or_else(|| "admin".to_owned());
-    if by.is_empty() || by.len() > MAX_DECIDED_BY_BYTES {
-        return Err(ApiError::field("by", format!("by must be 1 to {MAX_DECIDED_BY_BYTES} bytes")));
-    }
-    let store = sync.store.as_ref();
-    let p = match verb {
-        "approve" => proposals::approve(store, id, &by, now_unix()).await?,
-        _ => proposals::reject(store, id, &by, now_unix()).await?,
+    // The API's documented default; the audit log records the token either way.
+    let by = body.by.as_deref().unwrap_or("admin");
+    let p = match (approve, body.scope) {
+        (true, scope) => actions::approve_proposal(sync, actor, id, Some(by), &scope.unwrap_or_default()).await?,
+        (false, Some(_)) => return Err(ApiError::field("scope", "a rejection has no scope; leave scope out")),
+        (false, None) => actions::reject_proposal(sync, actor, id, Some(by)).await?,
     };
     Ok(json_response(StatusCode::OK, &p))
 }
 
-fn plugin_manager(state: &AppState) -> Result<&dasher_policy::PluginManager, ApiError> {
+pub(super) fn plugin_manager(state: &AppState) -> Result<&dasher_policy::PluginManager, ApiError> {
     state
         .plugins
         .as_deref()
         .ok_or_else(|| ApiError::NotFound("plugins are not configured (set [plugins] or --plugins-dir)".into()))
 }
 
-/// `GET /api/v1/plugins`: the plugin host's status, plus per plugin the hosts whose last
-/// decision by it (as a shadow plugin) would have differed from the applied one, counted
-/// since the server started.
+/// `GET /api/v1/plugins`: the plugin host's status, plus per shadow plugin
+/// `shadow_hosts_differing`: hosts whose latest decision by its active generation differs
+/// from the applied one now (`shadow_disagreements` counts hosts that started to differ;
+/// see `policy::shadow` for the one definition of "differs").
 fn plugin_status(state: &AppState) -> Resp {
     let manager = plugin_manager(state)?;
-    let differing = state.sync.policy.shadow_hosts_differing();
+    let counts = state.sync.policy.shadow_counts();
     let mut status = serde_json::to_value(manager.status()).expect("status serializes");
     if let Some(plugins) = status.get_mut("plugins").and_then(|p| p.as_array_mut()) {
         for p in plugins {
-            let n = p.get("name").and_then(|n| n.as_str()).and_then(|n| differing.get(n)).copied();
-            p["shadow_hosts_differing"] = n.unwrap_or(0).into();
+            let n = p.get("name").and_then(|n| n.as_str()).and_then(|n| counts.get(n)).copied();
+            p["shadow_hosts_differing"] = n.unwrap_or_default().hosts_differing.into();
         }
     }
     Ok(json_response(StatusCode::OK, &status))

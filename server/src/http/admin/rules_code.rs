@@ -26,17 +26,12 @@ impl From<RulesError> for ApiError {
     }
 }
 
-/// 409 if the rules directory owns any of `sets`.
+/// 409 if the rules directory owns any of `sets` (the check of [`crate::actions::unmanaged`]).
 pub fn check_unmanaged<'a>(state: &AppState, sets: impl IntoIterator<Item = &'a str>) -> Result<(), ApiError> {
-    let Some(dir) = &state.rules_dir else { return Ok(()) };
-    for set in sets {
-        if let Some(file) = dir.owner(set) {
-            return Err(ApiError::Conflict(format!(
-                "rule set {set:?} is managed by the rules directory (file {file}); change the file instead"
-            )));
-        }
+    match state.sync.rules_owners.first_owned(sets) {
+        Some((set, file)) => Err(ApiError::Conflict(crate::rules::dir::Owners::refusal(&set, &file))),
+        None => Ok(()),
     }
-    Ok(())
 }
 
 async fn request(state: &AppState, req: Request<hyper::body::Incoming>) -> Result<PlanRequest, ApiError> {
@@ -51,13 +46,13 @@ async fn request(state: &AppState, req: Request<hyper::body::Incoming>) -> Resul
 pub async fn plan_or_apply(state: &AppState, req: Request<hyper::body::Incoming>, commit: bool) -> Resp {
     let body = request(state, req).await?;
     let store = state.sync.store.as_ref();
-    let max = state.sync.config.limits.max_rules_per_apply;
+    let max = state.sync.config.get().limits.max_rules_per_apply;
     let (prune, expect) = (body.prune, body.expect_version);
     let desired = tokio::task::spawn_blocking(move || rules::validate_sets(body.sets, max))
         .await
         .map_err(|e| ApiError::Unavailable(format!("validation task failed: {e}")))??;
     // Sets the rules directory owns are never pruned through the API.
-    let keep = |set: &str| state.rules_dir.as_ref().is_some_and(|d| d.owner(set).is_some());
+    let keep = |set: &str| state.sync.rules_owners.owner(set).is_some();
     if !commit {
         let head = state.sync.store.head_version().await?;
         if let Some(v) = expect
