@@ -10,6 +10,7 @@
 
 pub mod actions;
 pub mod blocked;
+pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod examples;
@@ -21,6 +22,7 @@ pub mod policy;
 pub mod proposals;
 pub mod reload;
 pub mod review;
+pub mod rules;
 mod serve;
 pub mod sync;
 pub mod tls;
@@ -197,6 +199,22 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
         policy: policy.clone(),
         stale_after_days: config.ui.stale_after_days,
     };
+    let (shutdown, _) = watch::channel(false);
+    let rules_owners = rules::dir::Owners::default();
+    let rules_dir = match &config.rules_dir {
+        None => None,
+        Some(settings) => Some(
+            rules::dir::RulesDir::start(
+                settings.clone(),
+                store.clone(),
+                metrics.clone(),
+                rules_owners.clone(),
+                config.limits.max_rules_per_apply,
+                shutdown.subscribe(),
+            )
+            .await?,
+        ),
+    };
     let state = Arc::new(http::AppState {
         sync: sync::SyncService {
             store: store.clone(),
@@ -204,6 +222,7 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
             policy,
             config: live.clone(),
             cursors,
+            rules_owners,
         },
         reloader: reloader.clone(),
         plugins,
@@ -212,8 +231,8 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
         sync_auth,
         rate_limit: http::rate_limit::MachineRateLimit::new(config.limits.requests_per_machine_per_minute),
         ui: ui::UiState { overview: overview.clone(), blocked: Default::default(), oidc },
+        rules_dir,
     });
-    let (shutdown, _) = watch::channel(false);
     let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());
     let overview_task = config.ui.enabled.then(|| {
         let every = Duration::from_secs(config.ui.overview_refresh_secs);

@@ -66,6 +66,7 @@ fn rule(rule_type: RuleType, identifier: &str, policy: Policy, msg: Option<&str>
         cel_expr: None,
         notification_app_name: None,
         event_detail_button_label: None,
+        comment: None,
     }
 }
 

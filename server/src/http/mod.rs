@@ -52,6 +52,9 @@ pub struct AppState {
     pub reloader: Arc<crate::reload::ConfigReloader>,
     /// The web console's shared state.
     pub ui: crate::ui::UiState,
+    /// GitOps rules directory, when `[rules_dir]` is set (its status; ownership is in
+    /// [`crate::sync::SyncService::rules_owners`]).
+    pub rules_dir: Option<Arc<crate::rules::dir::RulesDir>>,
 }
 
 /// Which routes a listener serves.

@@ -97,6 +97,7 @@ pub struct Metrics {
     connections_refused: Counter,
     auth_failures: Family<ReasonLabel, Counter>,
     tls_reloads: Family<ReasonLabel, Counter>,
+    rules_dir_errors: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -128,6 +129,7 @@ impl Metrics {
             connections_refused: Counter::default(),
             auth_failures: Family::default(),
             tls_reloads: Family::default(),
+            rules_dir_errors: Counter::default(),
         };
         let r = &mut m.registry;
         r.register("http_requests", "HTTP requests answered, by stage and status", m.requests.clone());
@@ -150,6 +152,11 @@ impl Metrics {
         );
         r.register("auth_failures", "Refused credentials, by reason", m.auth_failures.clone());
         r.register("tls_reloads", "TLS certificate reload attempts, by result", m.tls_reloads.clone());
+        r.register(
+            "rules_dir_errors",
+            "Rules-directory applies that failed (broken file, store error); the last good rules stay",
+            m.rules_dir_errors.clone(),
+        );
         m
     }
 
@@ -212,6 +219,11 @@ impl Metrics {
     /// Counts a TLS reload attempt (`ok` or `error`).
     pub fn record_tls_reload(&self, result: &'static str) {
         self.tls_reloads.get_or_create(&ReasonLabel { reason: result }).inc();
+    }
+
+    /// Counts a failed rules-directory apply.
+    pub fn record_rules_dir_error(&self) {
+        self.rules_dir_errors.inc();
     }
 
     /// The text exposition: live counters, then `hosts` and plugin state read now.

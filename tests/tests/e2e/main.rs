@@ -15,6 +15,7 @@ mod plugins_http;
 mod postgres_replicas;
 mod reserved_names;
 mod rule_input;
+mod rules_as_code;
 mod security_http;
 mod sim_client;
 mod sim_convergence;
