@@ -53,6 +53,8 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// The web console (`[ui]`).
     pub ui: UiSettings,
+    /// Event export (`[[export.sinks]]`).
+    pub export: crate::export::ExportSettings,
 }
 
 /// Settings and rule sets for hosts carrying one tag.
@@ -236,6 +238,7 @@ impl Default for Config {
             tls: None,
             metrics: Default::default(),
             ui: UiSettings::default(),
+            export: Default::default(),
         }
     }
 }
@@ -358,6 +361,7 @@ impl Config {
         self.admin.validate().map_err(ConfigError::Invalid)?;
         self.sync_auth.validate().map_err(ConfigError::Invalid)?;
         self.ui.validate().map_err(ConfigError::Invalid)?;
+        self.export.validate().map_err(ConfigError::Invalid)?;
         if let Some(tls) = &self.tls {
             tls.validate().map_err(ConfigError::Invalid)?;
         }

@@ -52,6 +52,8 @@ pub struct AppState {
     pub reloader: Arc<crate::reload::ConfigReloader>,
     /// The web console's shared state.
     pub ui: crate::ui::UiState,
+    /// Export sinks' cursors, lag and errors (`GET /api/v1/export`).
+    pub export: crate::export::ExportStatus,
 }
 
 /// Which routes a listener serves.

@@ -104,6 +104,8 @@ pub enum Op {
     PluginHistory,
     /// `POST /api/v1/proposals/requests`
     UserRequest,
+    /// `GET /api/v1/export`
+    Export,
 }
 
 /// One admin route: method, path (`{}` matches one segment), the least role that may call
@@ -147,6 +149,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/api/v1/config/reload", Role::Admin, Op::ReloadConfig),
     route(Method::GET, "/api/v1/plugins/{}/history", Role::ReadOnly, Op::PluginHistory),
     route(Method::POST, "/api/v1/proposals/requests", Role::RulesEditor, Op::UserRequest),
+    route(Method::GET, "/api/v1/export", Role::ReadOnly, Op::Export),
 ];
 
 /// Why no route answers a request.
@@ -249,6 +252,7 @@ pub async fn handle(
         }
         Op::EffectiveRules => effective_rules(sync, &machine_id()?).await,
         Op::Events => get_events(sync, &query(&req)).await,
+        Op::Export => Ok(json_response(StatusCode::OK, &serde_json::json!({ "sinks": state.export.snapshot() }))),
         Op::CompactHistory => compact_history(sync, req).await,
         Op::ListProposals => get_proposals(sync, &query(&req)).await,
         Op::GetProposal => {
