@@ -80,15 +80,19 @@ impl FileSink {
     }
 }
 
-/// Compresses `path` to `path.gz` (synced) and removes `path`.
+/// Compresses `path` to `path.gz` (synced, then renamed into place) and removes `path`.
 fn gzip(path: &Path) -> std::io::Result<()> {
     let mut gz_path = path.as_os_str().to_owned();
     gz_path.push(".gz");
+    let mut tmp = gz_path.clone();
+    tmp.push(".tmp");
     let mut input = std::fs::File::open(path)?;
-    let out = std::fs::File::create(&gz_path)?;
+    let out = std::fs::File::create(&tmp)?;
     let mut enc = flate2::write::GzEncoder::new(out, flate2::Compression::default());
     std::io::copy(&mut input, &mut enc)?;
     enc.finish()?.sync_all()?;
+    // Shippers watching for `*.gz` never see a partial file.
+    std::fs::rename(&tmp, &gz_path)?;
     std::fs::remove_file(path)
 }
 

@@ -186,8 +186,14 @@ impl Exporter {
             }
         };
         self.status.update(&name, |s| s.cursor = cursor);
+        let mut stop = self.shutdown.clone();
         loop {
-            let step = self.step(cursor).await;
+            // A shutdown interrupts a delivery in flight (a stalled receiver must not hold
+            // the server up); its batch was not acknowledged, so it is sent again next start.
+            let step = tokio::select! {
+                r = self.step(cursor) => r,
+                _ = stop.wait_for(|v| *v) => return,
+            };
             let wait = match step {
                 Ok(Some(next)) => {
                     backoff = Duration::from_millis(100).min(max_backoff);
