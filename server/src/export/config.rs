@@ -199,3 +199,33 @@ impl ExportSettings {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn err(toml: &str) -> String {
+        Config::from_toml(toml).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn sinks_are_checked_and_errors_name_the_key() {
+        let ok = "[[export.sinks]]\nname = \"a\"\nkind = \"file\"\npath = \"/tmp/x.jsonl\"\n\
+                  [[export.sinks]]\nname = \"b\"\nkind = \"http\"\nurl = \"http://127.0.0.1:9/in\"\nformat = \"elasticsearch\"";
+        let c = Config::from_toml(ok).unwrap();
+        assert_eq!(c.export.sinks.len(), 2);
+        assert!(!c.export.sinks[0].include_dropped, "dropped noise is excluded by default");
+        assert!(err("[[export.sinks]]\nname = \"a b\"\nkind = \"stdout\"").contains("name"));
+        assert!(err("[[export.sinks]]\nname = \"a\"\nkind = \"file\"").contains("path is required"));
+        let twice =
+            "[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"\n[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"";
+        assert!(err(twice).contains("unique"));
+        let https = "[[export.sinks]]\nname = \"a\"\nkind = \"http\"\nurl = \"https://siem.example/in\"";
+        assert!(err(https).contains("ca_file"));
+        let splunk = "[[export.sinks]]\nname = \"a\"\nkind = \"http\"\nformat = \"splunk\"\nurl = \"http://s:8088/\"";
+        assert!(err(splunk).contains("HEC token"));
+        assert!(err("[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"\nbatch_size = 0").contains("batch_size"));
+        assert!(err("[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"\nurl = \"http://x/\"").contains("stdout"));
+        assert!(err("[[export.sinks]]\nname = \"a\"\nkind = \"ftp\"").contains("kind"), "unknown kind refused");
+    }
+}

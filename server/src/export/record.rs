@@ -281,7 +281,7 @@ pub fn build(sink: &str, e: &EventRecord, host: Option<&Host>) -> ExportRecord {
         file: FileFields { path, directory: dir, name, hash: FileHash { sha256: e.event.file_sha256.clone() } },
         process: (parent.is_some() || ppid.is_some() || int(body, "pid").is_some())
             .then(|| ProcessFields { pid: int(body, "pid"), parent: ParentProcess { name: parent, pid: ppid } }),
-        code_signature: (signing.0.is_some() || signing.1.is_some() || signing.2.is_some()).then(|| CodeSignature {
+        code_signature: (signing.0.is_some() || signing.1.is_some() || signing.2.is_some()).then_some(CodeSignature {
             team_id: signing.0,
             signing_id: signing.1,
             cdhash: signing.2,
