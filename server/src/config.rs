@@ -57,6 +57,8 @@ pub struct Config {
     pub ui: UiSettings,
     /// GitOps mode (`[rules_dir]`, `--rules-dir`): rules files applied at start and on change.
     pub rules_dir: Option<RulesDirSettings>,
+    /// Event export (`[[export.sinks]]`).
+    pub export: crate::export::ExportSettings,
 }
 
 /// Settings and rule sets for hosts carrying one tag.
@@ -245,6 +247,7 @@ impl Default for Config {
             metrics: Default::default(),
             ui: UiSettings::default(),
             rules_dir: None,
+            export: Default::default(),
         }
     }
 }
@@ -367,6 +370,7 @@ impl Config {
         self.admin.validate().map_err(ConfigError::Invalid)?;
         self.sync_auth.validate().map_err(ConfigError::Invalid)?;
         self.ui.validate().map_err(ConfigError::Invalid)?;
+        self.export.validate().map_err(ConfigError::Invalid)?;
         if let Some(tls) = &self.tls {
             tls.validate().map_err(ConfigError::Invalid)?;
         }

@@ -14,6 +14,7 @@ pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod examples;
+pub mod export;
 pub mod http;
 pub mod maintenance;
 pub mod metrics;
@@ -232,7 +233,17 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
         rate_limit: http::rate_limit::MachineRateLimit::new(config.limits.requests_per_machine_per_minute),
         ui: ui::UiState { overview: overview.clone(), blocked: Default::default(), oidc },
         rules_dir,
+        export: export::ExportStatus::default(),
     });
+    let (shutdown, _) = watch::channel(false);
+    let exporters = export::spawn(
+        &config.export,
+        &config.data_dir,
+        store.clone(),
+        state.metrics.clone(),
+        state.export.clone(),
+        shutdown.subscribe(),
+    )?;
     let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());
     let overview_task = config.ui.enabled.then(|| {
         let every = Duration::from_secs(config.ui.overview_refresh_secs);
@@ -260,6 +271,9 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
             let _ = retention.await;
         }
         if let Some(t) = overview_task {
+            let _ = t.await;
+        }
+        for t in exporters {
             let _ = t.await;
         }
         // Background work (triage) may still hold the store; wait for it so that a

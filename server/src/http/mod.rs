@@ -55,6 +55,8 @@ pub struct AppState {
     /// GitOps rules directory, when `[rules_dir]` is set (its status; ownership is in
     /// [`crate::sync::SyncService::rules_owners`]).
     pub rules_dir: Option<Arc<crate::rules::dir::RulesDir>>,
+    /// Export sinks' cursors, lag and errors (`GET /api/v1/export`).
+    pub export: crate::export::ExportStatus,
 }
 
 /// Which routes a listener serves.

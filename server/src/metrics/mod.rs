@@ -42,6 +42,11 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabels {
     plugin: String,
     generation: String,
@@ -98,6 +103,9 @@ pub struct Metrics {
     auth_failures: Family<ReasonLabel, Counter>,
     tls_reloads: Family<ReasonLabel, Counter>,
     rules_dir_errors: Counter,
+    export_delivered: Family<SinkLabel, Counter>,
+    export_errors: Family<SinkLabel, Counter>,
+    export_lag: Family<SinkLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -130,6 +138,9 @@ impl Metrics {
             auth_failures: Family::default(),
             tls_reloads: Family::default(),
             rules_dir_errors: Counter::default(),
+            export_delivered: Family::default(),
+            export_errors: Family::default(),
+            export_lag: Family::default(),
         };
         let r = &mut m.registry;
         r.register("http_requests", "HTTP requests answered, by stage and status", m.requests.clone());
@@ -157,7 +168,25 @@ impl Metrics {
             "Rules-directory applies that failed (broken file, store error); the last good rules stay",
             m.rules_dir_errors.clone(),
         );
+        r.register("export_delivered", "Event records an export sink acknowledged", m.export_delivered.clone());
+        r.register("export_errors", "Failed deliveries of an export sink (retried)", m.export_errors.clone());
+        r.register("export_lag_events", "Stored events an export sink has not reached yet", m.export_lag.clone());
         m
+    }
+
+    /// Counts records an export sink acknowledged.
+    pub fn record_export_delivered(&self, sink: &str, n: u64) {
+        self.export_delivered.get_or_create(&SinkLabel { sink: sink.to_owned() }).inc_by(n);
+    }
+
+    /// Counts a failed export delivery.
+    pub fn record_export_error(&self, sink: &str) {
+        self.export_errors.get_or_create(&SinkLabel { sink: sink.to_owned() }).inc();
+    }
+
+    /// Sets how far an export sink is behind.
+    pub fn set_export_lag(&self, sink: &str, lag: u64) {
+        self.export_lag.get_or_create(&SinkLabel { sink: sink.to_owned() }).set(i64::try_from(lag).unwrap_or(i64::MAX));
     }
 
     /// Counts one answered request and its duration.

@@ -3,6 +3,7 @@
 
 mod compaction;
 mod cursor_forgery;
+mod export;
 mod fuzz_regressions;
 mod hostile_connections;
 mod idle_connections;

@@ -111,6 +111,8 @@ pub enum Op {
     ApplyRules,
     /// `GET /api/v1/rules-dir`
     RulesDir,
+    /// `GET /api/v1/export`
+    Export,
 }
 
 /// One admin route: method, path (`{}` matches one segment), the least role that may call
@@ -157,6 +159,7 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/api/v1/rules/plan", Role::ReadOnly, Op::PlanRules),
     route(Method::POST, "/api/v1/rules/apply", Role::RulesEditor, Op::ApplyRules),
     route(Method::GET, "/api/v1/rules-dir", Role::ReadOnly, Op::RulesDir),
+    route(Method::GET, "/api/v1/export", Role::ReadOnly, Op::Export),
 ];
 
 /// Why no route answers a request.
@@ -259,6 +262,7 @@ pub async fn handle(
         }
         Op::EffectiveRules => effective_rules(sync, &machine_id()?).await,
         Op::Events => get_events(sync, &query(&req)).await,
+        Op::Export => Ok(json_response(StatusCode::OK, &serde_json::json!({ "sinks": state.export.snapshot() }))),
         Op::CompactHistory => compact_history(sync, req).await,
         Op::ListProposals => get_proposals(sync, &query(&req)).await,
         Op::GetProposal => {
