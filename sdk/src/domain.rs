@@ -46,6 +46,10 @@ pub struct Rule {
     /// Event-detail button label (≤ 48 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_detail_button_label: Option<String>,
+    /// Why the rule exists (rules files, admin API, console). Kept by the server only: never
+    /// sent to clients, but a change of it is a rule change like any other.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 impl Rule {
@@ -256,6 +260,9 @@ pub struct RuleSpec {
     /// Button label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_detail_button_label: Option<String>,
+    /// Why the rule exists (kept by the server, never sent to clients).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
 }
 
 impl RuleSpec {
@@ -270,6 +277,7 @@ impl RuleSpec {
             cel_expr: None,
             notification_app_name: None,
             event_detail_button_label: None,
+            comment: None,
         }
     }
 
@@ -308,6 +316,12 @@ impl RuleSpec {
     /// With a CEL expression.
     pub fn with_cel(mut self, expr: impl Into<String>) -> Self {
         self.cel_expr = Some(expr.into());
+        self
+    }
+
+    /// With a comment (why the rule exists).
+    pub fn with_comment(mut self, comment: impl Into<String>) -> Self {
+        self.comment = Some(comment.into());
         self
     }
 }
@@ -392,6 +406,7 @@ impl RuleSpec {
                 &self.event_detail_button_label,
                 MAX_BUTTON_LABEL_CHARS,
             )?,
+            comment: clean_text("comment", &self.comment, MAX_RULE_TEXT_CHARS)?,
         };
         Ok((key, Some(rule)))
     }
@@ -621,6 +636,7 @@ mod tests {
             cel_expr: None,
             notification_app_name: None,
             event_detail_button_label: None,
+            comment: None,
         }
     }
 

@@ -13,6 +13,8 @@ mod access;
 pub mod live;
 pub use access::{AdminSettings, MetricsSettings, Role, SyncAuthSettings, TlsSettings, TokenConfig};
 pub use live::LiveConfig;
+mod rules_dir;
+pub use rules_dir::RulesDirSettings;
 mod ui;
 pub use ui::UiSettings;
 
@@ -53,6 +55,10 @@ pub struct Config {
     pub metrics: MetricsSettings,
     /// The web console (`[ui]`).
     pub ui: UiSettings,
+    /// GitOps mode (`[rules_dir]`, `--rules-dir`): rules files applied at start and on change.
+    pub rules_dir: Option<RulesDirSettings>,
+    /// Event export (`[[export.sinks]]`).
+    pub export: crate::export::ExportSettings,
 }
 
 /// Settings and rule sets for hosts carrying one tag.
@@ -143,6 +149,9 @@ pub struct Limits {
     pub max_rule_sets_per_host: usize,
     /// Seconds the server spends on one sync request once its body is read; 503 after.
     pub sync_request_timeout_secs: u64,
+    /// Most rules one rules-as-code plan or apply may declare, all sets together (the 64 MiB
+    /// admin body bound holds about 400,000 rules).
+    pub max_rules_per_apply: usize,
 }
 
 impl Default for Limits {
@@ -169,6 +178,7 @@ impl Default for Limits {
             requests_per_machine_per_minute: 1200,
             max_rule_sets_per_host: 64,
             sync_request_timeout_secs: 30,
+            max_rules_per_apply: 500_000,
         }
     }
 }
@@ -236,6 +246,8 @@ impl Default for Config {
             tls: None,
             metrics: Default::default(),
             ui: UiSettings::default(),
+            rules_dir: None,
+            export: Default::default(),
         }
     }
 }
@@ -358,6 +370,7 @@ impl Config {
         self.admin.validate().map_err(ConfigError::Invalid)?;
         self.sync_auth.validate().map_err(ConfigError::Invalid)?;
         self.ui.validate().map_err(ConfigError::Invalid)?;
+        self.export.validate().map_err(ConfigError::Invalid)?;
         if let Some(tls) = &self.tls {
             tls.validate().map_err(ConfigError::Invalid)?;
         }

@@ -9,17 +9,22 @@
 //! invariants, SECURITY.md for the threat model.
 
 pub mod actions;
+pub mod blocked;
+pub mod cli;
 pub mod config;
 pub mod credentials;
 pub mod examples;
+pub mod export;
 pub mod health;
 pub mod http;
 pub mod maintenance;
 pub mod metrics;
+pub mod oidc;
 pub mod policy;
 pub mod proposals;
 pub mod reload;
 pub mod review;
+pub mod rules;
 mod serve;
 pub mod sync;
 pub mod tls;
@@ -185,12 +190,32 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
     // Once per start, not per request; racing replicas end with the one key the store kept.
     let cursors = sync::cursor::CursorSigner::load(&*store).await.context("loading the rule-download cursor key")?;
     let reloader = Arc::new(reload::ConfigReloader::new(source, live.clone(), plugins.clone()));
+    let oidc = match config.ui.oidc.clone() {
+        Some(settings) => Some(Arc::new(oidc::Oidc::new(settings, &*store).await.context("setting up [ui.oidc]")?)),
+        None => None,
+    };
     let overview = ui::overview::SnapshotCell::default();
     let overview_sources = ui::overview::Sources {
         store: store.clone(),
         plugins: plugins.clone(),
         policy: policy.clone(),
         stale_after_days: config.ui.stale_after_days,
+    };
+    let (shutdown, _) = watch::channel(false);
+    let rules_owners = rules::dir::Owners::default();
+    let rules_dir = match &config.rules_dir {
+        None => None,
+        Some(settings) => Some(
+            rules::dir::RulesDir::start(
+                settings.clone(),
+                store.clone(),
+                metrics.clone(),
+                rules_owners.clone(),
+                config.limits.max_rules_per_apply,
+                shutdown.subscribe(),
+            )
+            .await?,
+        ),
     };
     let state = Arc::new(http::AppState {
         sync: sync::SyncService {
@@ -199,6 +224,7 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
             policy,
             config: live.clone(),
             cursors,
+            rules_owners,
         },
         reloader: reloader.clone(),
         plugins,
@@ -206,9 +232,19 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
         admin_auth,
         sync_auth,
         rate_limit: http::rate_limit::MachineRateLimit::new(config.limits.requests_per_machine_per_minute),
-        ui: ui::UiState { overview: overview.clone() },
+        ui: ui::UiState { overview: overview.clone(), blocked: Default::default(), oidc },
+        rules_dir,
+        export: export::ExportStatus::default(),
     });
     let (shutdown, _) = watch::channel(false);
+    let exporters = export::spawn(
+        &config.export,
+        &config.data_dir,
+        store.clone(),
+        state.metrics.clone(),
+        state.export.clone(),
+        shutdown.subscribe(),
+    )?;
     let retention = maintenance::spawn(store.clone(), config.clone(), shutdown.subscribe());
     let overview_task = config.ui.enabled.then(|| {
         let every = Duration::from_secs(config.ui.overview_refresh_secs);
@@ -236,6 +272,9 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
             let _ = retention.await;
         }
         if let Some(t) = overview_task {
+            let _ = t.await;
+        }
+        for t in exporters {
             let _ = t.await;
         }
         // Background work (triage) may still hold the store; wait for it so that a

@@ -38,6 +38,9 @@ enum Command {
         #[arg(long, env = "DASHER_HEALTHCHECK_URL", default_value = "http://127.0.0.1:8080/healthz")]
         url: String,
     },
+    /// Admin API commands (rules, hosts, events, proposals, plugins).
+    #[command(flatten)]
+    Admin(dasher_server::cli::Command),
 }
 
 #[derive(Subcommand)]
@@ -125,6 +128,9 @@ struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long)]
     log_json: bool,
+    /// GitOps mode: apply this directory of rules files at start and on every change.
+    #[arg(long, env = "DASHER_RULES_DIR")]
+    rules_dir: Option<PathBuf>,
     /// Build this checkout's example plugins (staged-rollout, ruleset-targeting, event-triage,
     /// approval-voting) into the plugin directory [default: DATA_DIR/plugins] and load them.
     #[arg(long)]
@@ -201,6 +207,7 @@ fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 }
             }
         }
+        Command::Admin(cmd) => dasher_server::cli::run(cmd),
         Command::Token(TokenCommand::Hash) => {
             let mut input = String::new();
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut input)?;
@@ -245,6 +252,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         args.admin_token.clone(),
         args.examples,
     );
+    let rules_dir = args.rules_dir.clone();
     // Flags win over the file, at start and at every reload.
     let overrides = move |config: &mut Config| {
         if let Some(listen) = listen {
@@ -264,6 +272,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         }
         if let Some(token) = &token {
             config.admin_token = Some(token.clone());
+        }
+        if let Some(path) = &rules_dir {
+            config.rules_dir.get_or_insert_with(Default::default).path = path.clone();
         }
         if examples {
             let data_dir = config.data_dir.clone();

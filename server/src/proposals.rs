@@ -206,6 +206,7 @@ pub async fn user_request(
         cel_expr: None,
         notification_app_name: None,
         event_detail_button_label: None,
+        comment: None,
     };
     let key = dasher_sdk::domain::RuleKey {
         rule_type: dasher_sdk::wire::RuleType::Binary,
@@ -307,6 +308,7 @@ mod tests {
                 cel_expr: None,
                 notification_app_name: None,
                 event_detail_button_label: None,
+                comment: None,
             },
             reason: "test".into(),
         }

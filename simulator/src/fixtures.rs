@@ -84,6 +84,7 @@ pub fn rule_spec(i: u64, salt: u64) -> RuleSpec {
         cel_expr: None,
         notification_app_name: None,
         event_detail_button_label: None,
+        comment: None,
     }
 }
 

@@ -148,6 +148,7 @@ pub fn validate_wire_rule(w: &wire::Rule) -> Option<RuleOp> {
         notification_app_name: text(&w.notification_app_name),
         event_detail_button_label: text(&w.event_detail_button_label)
             .map(|l| l.chars().take(dasher_sdk::domain::MAX_BUTTON_LABEL_CHARS).collect()),
+        comment: None,
     };
     Some(RuleOp::Upsert(intern_rule(rule)))
 }
@@ -256,6 +257,7 @@ mod tests {
             cel_expr: None,
             notification_app_name: None,
             event_detail_button_label: None,
+            comment: None,
         }
     }
 

@@ -34,6 +34,7 @@ pub fn rule_set(n: usize) -> Vec<Rule> {
                 cel_expr: None,
                 notification_app_name: None,
                 event_detail_button_label: None,
+                comment: None,
             }
         })
         .collect()

@@ -79,6 +79,16 @@ pub enum StoreError {
     },
 }
 
+/// [`Store::commit_rules_at`] found another head than expected; nothing was written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("the rule head moved to version {head} (expected {expected})")]
+pub struct HeadMoved {
+    /// What the caller expected.
+    pub expected: u64,
+    /// The head found.
+    pub head: u64,
+}
+
 /// The domain storage interface. All methods are safe to call concurrently.
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
@@ -109,6 +119,14 @@ pub trait Store: Send + Sync + 'static {
     /// change anything (upsert of an identical rule, removal of an absent one) are skipped;
     /// if nothing changes, no version is created and the current head is returned.
     async fn commit_rules(&self, changes: &[RuleChange]) -> Result<u64>;
+    /// [`Store::commit_rules`] only while the head is `expected_head`, checked in the same
+    /// atomic write: `Ok(Err(HeadMoved))` (nothing written) if another commit moved it. How a
+    /// plan computed at one version is applied exactly on that version (rules as code).
+    async fn commit_rules_at(
+        &self,
+        expected_head: u64,
+        changes: &[RuleChange],
+    ) -> Result<std::result::Result<u64, HeadMoved>>;
     /// The newest committed rule version (0 for an empty store).
     async fn head_version(&self) -> Result<u64>;
     /// The oldest version still readable with `get_rule`/`scan_rules`/`scan_changes`.

@@ -33,6 +33,7 @@ macro_rules! engine_tests {
             check!(preflight_writes);
             check!(host_paging);
             check!(rule_versions);
+            check!(rule_comments_and_expected_head);
             check!(rule_history);
             check!(rule_changes);
             check!(rule_sets);

@@ -44,6 +44,7 @@ check!(hosts);
 check!(preflight_writes);
 check!(host_paging);
 check!(rule_versions);
+check!(rule_comments_and_expected_head);
 check!(rule_history);
 check!(rule_changes);
 check!(rule_sets);
@@ -215,6 +216,7 @@ async fn concurrent_writers_across_replicas() {
                         cel_expr: None,
                         notification_app_name: None,
                         event_detail_button_label: None,
+                        comment: None,
                     };
                     let change = RuleChange { rule_set: "global".into(), key: rule.key(), rule: Some(rule) };
                     versions.push(store.commit_rules(&[change]).await.unwrap());
@@ -286,6 +288,7 @@ async fn compaction_while_another_replica_commits() {
         cel_expr: None,
         notification_app_name: None,
         event_detail_button_label: None,
+        comment: None,
     };
     let flip = |i: u64| if i.is_multiple_of(2) { Policy::Allowlist } else { Policy::Blocklist };
     const N: u64 = 60;
@@ -344,6 +347,7 @@ async fn concurrent_decisions_across_replicas() {
             cel_expr: None,
             notification_app_name: None,
             event_detail_button_label: None,
+            comment: None,
         };
         let (key, _) = spec.validate().unwrap();
         let new = NewProposal {
@@ -553,6 +557,7 @@ async fn console_writes_across_replicas() {
             cel_expr: None,
             notification_app_name: None,
             event_detail_button_label: None,
+            comment: None,
         },
         reason: String::new(),
         machine_id: machine.into(),

@@ -1,6 +1,9 @@
 //! Helpers for Dasher end-to-end tests: [`TestServer`] starts the real server on
 //! 127.0.0.1 with a real database in a temp dir; requests go over real HTTP.
 
+pub mod browser;
+pub mod idp;
+
 use bytes::Bytes;
 use dasher_server::config::Config;
 use http::{HeaderMap, Method, Request, StatusCode};

@@ -81,6 +81,7 @@ impl Review for Voting {
                 cel_expr: None,
                 notification_app_name: None,
                 event_detail_button_label: None,
+                comment: None,
             };
             return Ok(ReviewDecision::approve(ApprovalScope::Global, reason).with_rule(team_rule));
         }

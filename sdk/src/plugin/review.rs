@@ -71,6 +71,7 @@ impl Default for ProposalFacts {
                 cel_expr: None,
                 notification_app_name: None,
                 event_detail_button_label: None,
+                comment: None,
             },
             reason: String::new(),
             count: 0,

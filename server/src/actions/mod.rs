@@ -125,6 +125,7 @@ pub async fn post_rules(sync: &SyncService, actor: &Actor, changes: &[RuleChange
     if changes.len() > max {
         return Err(ActionError::field("rules", format!("at most {max} rules per request")));
     }
+    unmanaged(sync, changes.iter().map(|c| c.rule_set.as_str()))?;
     let version = sync.store.commit_rules(changes).await?;
     let target = match changes {
         [one] => format!("rule:{}/{:?}/{}", one.rule_set, one.key.rule_type, one.key.identifier),
@@ -139,6 +140,14 @@ pub async fn post_rules(sync: &SyncService, actor: &Actor, changes: &[RuleChange
     let detail = serde_json::json!({"version": version, "count": changes.len(), "changes": shown});
     audit::record(sync, actor, "rules.commit", &target, detail).await;
     Ok(version)
+}
+
+/// Refuses a write into a set a rules directory owns (GitOps mode: the files are the truth).
+pub fn unmanaged<'a>(sync: &SyncService, sets: impl IntoIterator<Item = &'a str>) -> Result<(), ActionError> {
+    match sync.rules_owners.first_owned(sets) {
+        Some((set, file)) => Err(ActionError::Conflict(crate::rules::dir::Owners::refusal(&set, &file))),
+        None => Ok(()),
+    }
 }
 
 fn decided_by(actor: &Actor, by: Option<&str>) -> Result<String, ActionError> {
@@ -159,6 +168,11 @@ pub async fn approve_proposal(
     scope: &proposals::ApproveScope,
 ) -> Result<Proposal, ActionError> {
     let by = decided_by(actor, by)?;
+    if let Some(p) = sync.store.get_proposal(id).await?
+        && let Ok(target) = scope.target(&p)
+    {
+        unmanaged(sync, [target.as_str()])?;
+    }
     let p = proposals::approve(sync.store.as_ref(), id, &by, scope, now_unix()).await?;
     let into = p.applied_rule_set.as_deref().unwrap_or(&p.rule_set);
     let detail = serde_json::json!({"by": by, "rule_set": into, "proposed_rule_set": p.rule_set, "rule": p.rule});

@@ -18,11 +18,19 @@ pub struct UiSettings {
     /// Hosts whose last preflight is older than this many days are listed as stale on the
     /// overview (default 7).
     pub stale_after_days: u64,
+    /// OpenID Connect sign-in (`[ui.oidc]`); off unless set.
+    pub oidc: Option<crate::oidc::OidcSettings>,
 }
 
 impl Default for UiSettings {
     fn default() -> Self {
-        UiSettings { enabled: true, session_ttl_secs: 28_800, overview_refresh_secs: 60, stale_after_days: 7 }
+        UiSettings {
+            enabled: true,
+            session_ttl_secs: 28_800,
+            overview_refresh_secs: 60,
+            stale_after_days: 7,
+            oidc: None,
+        }
     }
 }
 
@@ -43,6 +51,9 @@ impl UiSettings {
         }
         if self.stale_after_days == 0 || self.stale_after_days > 3650 {
             return Err(format!("ui.stale_after_days must be between 1 and 3650, not {}", self.stale_after_days));
+        }
+        if let Some(oidc) = &self.oidc {
+            oidc.validate()?;
         }
         Ok(())
     }

@@ -52,6 +52,11 @@ pub struct AppState {
     pub reloader: Arc<crate::reload::ConfigReloader>,
     /// The web console's shared state.
     pub ui: crate::ui::UiState,
+    /// GitOps rules directory, when `[rules_dir]` is set (its status; ownership is in
+    /// [`crate::sync::SyncService::rules_owners`]).
+    pub rules_dir: Option<Arc<crate::rules::dir::RulesDir>>,
+    /// Export sinks' cursors, lag and errors (`GET /api/v1/export`).
+    pub export: crate::export::ExportStatus,
 }
 
 /// Which routes a listener serves.

@@ -42,6 +42,11 @@ struct ReasonLabel {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct SinkLabel {
+    sink: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PluginLabels {
     plugin: String,
     generation: String,
@@ -97,6 +102,10 @@ pub struct Metrics {
     connections_refused: Counter,
     auth_failures: Family<ReasonLabel, Counter>,
     tls_reloads: Family<ReasonLabel, Counter>,
+    rules_dir_errors: Counter,
+    export_delivered: Family<SinkLabel, Counter>,
+    export_errors: Family<SinkLabel, Counter>,
+    export_lag: Family<SinkLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -128,6 +137,10 @@ impl Metrics {
             connections_refused: Counter::default(),
             auth_failures: Family::default(),
             tls_reloads: Family::default(),
+            rules_dir_errors: Counter::default(),
+            export_delivered: Family::default(),
+            export_errors: Family::default(),
+            export_lag: Family::default(),
         };
         let r = &mut m.registry;
         r.register("http_requests", "HTTP requests answered, by stage and status", m.requests.clone());
@@ -150,7 +163,30 @@ impl Metrics {
         );
         r.register("auth_failures", "Refused credentials, by reason", m.auth_failures.clone());
         r.register("tls_reloads", "TLS certificate reload attempts, by result", m.tls_reloads.clone());
+        r.register(
+            "rules_dir_errors",
+            "Rules-directory applies that failed (broken file, store error); the last good rules stay",
+            m.rules_dir_errors.clone(),
+        );
+        r.register("export_delivered", "Event records an export sink acknowledged", m.export_delivered.clone());
+        r.register("export_errors", "Failed deliveries of an export sink (retried)", m.export_errors.clone());
+        r.register("export_lag_events", "Stored events an export sink has not reached yet", m.export_lag.clone());
         m
+    }
+
+    /// Counts records an export sink acknowledged.
+    pub fn record_export_delivered(&self, sink: &str, n: u64) {
+        self.export_delivered.get_or_create(&SinkLabel { sink: sink.to_owned() }).inc_by(n);
+    }
+
+    /// Counts a failed export delivery.
+    pub fn record_export_error(&self, sink: &str) {
+        self.export_errors.get_or_create(&SinkLabel { sink: sink.to_owned() }).inc();
+    }
+
+    /// Sets how far an export sink is behind.
+    pub fn set_export_lag(&self, sink: &str, lag: u64) {
+        self.export_lag.get_or_create(&SinkLabel { sink: sink.to_owned() }).set(i64::try_from(lag).unwrap_or(i64::MAX));
     }
 
     /// Counts one answered request and its duration.
@@ -212,6 +248,11 @@ impl Metrics {
     /// Counts a TLS reload attempt (`ok` or `error`).
     pub fn record_tls_reload(&self, result: &'static str) {
         self.tls_reloads.get_or_create(&ReasonLabel { reason: result }).inc();
+    }
+
+    /// Counts a failed rules-directory apply.
+    pub fn record_rules_dir_error(&self) {
+        self.rules_dir_errors.inc();
     }
 
     /// The text exposition: live counters, then `hosts` and plugin state read now.

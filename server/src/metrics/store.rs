@@ -190,6 +190,16 @@ impl Store for MeteredStore {
         self.done("commit_rules", started, r)
     }
 
+    async fn commit_rules_at(
+        &self,
+        expected_head: u64,
+        changes: &[RuleChange],
+    ) -> Result<std::result::Result<u64, dasher_store::HeadMoved>> {
+        let started = Instant::now();
+        let r = self.inner.commit_rules_at(expected_head, changes).await;
+        self.done("commit_rules", started, r)
+    }
+
     async fn head_version(&self) -> Result<u64> {
         let started = Instant::now();
         let r = self.inner.head_version().await;

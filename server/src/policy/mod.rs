@@ -329,6 +329,7 @@ mod tests {
             cel_expr: None,
             notification_app_name: None,
             event_detail_button_label: None,
+            comment: None,
         };
         let (rules, skipped) = validate_host_rules(&[
             spec("EQHXZ8M8AV", Policy::Allowlist),

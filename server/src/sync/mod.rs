@@ -43,6 +43,9 @@ pub struct SyncService {
     pub config: LiveConfig,
     /// Signs and checks rule-download cursors (the key shared through the store).
     pub cursors: CursorSigner,
+    /// The rule sets a rules directory owns (GitOps mode; empty otherwise): other writers are
+    /// refused ([`crate::actions`]).
+    pub rules_owners: crate::rules::dir::Owners,
 }
 
 /// Current Unix time in seconds.

@@ -290,6 +290,7 @@ mod tests {
             cel_expr: None,
             notification_app_name: None,
             event_detail_button_label: None,
+            comment: None,
         }
     }
 

@@ -27,7 +27,8 @@ pub fn safe_next(next: Option<&str>) -> String {
     }
 }
 
-fn login_page(ctx: &PageCtx, next: &str, error: Option<&str>) -> maud::Markup {
+/// `sso`: `[ui.oidc]` is configured, so the page offers single sign-on first.
+fn login_page(ctx: &PageCtx, next: &str, error: Option<&str>, sso: bool) -> maud::Markup {
     let body = m! {
         div.login.card {
             @if let Some(e) = error {
@@ -35,6 +36,10 @@ fn login_page(ctx: &PageCtx, next: &str, error: Option<&str>) -> maud::Markup {
             }
             @if let Some((name, role)) = &ctx.user {
                 p.muted { "Signed in as " (name) " (" (role.as_str()) "). Sign in again to switch." }
+            }
+            @if sso {
+                a.sso href={ "/ui/oidc/start?next=" (super::enc(next)) } { "Sign in with single sign-on" }
+                p.muted.or { "or with an admin token:" }
             }
             form method="post" action="/ui/login" {
                 (csrf_field(ctx))
@@ -52,7 +57,7 @@ fn login_page(ctx: &PageCtx, next: &str, error: Option<&str>) -> maud::Markup {
 /// `GET /ui/login[?next=/ui/...]`.
 pub async fn form(cx: &Cx<'_>) -> Result {
     let next = safe_next(cx.q("next"));
-    Ok(html(StatusCode::OK, login_page(&cx.page_ctx(), &next, None)))
+    Ok(html(StatusCode::OK, login_page(&cx.page_ctx(), &next, None, cx.state.ui.oidc.is_some())))
 }
 
 /// `POST /ui/login`: a valid token starts a session and goes to `next`; a wrong one gets
@@ -60,7 +65,9 @@ pub async fn form(cx: &Cx<'_>) -> Result {
 pub async fn submit(cx: &Cx<'_>) -> Result {
     let next = safe_next(cx.f("next"));
     let token = cx.f("token").unwrap_or("").trim();
-    let refused = |msg: &str| Ok(html(StatusCode::UNAUTHORIZED, login_page(&cx.page_ctx(), &next, Some(msg))));
+    let refused = |msg: &str| {
+        Ok(html(StatusCode::UNAUTHORIZED, login_page(&cx.page_ctx(), &next, Some(msg), cx.state.ui.oidc.is_some())))
+    };
     if token.is_empty() {
         return refused("Enter a token.");
     }

@@ -14,6 +14,7 @@
 pub mod assets;
 pub mod audit;
 pub mod binaries;
+pub mod blocked;
 mod cookies;
 pub mod csrf;
 pub mod error;
@@ -22,6 +23,7 @@ pub mod fmt;
 pub mod hosts;
 pub mod layout;
 pub mod login;
+pub mod oidc;
 pub mod overview;
 pub mod plugins;
 pub mod proposals;
@@ -87,7 +89,6 @@ const fn main_get(path: &'static str, handler: Handler) -> Route {
 }
 
 /// A public `POST` route also served on the main listener (the block page's form).
-#[allow(dead_code)]
 const fn main_post(path: &'static str, handler: Handler) -> Route {
     Route { method: Method::POST, path, access: Access::Public, main: true, handler }
 }
@@ -103,7 +104,11 @@ pub static ROUTES: &[Route] = &[
     get("/ui/login", Access::Public, |cx| Box::pin(login::form(cx))),
     post("/ui/login", Access::Public, |cx| Box::pin(login::submit(cx))),
     post("/ui/logout", Access::Public, |cx| Box::pin(login::logout(cx))),
+    get("/ui/oidc/start", Access::Public, |cx| Box::pin(oidc::start(cx))),
+    get("/ui/oidc/callback", Access::Public, |cx| Box::pin(oidc::callback(cx))),
     main_get("/ui/static/{}", |cx| Box::pin(static_file(cx))),
+    main_get("/ui/blocked", |cx| Box::pin(blocked::view(cx))),
+    main_post("/ui/blocked", |cx| Box::pin(blocked::request(cx))),
     get("/ui/hosts", Access::Signed, |cx| Box::pin(hosts::list(cx))),
     get("/ui/hosts/{}", Access::Signed, |cx| Box::pin(hosts::detail(cx))),
     post("/ui/hosts/{}/tags", Access::Signed, |cx| Box::pin(hosts::put_tags(cx))),
@@ -381,6 +386,10 @@ async fn read_form(
 pub struct UiState {
     /// The latest overview snapshot.
     pub overview: overview::SnapshotCell,
+    /// Rate limits of the block page ([`blocked`]).
+    pub blocked: crate::blocked::BlockPageLimits,
+    /// OpenID Connect sign-in, when `[ui.oidc]` is set.
+    pub oidc: Option<std::sync::Arc<crate::oidc::Oidc>>,
 }
 
 #[cfg(test)]

@@ -30,7 +30,7 @@ pub struct Session {
     pub created_unix: i64,
     /// Expires at (Unix seconds).
     pub expires_unix: i64,
-    /// How the user signed in (`token`).
+    /// How the user signed in (`token` or `oidc`).
     pub via: String,
 }
 
@@ -51,13 +51,24 @@ fn well_formed(id: &str) -> bool {
 
 /// Starts a session for `who`; returns the cookie value (the id, never stored in clear).
 pub async fn create(store: &dyn Store, who: &Identity, ttl_secs: u64, now: i64) -> Result<String, StoreError> {
+    create_via(store, who, ttl_secs, now, "token").await
+}
+
+/// [`create`] for a sign-in made `via` another way (`oidc`).
+pub async fn create_via(
+    store: &dyn Store,
+    who: &Identity,
+    ttl_secs: u64,
+    now: i64,
+    via: &str,
+) -> Result<String, StoreError> {
     let id = super::random_hex::<ID_BYTES>();
     let session = Session {
         name: who.name.clone(),
         role: who.role,
         created_unix: now,
         expires_unix: now.saturating_add(i64::try_from(ttl_secs).unwrap_or(i64::MAX)),
-        via: "token".into(),
+        via: via.into(),
     };
     let value = serde_json::to_vec(&session).expect("session serializes");
     store.kv_put(SERVER_KV_NAMESPACE, &kv_key(&id), &value).await?;

@@ -33,6 +33,7 @@ fn rule(rule_type: RuleType, identifier: &str, policy: Policy) -> Rule {
         cel_expr: None,
         notification_app_name: None,
         event_detail_button_label: None,
+        comment: None,
     }
 }
 
@@ -205,6 +206,29 @@ pub async fn rule_versions(store: &dyn Store) {
     assert!(versions.windows(2).all(|w| w[0] <= w[1]), "change log in order: {versions:?}");
     assert_eq!(versions.first(), Some(&1));
     assert_eq!(versions.last(), Some(&3));
+}
+
+/// A rule's comment is stored and read back; changing only the comment is a change (a new
+/// version); [`Store::commit_rules_at`] commits only on the expected head and writes nothing
+/// otherwise.
+pub async fn rule_comments_and_expected_head(store: &dyn Store) {
+    let mut a = rule(RuleType::TeamId, "EQHXZ8M8AV", Policy::Allowlist);
+    a.comment = Some("why this rule exists".into());
+    assert_eq!(store.commit_rules_at(0, &[upsert("eng", &a)]).await.unwrap(), Ok(1));
+    let read = store.get_rule("eng", &a.key(), 1).await.unwrap().expect("stored");
+    assert_eq!(read.comment.as_deref(), Some("why this rule exists"), "the comment is kept");
+    let scanned = store.scan_rules("eng", 1, None, 10).await.unwrap();
+    assert_eq!(scanned, vec![a.clone()], "scans return the comment");
+    let mut b = a.clone();
+    b.comment = Some("reviewed".into());
+    let moved = store.commit_rules_at(0, &[upsert("eng", &b)]).await.unwrap();
+    assert_eq!(moved, Err(crate::HeadMoved { expected: 0, head: 1 }), "a stale head refuses");
+    assert_eq!(store.head_version().await.unwrap(), 1, "a refused commit writes nothing");
+    assert_eq!(store.get_rule("eng", &a.key(), 1).await.unwrap(), Some(a.clone()));
+    assert_eq!(store.commit_rules_at(1, &[upsert("eng", &b)]).await.unwrap(), Ok(2), "a comment change is a change");
+    assert_eq!(store.get_rule("eng", &a.key(), 2).await.unwrap().unwrap().comment.as_deref(), Some("reviewed"));
+    assert_eq!(store.commit_rules_at(2, &[upsert("eng", &b)]).await.unwrap(), Ok(2), "no-op keeps the head");
+    assert_eq!(store.commit_rules_at(2, &[]).await.unwrap(), Ok(2), "empty commit on the head");
 }
 
 /// Readers at older versions see old values and tombstones; scans follow `RuleKey` order and

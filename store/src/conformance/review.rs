@@ -98,6 +98,7 @@ pub(super) fn proposal(rule_set: &str, identifier: &str, machine: &str, at: i64)
         cel_expr: None,
         notification_app_name: None,
         event_detail_button_label: None,
+        comment: None,
     };
     NewProposal {
         scope: if rule_set == "global" { ProposalScope::Global } else { ProposalScope::RuleSet },

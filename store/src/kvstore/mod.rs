@@ -171,6 +171,23 @@ impl<E: KvEngine> Store for KvStore<E> {
         self.writer.submit(false, move |txn| rules::commit(txn, &changes)).await
     }
 
+    async fn commit_rules_at(
+        &self,
+        expected_head: u64,
+        changes: &[RuleChange],
+    ) -> Result<std::result::Result<u64, crate::HeadMoved>> {
+        let changes = changes.to_vec();
+        self.writer
+            .submit(false, move |txn| {
+                let head = txn.get_u64(keys::META_HEAD)?;
+                if head != expected_head {
+                    return Ok(Err(crate::HeadMoved { expected: expected_head, head }));
+                }
+                rules::commit(txn, &changes).map(Ok)
+            })
+            .await
+    }
+
     async fn head_version(&self) -> Result<u64> {
         rules::head(&*self.engine)
     }

@@ -441,6 +441,15 @@ impl Store for PgStore {
         rules::commit(&mut client, changes).await
     }
 
+    async fn commit_rules_at(
+        &self,
+        expected_head: u64,
+        changes: &[RuleChange],
+    ) -> Result<std::result::Result<u64, crate::HeadMoved>> {
+        let mut client = self.client().await?;
+        rules::commit_at(&mut client, expected_head, changes).await
+    }
+
     async fn head_version(&self) -> Result<u64> {
         let client = self.client().await?;
         rules::meta(&client, "head").await

@@ -60,6 +60,26 @@ pub(super) async fn commit(client: &mut Client, changes: &[RuleChange]) -> Resul
     Ok(version)
 }
 
+/// [`commit`] only while the head is `expected`: the head row is locked first, so no other
+/// commit can move it between the check and the write.
+pub(super) async fn commit_at(
+    client: &mut Client,
+    expected: u64,
+    changes: &[RuleChange],
+) -> Result<std::result::Result<u64, crate::HeadMoved>> {
+    check_changes(changes)?;
+    let tx = client.transaction().await.map_err(pg_err)?;
+    let lock =
+        tx.prepare_cached("SELECT value FROM dasher_meta WHERE name = 'head' FOR UPDATE").await.map_err(pg_err)?;
+    let head = to_u64("head", tx.query_one(&lock, &[]).await.map_err(pg_err)?.get(0))?;
+    if head != expected {
+        return Ok(Err(crate::HeadMoved { expected, head }));
+    }
+    let version = if changes.is_empty() { head } else { commit_in(&tx, changes).await? };
+    tx.commit().await.map_err(pg_err)?;
+    Ok(Ok(version))
+}
+
 /// Every change carries a rule for its own key (or none).
 fn check_changes(changes: &[RuleChange]) -> Result<()> {
     for change in changes {

@@ -3,6 +3,7 @@
 
 mod compaction;
 mod cursor_forgery;
+mod export;
 mod fuzz_regressions;
 mod hostile_connections;
 mod idle_connections;
@@ -15,6 +16,7 @@ mod plugins_http;
 mod postgres_replicas;
 mod reserved_names;
 mod rule_input;
+mod rules_as_code;
 mod security_http;
 mod sim_client;
 mod sim_convergence;
@@ -22,5 +24,7 @@ mod sim_scenario;
 mod sync_protocol;
 mod tls_http;
 mod triage_http;
+mod ui_browser;
 mod ui_console;
+mod ui_oidc;
 mod ui_pages;

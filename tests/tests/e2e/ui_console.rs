@@ -499,10 +499,10 @@ async fn plugins_page_reloads_and_rolls_back_as_admin() {
     assert_eq!(p.status, StatusCode::SEE_OTHER, "{}", p.body);
     let status = s.admin(Method::GET, "/api/v1/plugins", None).await.json();
     assert_eq!(status["plugins"][0]["hash"].as_str().unwrap(), first);
-    // An unknown plugin names the field.
+    // An unknown plugin is a 404 naming it, as in the admin API.
     let p = admin.post("/ui/plugins/nope/rollback", &[("csrf_token", &csrf)]).await;
-    assert_eq!(p.status, StatusCode::BAD_REQUEST);
-    assert!(p.body.contains("name"), "{}", p.body);
+    assert_eq!(p.status, StatusCode::NOT_FOUND);
+    assert!(p.body.contains("nope"), "{}", p.body);
 }
 
 /// One HTTPS request to the console, trusting `ca`; returns the `Set-Cookie` values.

@@ -109,6 +109,7 @@ fn seed_proposals(spec: StoreSpec) {
                     cel_expr: None,
                     notification_app_name: None,
                     event_detail_button_label: None,
+                    comment: None,
                 };
                 let p = NewProposal {
                     scope: ProposalScope::Host,

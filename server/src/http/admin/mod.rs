@@ -5,6 +5,7 @@
 pub mod auth;
 mod plugins_ops;
 mod requests;
+pub mod rules_code;
 
 use crate::actions::{self, Actor, Via};
 use crate::config::Role;
@@ -13,7 +14,7 @@ use crate::http::{AppState, machine_id::parse_machine_id, read_limited};
 use crate::sync::rules::Resolver;
 use crate::sync::{SyncService, host_facts, now_unix};
 use bytes::Bytes;
-use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleKey, RuleSpec};
+use dasher_sdk::domain::{GLOBAL_RULE_SET, RuleKey};
 use dasher_sdk::names::{NameError, RuleSetName};
 use dasher_sdk::version::ClientCaps;
 use dasher_store::{EventFilter, ProposalStatus, RuleChange};
@@ -22,10 +23,10 @@ use http_body_util::Full;
 use serde::Deserialize;
 use std::collections::HashMap;
 
-type Resp = Result<Response<Full<Bytes>>, ApiError>;
+pub(crate) type Resp = Result<Response<Full<Bytes>>, ApiError>;
 
 /// Largest admin request body.
-const MAX_ADMIN_BODY_BYTES: usize = 64 << 20;
+pub(crate) const MAX_ADMIN_BODY_BYTES: usize = 64 << 20;
 
 /// The query string, decoded (`application/x-www-form-urlencoded`); a repeated key keeps its
 /// last value.
@@ -104,6 +105,14 @@ pub enum Op {
     PluginHistory,
     /// `POST /api/v1/proposals/requests`
     UserRequest,
+    /// `POST /api/v1/rules/plan`
+    PlanRules,
+    /// `POST /api/v1/rules/apply`
+    ApplyRules,
+    /// `GET /api/v1/rules-dir`
+    RulesDir,
+    /// `GET /api/v1/export`
+    Export,
 }
 
 /// One admin route: method, path (`{}` matches one segment), the least role that may call
@@ -147,6 +156,10 @@ pub const ROUTES: &[Route] = &[
     route(Method::POST, "/api/v1/config/reload", Role::Admin, Op::ReloadConfig),
     route(Method::GET, "/api/v1/plugins/{}/history", Role::ReadOnly, Op::PluginHistory),
     route(Method::POST, "/api/v1/proposals/requests", Role::RulesEditor, Op::UserRequest),
+    route(Method::POST, "/api/v1/rules/plan", Role::ReadOnly, Op::PlanRules),
+    route(Method::POST, "/api/v1/rules/apply", Role::RulesEditor, Op::ApplyRules),
+    route(Method::GET, "/api/v1/rules-dir", Role::ReadOnly, Op::RulesDir),
+    route(Method::GET, "/api/v1/export", Role::ReadOnly, Op::Export),
 ];
 
 /// Why no route answers a request.
@@ -249,6 +262,7 @@ pub async fn handle(
         }
         Op::EffectiveRules => effective_rules(sync, &machine_id()?).await,
         Op::Events => get_events(sync, &query(&req)).await,
+        Op::Export => Ok(json_response(StatusCode::OK, &serde_json::json!({ "sinks": state.export.snapshot() }))),
         Op::CompactHistory => compact_history(sync, req).await,
         Op::ListProposals => get_proposals(sync, &query(&req)).await,
         Op::GetProposal => {
@@ -270,6 +284,9 @@ pub async fn handle(
         Op::Metrics => super::ops::metrics(state, &req).await,
         Op::ReloadConfig => plugins_ops::reload_config(state, req).await,
         Op::PluginHistory => plugins_ops::history(state, params[0]).await,
+        Op::PlanRules => rules_code::plan_or_apply(state, req, false).await,
+        Op::ApplyRules => rules_code::plan_or_apply(state, req, true).await,
+        Op::RulesDir => rules_code::dir_status(state),
     }
 }
 
@@ -277,14 +294,6 @@ pub async fn handle(
 #[serde(deny_unknown_fields)]
 struct RulesRequest {
     rules: Vec<serde_json::Value>,
-}
-
-#[derive(Deserialize)]
-struct RuleInput {
-    #[serde(flatten)]
-    spec: RuleSpec,
-    #[serde(default)]
-    rule_set: Option<String>,
 }
 
 async fn post_rules(sync: &SyncService, actor: &Actor, req: Request<hyper::body::Incoming>) -> Resp {
@@ -295,7 +304,8 @@ async fn post_rules(sync: &SyncService, actor: &Actor, req: Request<hyper::body:
 }
 
 /// Parses and validates a `POST /api/v1/rules` body into the changes to commit: at most
-/// `max_rules` rules, each a valid [`RuleSpec`] in a valid rule set; a later rule for the same
+/// `max_rules` rules, each passing [`crate::rules::parse_rule`] (the check rules files pass
+/// too); a later rule for the same
 /// set and key replaces an earlier one. Errors name the offending field (`rules[3].identifier`).
 pub fn parse_rule_changes(body: &[u8], max_rules: usize) -> Result<Vec<RuleChange>, ApiError> {
     let body: RulesRequest =
@@ -306,17 +316,9 @@ pub fn parse_rule_changes(body: &[u8], max_rules: usize) -> Result<Vec<RuleChang
     let mut changes: Vec<RuleChange> = Vec::with_capacity(body.rules.len());
     let mut index: HashMap<(String, RuleKey), usize> = HashMap::new();
     for (i, value) in body.rules.into_iter().enumerate() {
-        let input: RuleInput =
-            serde_json::from_value(value).map_err(|e| ApiError::field(format!("rules[{i}]"), e.to_string()))?;
-        let rule_set = match input.rule_set {
-            None => GLOBAL_RULE_SET.to_owned(),
-            Some(name) => {
-                rule_set_name(&name, &format!("rules[{i}].rule_set"), RuleSetName::writable)?;
-                name
-            }
-        };
-        let (key, rule) =
-            input.spec.validate().map_err(|e| ApiError::field(format!("rules[{i}].{}", e.field()), e.to_string()))?;
+        let (rule_set, key, rule) =
+            crate::rules::parse_rule(value).map_err(|e| ApiError::field(e.path(&format!("rules[{i}]")), e.message))?;
+        let rule_set = rule_set.unwrap_or_else(|| GLOBAL_RULE_SET.to_owned());
         let change = RuleChange { rule_set: rule_set.clone(), key: key.clone(), rule };
         match index.get(&(rule_set.clone(), key.clone())) {
             Some(&at) => changes[at] = change,
@@ -333,8 +335,27 @@ async fn get_rules(sync: &SyncService, q: &HashMap<String, String>) -> Resp {
     let rule_set = q.get("rule_set").cloned().unwrap_or_else(|| GLOBAL_RULE_SET.to_owned());
     rule_set_name(&rule_set, "rule_set", RuleSetName::readable)?;
     let limit = parse_limit(q, 1000, 100_000)?;
-    let version = sync.store.head_version().await?;
-    let rules = sync.store.scan_rules(&rule_set, version, None, limit).await?;
+    // Paging for exports: `version` pins the read, `after_type` + `after_identifier` continue.
+    let version = match q.get("version") {
+        None => sync.store.head_version().await?,
+        Some(v) => v.parse().map_err(|_| ApiError::field("version", "version must be a number"))?,
+    };
+    let after = match (q.get("after_type"), q.get("after_identifier")) {
+        (None, None) => None,
+        (Some(t), Some(id)) => Some(RuleKey {
+            rule_type: t.parse().map_err(|_| ApiError::field("after_type", format!("unknown rule type {t:?}")))?,
+            identifier: id.clone(),
+        }),
+        _ => return Err(ApiError::field("after_type", "after_type and after_identifier go together")),
+    };
+    let rules = match sync.store.scan_rules(&rule_set, version, after.as_ref(), limit).await {
+        Err(
+            e @ (dasher_store::StoreError::VersionCompacted { .. } | dasher_store::StoreError::VersionInFuture { .. }),
+        ) => {
+            return Err(ApiError::field("version", e.to_string()));
+        }
+        r => r?,
+    };
     Ok(json_response(StatusCode::OK, &serde_json::json!({"rule_set": rule_set, "version": version, "rules": rules})))
 }
 
