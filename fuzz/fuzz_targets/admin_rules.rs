@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
                     // The normalised rule validates again to itself.
                     let spec = serde_json::to_value(rule).expect("rules serialize");
                     let again = parse_rule_changes(
-                        serde_json::json!({"rules": [{"rule_set": c.rule_set, "identifier": spec["identifier"], "rule_type": spec["rule_type"], "policy": spec["policy"], "custom_msg": spec.get("custom_msg"), "custom_url": spec.get("custom_url"), "cel_expr": spec.get("cel_expr"), "notification_app_name": spec.get("notification_app_name"), "event_detail_button_label": spec.get("event_detail_button_label")}]})
+                        serde_json::json!({"rules": [{"rule_set": c.rule_set, "identifier": spec["identifier"], "rule_type": spec["rule_type"], "policy": spec["policy"], "custom_msg": spec.get("custom_msg"), "custom_url": spec.get("custom_url"), "cel_expr": spec.get("cel_expr"), "notification_app_name": spec.get("notification_app_name"), "event_detail_button_label": spec.get("event_detail_button_label"), "comment": spec.get("comment")}]})
                             .to_string()
                             .as_bytes(),
                         MAX_RULES,

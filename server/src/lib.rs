@@ -236,7 +236,6 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
         rules_dir,
         export: export::ExportStatus::default(),
     });
-    let (shutdown, _) = watch::channel(false);
     let exporters = export::spawn(
         &config.export,
         &config.data_dir,

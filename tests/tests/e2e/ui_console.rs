@@ -19,16 +19,16 @@ const EDITOR: &str = "editor-secret";
 const HOST: &str = "UI-HOST-0001";
 
 /// A cookie-keeping client of one listener.
-struct Browser {
+pub(crate) struct Browser {
     addr: SocketAddr,
     cookies: HashMap<String, String>,
     client: hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>,
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
+pub(crate) struct Page {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: String,
 }
 
 impl Page {
@@ -47,7 +47,7 @@ impl Page {
 }
 
 impl Browser {
-    fn new(addr: SocketAddr) -> Browser {
+    pub(crate) fn new(addr: SocketAddr) -> Browser {
         Browser {
             addr,
             cookies: HashMap::new(),
@@ -86,7 +86,7 @@ impl Browser {
         Page { status, headers, body }
     }
 
-    async fn get(&mut self, path: &str) -> Page {
+    pub(crate) async fn get(&mut self, path: &str) -> Page {
         self.send(Method::GET, path, None).await
     }
 
@@ -99,7 +99,7 @@ impl Browser {
     }
 
     /// Signs in with `token` (loading the sign-in page first, as a person would).
-    async fn sign_in(&mut self, token: &str) -> Page {
+    pub(crate) async fn sign_in(&mut self, token: &str) -> Page {
         let form = self.get("/ui/login").await;
         assert_eq!(form.status, StatusCode::OK);
         let csrf = self.csrf();
