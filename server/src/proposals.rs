@@ -197,17 +197,7 @@ pub async fn user_request(
     justification: &str,
     now: i64,
 ) -> Result<Proposal, StoreError> {
-    let rule = dasher_sdk::domain::RuleSpec {
-        identifier: sha256.to_owned(),
-        rule_type: dasher_sdk::wire::RuleType::Binary,
-        policy: dasher_sdk::wire::Policy::Allowlist,
-        custom_msg: None,
-        custom_url: None,
-        cel_expr: None,
-        notification_app_name: None,
-        event_detail_button_label: None,
-        comment: None,
-    };
+    let rule = dasher_sdk::domain::RuleSpec::allow(dasher_sdk::wire::RuleType::Binary, sha256);
     let key = dasher_sdk::domain::RuleKey {
         rule_type: dasher_sdk::wire::RuleType::Binary,
         identifier: sha256.to_ascii_lowercase(),
@@ -299,17 +289,7 @@ mod tests {
     fn proposal(scope: plugin::ProposalScope, identifier: &str) -> RuleProposal {
         RuleProposal {
             scope,
-            rule: RuleSpec {
-                identifier: identifier.into(),
-                rule_type: RuleType::SigningId,
-                policy: Policy::Allowlist,
-                custom_msg: None,
-                custom_url: None,
-                cel_expr: None,
-                notification_app_name: None,
-                event_detail_button_label: None,
-                comment: None,
-            },
+            rule: RuleSpec::allow(RuleType::SigningId, identifier),
             reason: "test".into(),
         }
     }

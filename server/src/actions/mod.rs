@@ -69,6 +69,20 @@ impl From<crate::reload::ReloadError> for ActionError {
     }
 }
 
+/// Longest plugin name accepted from a caller (names are crate names).
+const MAX_PLUGIN_NAME_BYTES: usize = 128;
+
+/// Checks a plugin name taken from a path or a form, for every edge alike.
+pub fn plugin_name(name: &str) -> Result<&str, ActionError> {
+    if name.is_empty() || name.len() > MAX_PLUGIN_NAME_BYTES || !name.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ActionError::field(
+            "name",
+            format!("a plugin name is 1 to {MAX_PLUGIN_NAME_BYTES} printable characters"),
+        ));
+    }
+    Ok(name)
+}
+
 impl ActionError {
     fn field(field: impl Into<String>, message: impl Into<String>) -> Self {
         ActionError::Invalid { field: field.into(), message: message.into() }
@@ -244,6 +258,7 @@ pub async fn rollback_plugin(
     to: Option<String>,
 ) -> Result<(String, String), ActionError> {
     use dasher_policy::PolicyError;
+    plugin_name(name)?;
     let manager = std::sync::Arc::clone(plugins.ok_or_else(not_configured)?);
     let (plugin, by) = (name.to_owned(), actor.name.clone());
     // Blocking: the store-backed kv, and a compile when the target comes from the store.

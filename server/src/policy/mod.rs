@@ -320,17 +320,7 @@ mod tests {
 
     #[test]
     fn host_rules_skip_invalid_and_removals_and_keep_first_per_key() {
-        let spec = |id: &str, policy: Policy| RuleSpec {
-            identifier: id.into(),
-            rule_type: RuleType::TeamId,
-            policy,
-            custom_msg: None,
-            custom_url: None,
-            cel_expr: None,
-            notification_app_name: None,
-            event_detail_button_label: None,
-            comment: None,
-        };
+        let spec = |id: &str, policy: Policy| RuleSpec::new(RuleType::TeamId, id, policy);
         let (rules, skipped) = validate_host_rules(&[
             spec("EQHXZ8M8AV", Policy::Allowlist),
             spec("not a team id", Policy::Allowlist),

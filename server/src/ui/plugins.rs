@@ -103,9 +103,7 @@ pub async fn reload(cx: &Cx<'_>) -> Result {
 /// `POST /ui/plugins/{name}/rollback` (admin role, as `POST /api/v1/plugins/{name}/rollback`).
 pub async fn rollback(cx: &Cx<'_>) -> Result {
     let name = cx.params[0].clone();
-    if name.is_empty() || name.len() > 128 {
-        return Err(UiError::field("name", "a plugin name is 1 to 128 bytes"));
-    }
+    actions::plugin_name(&name)?;
     let actor =
         authorize(cx, &Method::POST, &format!("/api/v1/plugins/{}/rollback", enc(&name)), "Rolling back a plugin")?;
     actions::rollback_plugin(&cx.state.sync, cx.state.plugins.as_ref(), &actor, &name, None).await?;

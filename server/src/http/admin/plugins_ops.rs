@@ -5,35 +5,13 @@ use super::{MAX_ADMIN_BODY_BYTES, Resp, plugin_manager};
 use crate::http::admin::auth::Identity;
 use crate::http::error::{ApiError, json_response};
 use crate::http::{AppState, read_limited};
-use crate::reload::ReloadError;
 use dasher_policy::Trigger;
 use http::{Request, StatusCode};
 use serde::Deserialize;
 
-/// Longest plugin name accepted in a path (names are crate names).
-const MAX_PLUGIN_NAME_BYTES: usize = 128;
-
 /// The calling token's name (set by the router after authorization).
 fn caller(req: &Request<hyper::body::Incoming>) -> String {
     req.extensions().get::<Identity>().map_or_else(|| "admin".to_owned(), |i| i.name.clone())
-}
-
-fn reload_error(e: ReloadError) -> ApiError {
-    match e {
-        ReloadError::NoFile => ApiError::Conflict(e.to_string()),
-        ReloadError::Invalid(_) => ApiError::field("config", e.to_string()),
-        ReloadError::Plugins(_) => ApiError::field("plugins", e.to_string()),
-    }
-}
-
-fn plugin_name(name: &str) -> Result<&str, ApiError> {
-    if name.is_empty() || name.len() > MAX_PLUGIN_NAME_BYTES || !name.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(ApiError::field(
-            "name",
-            format!("a plugin name is 1 to {MAX_PLUGIN_NAME_BYTES} printable characters"),
-        ));
-    }
-    Ok(name)
 }
 
 fn manager_arc(state: &AppState) -> Result<std::sync::Arc<dasher_policy::PluginManager>, ApiError> {
@@ -45,7 +23,7 @@ fn manager_arc(state: &AppState) -> Result<std::sync::Arc<dasher_policy::PluginM
 /// invalid (nothing changes), 409 if the server has no config file.
 pub(super) async fn reload_config(state: &AppState, req: Request<hyper::body::Incoming>) -> Resp {
     let by = caller(&req);
-    let report = state.reloader.reload(&by, Trigger::ConfigReload).await.map_err(reload_error)?;
+    let report = state.reloader.reload(&by, Trigger::ConfigReload).await.map_err(crate::actions::ActionError::from)?;
     Ok(json_response(StatusCode::OK, &report))
 }
 
@@ -63,7 +41,7 @@ pub(super) async fn rollback(
     name: &str,
     req: Request<hyper::body::Incoming>,
 ) -> Resp {
-    let name = plugin_name(name)?;
+    let name = crate::actions::plugin_name(name)?;
     let bytes = read_limited(req.into_body(), MAX_ADMIN_BODY_BYTES).await?;
     let body: RollbackRequest = if bytes.iter().all(u8::is_ascii_whitespace) {
         RollbackRequest::default()
@@ -85,7 +63,7 @@ pub(super) async fn rollback(
 /// `GET /api/v1/plugins/{name}/history`: activations of the plugin's generations, newest first.
 pub(super) async fn history(state: &AppState, name: &str) -> Resp {
     let manager = manager_arc(state)?;
-    let name = plugin_name(name)?.to_owned();
+    let name = crate::actions::plugin_name(name)?.to_owned();
     let active = manager.plugin_set().plugins.iter().find(|p| p.name() == name).map(|p| p.hash().to_owned());
     // Blocking: the kv backend reads the store.
     let (m, n) = (manager.clone(), name.clone());
