@@ -322,7 +322,7 @@ mod tests {
     #[test]
     fn dechunks_and_waits_for_more() {
         let mut out = Vec::new();
-        assert_eq!(dechunk(b"3\r\nabc\r\n0\r\n\r\n", &mut out).unwrap(), Some(15));
+        assert_eq!(dechunk(b"3\r\nabc\r\n0\r\n\r\n", &mut out).unwrap(), Some(13));
         assert_eq!(out, b"abc");
         assert_eq!(dechunk(b"3\r\nab", &mut out).unwrap(), None);
         assert_eq!(dechunk(b"3\r\nabc\r\n0\r\n", &mut out).unwrap(), None);

@@ -193,16 +193,20 @@ pub async fn run(a: &BlastArgs) -> anyhow::Result<Value> {
             }
             let metrics = scrape(&base, a.admin_token.as_deref()).await;
             let before = a.server_pid.and_then(sample);
+            let own = sample(std::process::id());
             let r = drive::run(base.addr, plan.clone(), a.connections, Until::Duration(a.duration), a.timeout).await;
+            let own = cpu(own, sample(std::process::id()));
             let after = a.server_pid.and_then(sample);
-            run["server"] = phase_json(&r, cpu(before, after));
+            run["server"] = phase_json(&r, cpu(before, after), own);
             if let Some(m) = metrics {
                 run["server"]["metrics"] = m;
             }
         }
         if let Some(t) = trivial_addr {
+            // The target runs in this process: its CPU is in the generator's figure here.
+            let own = sample(std::process::id());
             let r = drive::run(t, plan.clone(), a.connections, Until::Duration(a.duration), a.timeout).await;
-            run["trivial"] = phase_json(&r, None);
+            run["trivial"] = phase_json(&r, None, cpu(own, sample(std::process::id())));
         }
         if let (Some(s), Some(t)) = (run["server"]["syncs_per_s"].as_f64(), run["trivial"]["syncs_per_s"].as_f64()) {
             run["ratio_to_trivial"] = json!(if t > 0.0 { s / t } else { 0.0 });
@@ -232,4 +236,63 @@ async fn scrape(base: &prepare::Base, token: Option<&str>) -> Option<Value> {
     let text = crate::bench::scrape(&t, &format!("http://{}", base.authority), token).await?;
     let get = |n| crate::bench::metric_value(&text, n);
     Some(json!({"dasher_hosts": get("dasher_hosts")}))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trivial_args() -> BlastArgs {
+        BlastArgs {
+            server: None,
+            trivial: true,
+            compare_trivial: false,
+            hosts: 8,
+            connections: 2,
+            duration: Duration::from_millis(300),
+            generation: vec![BlastGeneration::LegacyJson, BlastGeneration::RulesHashJson, BlastGeneration::Protobuf],
+            events_per_sync: 1,
+            event_batches: 2,
+            enrol_concurrency: 2,
+            server_pid: None,
+            admin_token: None,
+            load_rules: 0,
+            timeout: Duration::from_secs(30),
+            seed: 3,
+            json: true,
+            report: None,
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_trivial_target_answers_every_generation() {
+        let report = run(&trivial_args()).await.unwrap();
+        for r in report["runs"].as_array().unwrap() {
+            let t = &r["trivial"];
+            assert_eq!(t["errors"], 0, "{}: {}", r["generation"], t["first_errors"]);
+            assert!(t["syncs"].as_u64().unwrap() > 0, "{r}");
+            assert_eq!(t["stages"]["eventupload"]["count"], t["stages"]["postflight"]["count"]);
+            assert!(r["server"].is_null(), "no server was blasted");
+        }
+    }
+
+    #[tokio::test]
+    async fn flags_are_bounded() {
+        let mut a = trivial_args();
+        a.trivial = false;
+        assert!(run(&a).await.unwrap_err().to_string().contains("--server URL, or --trivial"));
+        let mut a = trivial_args();
+        a.connections = 0;
+        assert!(run(&a).await.is_err());
+        let mut a = trivial_args();
+        a.load_rules = 10;
+        assert!(run(&a).await.unwrap_err().to_string().contains("--load-rules needs"));
+        let mut a = trivial_args();
+        a.duration = Duration::ZERO;
+        assert!(run(&a).await.is_err());
+        let mut a = trivial_args();
+        a.server = Some("http://example.com/santa/".into());
+        a.trivial = false;
+        assert!(run(&a).await.unwrap_err().to_string().contains("only allowed to localhost"));
+    }
 }

@@ -4,9 +4,9 @@ use super::drive::{PhaseResult, STAGES};
 use serde_json::{Map, Value, json};
 use std::fmt::Write;
 
-/// One phase as JSON: throughput, per-stage latency (ms), errors, and server CPU per sync when
-/// `server_cpu_s` was sampled.
-pub fn phase_json(r: &PhaseResult, server_cpu_s: Option<f64>) -> Value {
+/// One phase as JSON: throughput, per-stage latency (ms), errors, the generator's own CPU per
+/// sync, and the server's when `server_cpu_s` was sampled.
+pub fn phase_json(r: &PhaseResult, server_cpu_s: Option<f64>, own_cpu_s: Option<f64>) -> Value {
     let secs = r.elapsed.as_secs_f64().max(1e-9);
     let mut stages = Map::new();
     for (name, h) in STAGES.iter().zip(&r.hists) {
@@ -31,6 +31,10 @@ pub fn phase_json(r: &PhaseResult, server_cpu_s: Option<f64>) -> Value {
         "first_errors": r.first_errors,
         "stages": stages,
     });
+    if let Some(cpu) = own_cpu_s {
+        v["blast_cpu_s"] = json!(cpu);
+        v["blast_cpu_us_per_sync"] = json!(if r.ok > 0 { cpu * 1e6 / r.ok as f64 } else { 0.0 });
+    }
     if let Some(cpu) = server_cpu_s {
         v["server_cpu_s"] = json!(cpu);
         v["server_cpu_util"] = json!(cpu / secs);
@@ -47,13 +51,14 @@ fn f(v: &Value) -> String {
     }
 }
 
-/// The terminal table: one row per generation and target.
+/// The terminal table: one row per generation and target. `server µs` and `blast µs` are CPU
+/// per completed sync of the server process and of this process (which hosts the trivial target).
 pub fn human(report: &Value) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "load average at the end: {}", report["load"]);
     let _ = writeln!(
         out,
-        "{:<16} {:<8} {:>6} {:>6} {:>9} {:>9} {:>7} {:>8} {:>20} {:>20} {:>20} {:>20}",
+        "{:<16} {:<8} {:>6} {:>6} {:>9} {:>9} {:>7} {:>10} {:>9} {:>20} {:>20} {:>20} {:>20}",
         "generation",
         "target",
         "hosts",
@@ -61,7 +66,8 @@ pub fn human(report: &Value) -> String {
         "syncs/s",
         "req/s",
         "errors",
-        "cpu µs",
+        "server µs",
+        "blast µs",
         "preflight p50/90/99",
         "ruledownload",
         "postflight",
@@ -83,7 +89,7 @@ pub fn human(report: &Value) -> String {
             };
             let _ = writeln!(
                 out,
-                "{:<16} {:<8} {:>6} {:>6} {:>9} {:>9} {:>7} {:>8} {:>20} {:>20} {:>20} {:>20}",
+                "{:<16} {:<8} {:>6} {:>6} {:>9} {:>9} {:>7} {:>10} {:>9} {:>20} {:>20} {:>20} {:>20}",
                 run["generation"].as_str().unwrap_or(""),
                 target,
                 run["hosts"].to_string(),
@@ -92,6 +98,7 @@ pub fn human(report: &Value) -> String {
                 f(&p["requests_per_s"]),
                 p["errors"].to_string(),
                 f(&p["server_cpu_us_per_sync"]),
+                f(&p["blast_cpu_us_per_sync"]),
                 lat("preflight"),
                 lat("ruledownload"),
                 lat("postflight"),
