@@ -4,8 +4,9 @@
 # each with the trivial target's figure from the same run (--compare-trivial).
 #
 # Usage: scripts/blast.sh [--out DIR] [--rules "8 1000 10000 100000"] [--duration 10s]
-#                         [--generations legacy-json,rules-hash-json,protobuf]
-# Environment: CARGO_TARGET_DIR (default ~/.cache/dasher-target), CONNECTIONS (8),
+#                         [--generations legacy-json,rules-hash-json,protobuf] [--bin-dir DIR]
+# --bin-dir: use the dasher and dasher-sim binaries in DIR instead of building release ones.
+# Environment: CARGO_TARGET_DIR (default ~/.cache/dasher-target), CONNECTIONS (8), PLUGINS (1; 0 = none),
 #   HOSTS (1000; fewer for large rule counts, see hosts_for), EVENTS (0 events per sync).
 # Results: DIR/blast-RULES.json (the blast report per rule count) and DIR/results.md.
 # Bounded: every server and blast run has a time limit; the whole script takes ~6-9 min
@@ -18,13 +19,15 @@ OUT=""
 RULE_COUNTS="8 1000 10000 100000"
 DURATION=10s
 GENERATIONS=legacy-json,rules-hash-json,protobuf
+BIN=""
 while [ $# -gt 0 ]; do
     case "$1" in
         --out) OUT="$2"; shift ;;
         --rules) RULE_COUNTS="$2"; shift ;;
         --duration) DURATION="$2"; shift ;;
         --generations) GENERATIONS="$2"; shift ;;
-        -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+        --bin-dir) BIN="$2"; shift ;;
+        -h|--help) sed -n '2,14p' "$0"; exit 0 ;;
         *) echo "unknown argument $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
@@ -38,7 +41,6 @@ OUT=${OUT:-$ROOT/target/blast-$(date -u +%Y%m%dT%H%M%SZ)}
 mkdir -p "$OUT"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dasher-blast.XXXXXX")
 TOKEN=blast-$RANDOM$RANDOM
-BIN=$CARGO_TARGET_DIR/release
 SERVER_PID=""
 WATCHDOG_PID=""
 
@@ -93,9 +95,16 @@ hosts_for() {
     esac
 }
 
-echo "==> release build (dasher, dasher-sim)"
-cargo build --release -q -p dasher-server -p dasher-sim
+if [ -z "$BIN" ]; then
+    echo "==> release build (dasher, dasher-sim)"
+    cargo build --release -q -p dasher-server -p dasher-sim
+    BIN=$CARGO_TARGET_DIR/release
+fi
 
+if [ "${PLUGINS:-1}" = 0 ]; then
+    echo "==> no plugins (PLUGINS=0)"
+    : >"$WORK/dasher.toml"
+else
 echo "==> building the example plugins"
 mkdir -p "$WORK/plugins"
 for p in staged-rollout ruleset-targeting event-triage; do
@@ -116,6 +125,7 @@ settings = { always = ["global"], targets = [{ rule_set = "developer-tools", gro
 [plugins.plugin.event-triage]
 settings = { approved_team_ids = ["EQHXZ8M8AV", "UBF8T346G9"], propose_after_hosts = 3 }
 TOML
+fi
 
 echo "commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown); load before: $(cut -d' ' -f1-3 /proc/loadavg)" \
     | tee "$OUT/results.md"
