@@ -295,7 +295,8 @@ impl SimClient {
         (r, faulted)
     }
 
-    fn preflight_request(&self) -> PreflightRequest {
+    /// The preflight this host would send now (its rule counts and rulesHash included).
+    pub fn preflight_request(&self) -> PreflightRequest {
         let st = self.lock();
         let c = st.db.counts();
         let groups = self.host.groups.clone();

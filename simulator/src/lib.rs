@@ -14,7 +14,8 @@
 //! - [`client`] — the full-sync state machine and standalone uploads of one host.
 //! - [`stub`] — a fixed-rule-set sync server for smoke tests and measuring the simulator.
 //! - [`fixtures`] — realistic requests and rule specs for benchmarks; [`bench`] — the
-//!   `dasher-sim bench` scenarios of `scripts/bench.sh`.
+//!   `dasher-sim bench` scenarios of `scripts/bench.sh`; [`blast`] — the light load generator
+//!   for capacity figures (prepared requests on keep-alive connections, trivial target).
 //! - [`runner`] — open/closed-loop load, convergence check; [`metrics`] — counters and report.
 //! - [`scenario`] — `--scenario` fleets described by groups; [`scenario_run`] — their tags and
 //!   per-group report.
@@ -23,6 +24,7 @@
 //! the server's effective rule set for it.
 
 pub mod bench;
+pub mod blast;
 pub mod client;
 pub mod encode;
 pub mod events;

@@ -51,12 +51,21 @@ enum Cmd {
         #[arg(long, default_value_t = 500)]
         page_size: usize,
     },
-    /// Write each generated host's SystemVersion.plist and ioreg dump to DIR/<n>/.
     /// Benchmark scenarios against a running server (see `scripts/bench.sh`).
     Bench {
         #[command(subcommand)]
         cmd: dasher_sim::bench::BenchCmd,
     },
+    /// Capacity: full NORMAL syncs of enrolled hosts from prepared requests on keep-alive
+    /// connections, as fast as the server answers (see README, "blast").
+    Blast(dasher_sim::blast::BlastArgs),
+    /// Serve the trivial target of `blast` (fixed minimal answers to every Santa stage).
+    BlastTarget {
+        /// Address to listen on (loopback).
+        #[arg(long, default_value = "127.0.0.1:0")]
+        listen: std::net::SocketAddr,
+    },
+    /// Write each generated host's SystemVersion.plist and ioreg dump to DIR/<n>/.
     GenHosts {
         /// Output directory.
         #[arg(long)]
@@ -234,6 +243,24 @@ async fn main() -> anyhow::Result<()> {
             tokio::signal::ctrl_c().await?;
         }
         Cmd::Bench { cmd } => dasher_sim::bench::run(cmd).await?,
+        Cmd::Blast(a) => {
+            let report = dasher_sim::blast::run(&a).await?;
+            if a.json {
+                println!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                print!("{}", dasher_sim::blast::human(&report));
+            }
+            if let Some(path) = &a.report {
+                std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+                    .with_context(|| path.display().to_string())?;
+            }
+        }
+        Cmd::BlastTarget { listen } => {
+            anyhow::ensure!(listen.ip().is_loopback(), "--listen must be a loopback address");
+            let addr = dasher_sim::blast::target::serve(listen).await?;
+            println!("blast trivial target on http://{addr}/santa/");
+            tokio::signal::ctrl_c().await?;
+        }
         Cmd::GenHosts { out, hosts, seed } => {
             let mix: Vec<_> = Generation::ALL.iter().map(|g| (*g, 1)).collect();
             for i in 0..hosts {

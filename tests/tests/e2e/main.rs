@@ -18,6 +18,7 @@ mod reserved_names;
 mod rule_input;
 mod rules_as_code;
 mod security_http;
+mod sim_blast;
 mod sim_client;
 mod sim_convergence;
 mod sim_scenario;
