@@ -15,9 +15,12 @@ use std::time::Duration;
 struct SlowReads(MemoryKv);
 
 impl KvBackend for SlowReads {
+    /// The value is read, then delivered late (as over a slow link to the store): a write
+    /// based on it lands well after other calls could have changed the key.
     fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        let value = self.0.get(namespace, key);
         std::thread::sleep(Duration::from_millis(3));
-        self.0.get(namespace, key)
+        value
     }
     fn put(&self, namespace: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
         self.0.put(namespace, key, value)
