@@ -20,7 +20,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use wasmtime::component::{Component, Linker};
-use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap};
+use wasmtime::{
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap,
+    UpdateDeadline,
+};
 
 mod contract;
 mod host;
@@ -238,10 +241,20 @@ impl LoadedPlugin {
             pending: BTreeMap::new(),
             pending_bytes: 0,
             atomic_keys: BTreeSet::new(),
+            atomic_ops: 0,
+            store_wait: Duration::ZERO,
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| s);
-        store.epoch_deadline_trap();
+        // At the deadline: credit the time this call spent waiting for the store in atomic kv
+        // operations (each a durable write, bounded per call), else time out.
+        store.epoch_deadline_callback(|mut ctx| {
+            let waited = std::mem::take(&mut ctx.data_mut().store_wait);
+            if waited.is_zero() {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Continue(ticks(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX))))
+        });
         store.set_epoch_deadline(ticks(self.limits.init_deadline_ms));
         if self.runtime.fuel {
             store.set_fuel(u64::MAX).map_err(|e| Fault::Trap(format!("{e:#}")))?;
@@ -282,6 +295,8 @@ impl LoadedPlugin {
             s.log_budget = self.limits.max_log_bytes_per_call;
             s.hit_memory_limit = false;
             s.atomic_keys.clear();
+            s.atomic_ops = 0;
+            s.store_wait = Duration::ZERO;
         }
         inst.store.set_epoch_deadline(ticks(deadline_ms));
         let fuel_before = inst.store.get_fuel().ok();

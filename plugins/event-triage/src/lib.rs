@@ -79,7 +79,8 @@ impl EventTriage {
     ///
     /// Two hosts' syncs triage at the same time, so the count uses the atomic kv operations:
     /// `seen:<id>:<machine>` is created with compare-and-swap (only the first call for a host
-    /// creates it) and only that call increments `hosts:<id>`. Both are kept if the call later
+    /// creates it) and only that call increments `hosts:<id>`. Each atomic operation is a
+    /// durable store write, so they are spent once per new host, not per event. Both are kept if the call later
     /// fails, so a retried batch does not count its host twice. The `proposed:<id>` marker is
     /// a buffered `set` on purpose: if the call fails, the proposal it carried is lost, and so
     /// is the marker, so a later event proposes again.
@@ -96,7 +97,9 @@ impl EventTriage {
             return Ok(None);
         }
         let count_key = format!("hosts:{identifier}");
-        let first_time = kv::compare_and_swap(&format!("seen:{identifier}:{}", host.machine_id), None, Some(b"1"))?;
+        let seen_key = format!("seen:{identifier}:{}", host.machine_id);
+        // A plain read first: a host blocked again (the common case) costs no store write.
+        let first_time = kv::get(&seen_key).is_none() && kv::compare_and_swap(&seen_key, None, Some(b"1"))?;
         let hosts = if first_time { kv::increment(&count_key, 1)? } else { kv::get_counter(&count_key)? };
         if hosts < i64::from(self.propose_after_hosts) {
             return Ok(None);

@@ -5,6 +5,8 @@
 //! the call returns ([`HostState::flush`]); a trapped call's instance, buffer included, is
 //! dropped. `kv-increment`/`kv-compare-and-swap` go to the backend at once (atomic there),
 //! so they stay applied whatever the call does next. One key is written one way per call.
+//! The time an atomic operation waits for the store is credited back to the call's deadline
+//! (see `LoadedPlugin::new_instance`); [`MAX_ATOMIC_OPS_PER_CALL`] bounds it.
 
 use super::GuestLog;
 use super::contract::current::dasher::plugin::host::{self as wit_host, LogLevel};
@@ -14,6 +16,7 @@ use crate::log_limit::Emit;
 use std::collections::{BTreeMap, BTreeSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use wasmtime::{ResourceLimiter, StoreLimits};
 
 /// Per-store state: limits and the context of the current call.
@@ -35,7 +38,16 @@ pub(crate) struct HostState {
     /// Keys this call changed with an atomic operation: a buffered write of one of them would
     /// overwrite the atomic result when the call returns, so it is refused.
     pub(super) atomic_keys: BTreeSet<String>,
+    /// Atomic operations this call, bounded by [`MAX_ATOMIC_OPS_PER_CALL`].
+    pub(super) atomic_ops: usize,
+    /// Time this call waited for the store in atomic operations and that the epoch deadline
+    /// has not yet credited back (a durable write is the store's time, not the guest's).
+    pub(super) store_wait: Duration,
 }
+
+/// Most atomic kv operations one call may make: each is a durable store write whose wait
+/// does not count against the call's deadline, so this bounds how long a call can take.
+pub const MAX_ATOMIC_OPS_PER_CALL: usize = 1024;
 
 impl HostState {
     /// Applies the finished call's kv writes in one backend write. A call that trapped never
@@ -43,6 +55,7 @@ impl HostState {
     /// nothing. A backend failure is logged: the call's decision stands, its state is lost.
     pub(super) fn flush(&mut self) {
         self.atomic_keys.clear();
+        self.atomic_ops = 0;
         self.pending_bytes = 0;
         if self.pending.is_empty() {
             return;
@@ -77,6 +90,12 @@ impl HostState {
     /// Checks an atomic operation's arguments: bounds, no buffered write of the key in this
     /// call, and the per-call byte budget.
     fn atomic_check(&mut self, op: &str, key: &str, values: &[Option<&[u8]>]) -> Result<(), String> {
+        if self.atomic_ops >= MAX_ATOMIC_OPS_PER_CALL {
+            return Err(format!(
+                "{op}: more than {MAX_ATOMIC_OPS_PER_CALL} atomic kv operations in one call; \
+                 keep them to one per new fact (e.g. per new host), not one per event"
+            ));
+        }
         if key.len() > MAX_KEY_BYTES {
             return Err(format!("{op}: key longer than {MAX_KEY_BYTES} bytes"));
         }
@@ -90,7 +109,9 @@ impl HostState {
             ));
         }
         let bytes = key.len() + values.last().copied().flatten().map_or(8, <[u8]>::len);
-        self.count_bytes(bytes)
+        self.count_bytes(bytes)?;
+        self.atomic_ops += 1;
+        Ok(())
     }
 }
 
@@ -198,7 +219,10 @@ impl wit_host::Host for HostState {
 
     fn kv_increment(&mut self, key: String, delta: i64) -> Result<i64, String> {
         self.atomic_check("kv-increment", &key, &[])?;
-        match self.kv.increment(&self.namespace, &key, delta) {
+        let started = Instant::now();
+        let result = self.kv.increment(&self.namespace, &key, delta);
+        self.store_wait += started.elapsed();
+        match result {
             Ok(Ok(n)) => {
                 self.atomic_keys.insert(key);
                 Ok(n)
@@ -215,7 +239,10 @@ impl wit_host::Host for HostState {
         new: Option<Vec<u8>>,
     ) -> Result<bool, String> {
         self.atomic_check("kv-compare-and-swap", &key, &[expected.as_deref(), new.as_deref()])?;
-        match self.kv.compare_and_swap(&self.namespace, &key, expected.as_deref(), new.as_deref()) {
+        let started = Instant::now();
+        let result = self.kv.compare_and_swap(&self.namespace, &key, expected.as_deref(), new.as_deref());
+        self.store_wait += started.elapsed();
+        match result {
             Ok(swapped) => {
                 self.atomic_keys.insert(key);
                 Ok(swapped)
@@ -285,6 +312,8 @@ mod tests {
             pending: BTreeMap::new(),
             pending_bytes: 0,
             atomic_keys: BTreeSet::new(),
+            atomic_ops: 0,
+            store_wait: Duration::ZERO,
         }
     }
 

@@ -106,6 +106,57 @@ async fn concurrent_triage_calls_lose_no_increment() {
     assert_eq!(kv.0.dump("plugin:event-triage")["hosts:EQHXZ8M8AV:com.vendor.app"], count.as_bytes());
 }
 
+/// A store whose atomic operations are slow (each a durable write on a busy disk).
+struct SlowAtomic(MemoryKv);
+
+impl KvBackend for SlowAtomic {
+    fn get(&self, namespace: &str, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.0.get(namespace, key)
+    }
+    fn put(&self, namespace: &str, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.0.put(namespace, key, value)
+    }
+    fn delete(&self, namespace: &str, key: &str) -> Result<(), KvError> {
+        self.0.delete(namespace, key)
+    }
+    fn increment(&self, namespace: &str, key: &str, delta: i64) -> Result<Result<i64, CounterError>, KvError> {
+        std::thread::sleep(SLOW_ATOMIC);
+        self.0.increment(namespace, key, delta)
+    }
+    fn compare_and_swap(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, KvError> {
+        std::thread::sleep(SLOW_ATOMIC);
+        self.0.compare_and_swap(namespace, key, expected, new)
+    }
+}
+
+const SLOW_ATOMIC: Duration = Duration::from_millis(300);
+
+/// The time a call waits for the store in atomic operations is not the guest's: four slow
+/// operations (1.2 s) in a call with a 500 ms deadline still answer, while a guest that
+/// spins past its deadline is still stopped (`faults::infinite_loop_is_stopped_by_the_deadline`).
+#[tokio::test]
+async fn waiting_for_the_store_in_atomic_operations_does_not_count_against_the_deadline() {
+    let dir = plugin_dir(&["event-triage"]);
+    let mut cfg = config(dir.path(), &[("event-triage", json!({"approved_team_ids": ["EQHXZ8M8AV"]}))]);
+    cfg.limits.triage_deadline_ms = 500;
+    let kv = Arc::new(SlowAtomic(MemoryKv::new()));
+    let m = PluginManager::start(cfg, kv.clone()).expect("manager starts");
+    let mut other = block(2, "m1");
+    other.event.body["signing_id"] = json!("EQHXZ8M8AV:com.vendor.other");
+    let d = tokio::time::timeout(NO_HANG, m.triage(&host("m1"), &[block(1, "m1"), other])).await.expect("no hang");
+    assert!(d.faults.is_empty(), "{:?}", d.faults);
+    assert_eq!(d.made_by[0].source, Source::Live);
+    let ns = kv.0.dump("plugin:event-triage");
+    assert_eq!(ns["hosts:EQHXZ8M8AV:com.vendor.app"], b"1");
+    assert_eq!(ns["hosts:EQHXZ8M8AV:com.vendor.other"], b"1");
+}
+
 /// fault-invalid-output is built against the frozen contract 0.2.0 WIT: it loads, its calls
 /// run (valid answers for healthy hosts) beside a 0.3.0 plugin in one chain.
 #[tokio::test]

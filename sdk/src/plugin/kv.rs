@@ -63,6 +63,10 @@ pub fn delete(key: &str) -> Result<()> {
 /// key), the sum overflows `i64` (never wraps), the key is over 256 bytes, or this call
 /// already has a buffered [`set`]/[`delete`] of the key — do not mix buffered and atomic
 /// writes on one key (and do not [`set`] a key after changing it atomically in the same call).
+///
+/// Cost: each atomic operation is a durable store write. Its wait does not count against the
+/// call's deadline, but a call may make at most 1024: spend them per new fact (a new host),
+/// not per event — read with [`get`] first when the write is usually unnecessary.
 pub fn increment(key: &str, delta: i64) -> Result<i64> {
     #[cfg(all(feature = "plugin", target_arch = "wasm32"))]
     {
