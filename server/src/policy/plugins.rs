@@ -345,38 +345,3 @@ impl KvBackend for StoreKv {
         })
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// The plugins' atomic kv operations through the server's own backend (a redb store,
-    /// called from plain threads as plugin workers do): racing increments lose none, and the
-    /// server's namespace stays out of reach.
-    #[test]
-    fn store_kv_atomic_operations_from_worker_threads() {
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let spec = format!("redb:{}", dir.path().join("db").display()).parse().unwrap();
-        let kv = Arc::new(StoreKv::new(dasher_store::open(&spec).unwrap(), rt.handle().clone()));
-        const THREADS: i64 = 6;
-        const PER: i64 = 20;
-        let threads: Vec<_> = (0..THREADS)
-            .map(|_| {
-                let kv = kv.clone();
-                std::thread::spawn(move || {
-                    (0..PER).map(|_| kv.increment("plugin:p", "n", 1).unwrap().unwrap()).collect::<Vec<_>>()
-                })
-            })
-            .collect();
-        let mut sums: Vec<i64> = threads.into_iter().flat_map(|t| t.join().unwrap()).collect();
-        sums.sort_unstable();
-        assert_eq!(sums, (1..=THREADS * PER).collect::<Vec<_>>(), "every increment got its own sum");
-        assert_eq!(kv.get("plugin:p", "n").unwrap(), Some((THREADS * PER).to_string().into_bytes()));
-        assert!(kv.compare_and_swap("plugin:p", "c", None, Some(b"v")).unwrap());
-        assert!(!kv.compare_and_swap("plugin:p", "c", None, Some(b"w")).unwrap());
-        let server_ns = dasher_store::SERVER_KV_NAMESPACE;
-        assert!(kv.increment(server_ns, "n", 1).is_err(), "reserved namespace");
-        assert!(kv.compare_and_swap(server_ns, "k", None, Some(b"x")).is_err(), "reserved namespace");
-    }
-}
