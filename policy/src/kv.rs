@@ -1,6 +1,8 @@
 //! The key/value store behind the plugins' `kv` import. The server implements [`KvBackend`]
 //! over its store; [`MemoryKv`] is for tests and the `plugin test` tool.
 
+pub use dasher_sdk::plugin::kv::CounterError;
+use dasher_sdk::plugin::kv::{encode_counter, next_counter};
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 
@@ -9,7 +11,7 @@ pub const MAX_KEY_BYTES: usize = 256;
 /// Largest value a plugin may store.
 pub const MAX_VALUE_BYTES: usize = 64 << 10;
 
-/// A backend failure, shown to the plugin as the `kv-set`/`kv-delete` error string.
+/// A backend failure, shown to the plugin in the `kv-*` imports' error strings.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error("kv backend: {0}")]
 pub struct KvError(pub String);
@@ -24,6 +26,21 @@ pub trait KvBackend: Send + Sync {
     fn put(&self, namespace: &str, key: &str, value: &[u8]) -> Result<(), KvError>;
     /// Deletes a value (missing is fine).
     fn delete(&self, namespace: &str, key: &str) -> Result<(), KvError>;
+    /// Adds `delta` to the ASCII-decimal integer under `key` (absent = 0) and returns the sum;
+    /// `Ok(Err(_))` (nothing written) when the value is not such an integer or the sum
+    /// overflows. Must be atomic against every other `increment`/`compare_and_swap` on the key
+    /// by any thread (and, for a shared store, any replica): no default, a get-then-put would
+    /// lose updates.
+    fn increment(&self, namespace: &str, key: &str, delta: i64) -> Result<Result<i64, CounterError>, KvError>;
+    /// Sets `key` to `new` (`None` deletes) if its value equals `expected` (`None` = absent);
+    /// returns whether it did. Atomic like [`increment`](Self::increment).
+    fn compare_and_swap(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, KvError>;
     /// Applies one call's writes (`None` deletes), in key order. The host buffers a plugin
     /// call's writes and applies them here when the call returns, so a backend should make
     /// them durable together (one commit) rather than one by one; this default does not.
@@ -76,5 +93,35 @@ impl KvBackend for MemoryKv {
         let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
         map.remove(&(namespace.to_owned(), key.to_owned()));
         Ok(())
+    }
+
+    /// Atomic: read and write under one hold of the map's lock.
+    fn increment(&self, namespace: &str, key: &str, delta: i64) -> Result<Result<i64, CounterError>, KvError> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let k = (namespace.to_owned(), key.to_owned());
+        let next = next_counter(map.get(&k).map(Vec::as_slice), delta);
+        if let Ok(n) = next {
+            map.insert(k, encode_counter(n));
+        }
+        Ok(next)
+    }
+
+    fn compare_and_swap(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, KvError> {
+        let mut map = self.map.lock().unwrap_or_else(|e| e.into_inner());
+        let k = (namespace.to_owned(), key.to_owned());
+        if map.get(&k).map(Vec::as_slice) != expected {
+            return Ok(false);
+        }
+        match new {
+            Some(v) => map.insert(k, v.to_vec()),
+            None => map.remove(&k),
+        };
+        Ok(true)
     }
 }

@@ -50,7 +50,7 @@ pub use config::{BreakerConfig, Fallback, Limits, Mode, OnFailure, OnUnavailable
 pub use convert::event_facts;
 pub use error::{Fault, LoadError, PolicyError};
 pub use generations::{GenerationRecord, Pin, Trigger};
-pub use kv::{KvBackend, KvError, MemoryKv};
+pub use kv::{CounterError, KvBackend, KvError, MemoryKv};
 pub use log_limit::LogLimiter;
 pub use manager::{
     BreakerState, BreakerStatus, Contribution, Decided, FaultRecord, LoadFailure, ManagerStatus, PluginManager,

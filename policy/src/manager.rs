@@ -352,6 +352,7 @@ impl Inner {
                 PluginStatus {
                     name: p.meta.name.clone(),
                     version: p.meta.version.clone(),
+                    contract: p.meta.contract.clone(),
                     file: p.file.clone(),
                     hash: p.hash.clone(),
                     size_bytes: p.size_bytes,

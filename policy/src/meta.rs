@@ -48,17 +48,28 @@ pub(crate) fn parse_version(v: &str) -> Option<(u64, u64, u64)> {
     Some((major, minor, patch))
 }
 
-/// Refuses plugins this server cannot run: a different contract line, or a newer
-/// `min_server_version`. Messages name both versions.
+/// The oldest contract minor (of major 0) this server still links: 0.2.0, whose `host`
+/// interface lacks only the atomic kv imports of 0.3.0 (see `runtime/contract.rs`).
+pub const OLDEST_CONTRACT_MINOR: u64 = 2;
+
+/// Refuses plugins this server cannot run: a contract outside `dasher:plugin@0.2` ..= ours,
+/// or a newer `min_server_version`. Messages name both versions.
 pub fn check_compatible(meta: &PluginMetadata) -> Result<(), LoadError> {
     let ours = CONTRACT.rsplit_once('@').and_then(|(_, v)| parse_version(v)).expect("SDK contract is semver");
     let (pkg, theirs) = meta.contract.rsplit_once('@').unwrap_or((meta.contract.as_str(), ""));
     let theirs = parse_version(theirs);
     let compatible = pkg == "dasher:plugin"
-        && theirs.is_some_and(|t| if ours.0 == 0 { t.0 == 0 && t.1 == ours.1 } else { t.0 == ours.0 && t.1 <= ours.1 });
+        && theirs.is_some_and(|t| {
+            if ours.0 == 0 {
+                t.0 == 0 && (OLDEST_CONTRACT_MINOR..=ours.1).contains(&t.1)
+            } else {
+                t.0 == ours.0 && t.1 <= ours.1
+            }
+        });
     if !compatible {
         return Err(LoadError::Incompatible(format!(
-            "plugin {} implements contract {}, this server implements {CONTRACT}; rebuild it with a matching dasher-sdk",
+            "plugin {} implements contract {}, this server implements {CONTRACT} and loads plugins built \
+             for dasher:plugin@0.{OLDEST_CONTRACT_MINOR}.0 or newer; rebuild it with a matching dasher-sdk",
             meta.name, meta.contract
         )));
     }
@@ -79,4 +90,32 @@ pub fn check_compatible(meta: &PluginMetadata) -> Result<(), LoadError> {
         return Err(LoadError::BadMetadata(format!("plugin name {:?} must be 1-64 of [A-Za-z0-9_-]", meta.name)));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(contract: &str) -> PluginMetadata {
+        PluginMetadata {
+            name: "p".into(),
+            version: "1.0.0".into(),
+            sdk_version: "0.1.0".into(),
+            contract: contract.into(),
+            hooks: vec![],
+            min_server_version: "0.1.0".into(),
+            settings_schema: None,
+        }
+    }
+
+    #[test]
+    fn contract_0_2_and_0_3_load_others_are_refused_naming_both() {
+        for ok in ["dasher:plugin@0.2.0", "dasher:plugin@0.2.5", CONTRACT] {
+            assert!(check_compatible(&meta(ok)).is_ok(), "{ok}");
+        }
+        for bad in ["dasher:plugin@0.1.0", "dasher:plugin@0.4.0", "dasher:plugin@1.0.0", "other:plugin@0.3.0", "x"] {
+            let err = check_compatible(&meta(bad)).unwrap_err().to_string();
+            assert!(err.contains(bad) && err.contains(CONTRACT) && err.contains("0.2.0 or newer"), "{err}");
+        }
+    }
 }

@@ -82,6 +82,8 @@ pub struct PluginStatus {
     pub name: String,
     /// Plugin version from its metadata.
     pub version: String,
+    /// Contract it was built against, e.g. `dasher:plugin@0.3.0` (older minors still load).
+    pub contract: String,
     /// File it was loaded from.
     pub file: PathBuf,
     /// Active generation (SHA-256 of the file).

@@ -1,39 +1,35 @@
 //! The wasmtime side: one engine with the pooling allocator and an epoch ticker thread, the
-//! linker with the two imports, and [`LoadedPlugin`] — a compiled, type-checked,
-//! initialised plugin generation with its reusable instances.
+//! linker with the `host` imports of every supported contract ([`contract`]), and
+//! [`LoadedPlugin`] — a compiled, type-checked, initialised plugin generation with its
+//! reusable instances.
 //!
 //! Invariants: an instance that trapped (including timeouts and memory-limit traps) is never
-//! reused, and none of its call's kv writes are applied (a call's writes are buffered and
-//! applied together when it returns); every call sets its own epoch deadline; outputs are
-//! size-checked before parsing.
+//! reused, and none of its call's buffered kv writes are applied (`kv-set`/`kv-delete` are
+//! applied together when the call returns; the atomic kv operations are applied at once, see
+//! [`host`]); every call sets its own epoch deadline; outputs are size-checked before parsing.
 
 use crate::breaker::Breakers;
 use crate::config::{Limits, Mode};
 use crate::error::{Fault, LoadError};
-use crate::kv::{KvBackend, MAX_KEY_BYTES, MAX_VALUE_BYTES, MAX_WRITE_BYTES_PER_CALL, MemoryKv};
-use crate::log_limit::{Emit, LogLimiter};
+use crate::kv::{KvBackend, MemoryKv};
+use crate::log_limit::LogLimiter;
 use crate::meta;
 use crate::stats::Stats;
 use dasher_sdk::plugin::{Hook, PluginMetadata};
-use std::collections::BTreeMap;
-use std::hash::{DefaultHasher, Hash, Hasher};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
-use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::component::{Component, Linker};
 use wasmtime::{
-    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, ResourceLimiter, Store, StoreLimits,
-    StoreLimitsBuilder, Trap,
+    Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, StoreLimitsBuilder, Trap,
+    UpdateDeadline,
 };
 
-mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../sdk/wit",
-        world: "policy",
-    });
-}
+mod contract;
+mod host;
 
-use bindings::dasher::plugin::host::{self as wit_host, LogLevel};
-use bindings::{Policy, PolicyPre};
+use contract::{Bindings, Pre};
+pub(crate) use host::HostState;
 
 /// Epoch tick: deadlines are counted in these.
 const TICK: Duration = Duration::from_millis(1);
@@ -46,162 +42,6 @@ const GUEST_LOG_KEYS: usize = 1024;
 
 /// Aggregation of a generation's identical guest log lines, by (level, hash of the line).
 type GuestLog = LogLimiter<(u8, u64)>;
-
-/// Per-store state: limits and the context of the current call.
-pub(crate) struct HostState {
-    limits: StoreLimits,
-    memory_cap: usize,
-    peak_memory: usize,
-    hit_memory_limit: bool,
-    plugin: Arc<str>,
-    kv: Arc<dyn KvBackend>,
-    namespace: String,
-    log_budget: usize,
-    guest_log: Arc<GuestLog>,
-    /// The current call's kv writes, applied together when it returns (see [`HostState::flush`]).
-    pending: BTreeMap<String, Option<Vec<u8>>>,
-    pending_bytes: usize,
-}
-
-impl HostState {
-    /// Applies the finished call's kv writes in one backend write. A call that trapped never
-    /// gets here (its instance and writes are dropped), so a call's state changes are all or
-    /// nothing. A backend failure is logged: the call's decision stands, its state is lost.
-    fn flush(&mut self) {
-        if self.pending.is_empty() {
-            return;
-        }
-        let writes = std::mem::take(&mut self.pending);
-        self.pending_bytes = 0;
-        if let Err(e) = self.kv.apply(&self.namespace, &writes) {
-            tracing::error!(plugin = &*self.plugin, writes = writes.len(), "plugin kv writes not saved: {e}");
-        }
-    }
-
-    fn stage(&mut self, key: String, value: Option<Vec<u8>>) -> Result<(), String> {
-        let bytes = key.len() + value.as_ref().map_or(0, Vec::len);
-        if self.pending_bytes + bytes > MAX_WRITE_BYTES_PER_CALL {
-            return Err(format!("more than {MAX_WRITE_BYTES_PER_CALL} bytes of kv writes in one call"));
-        }
-        self.pending_bytes += bytes;
-        self.pending.insert(key, value);
-        Ok(())
-    }
-}
-
-impl ResourceLimiter for HostState {
-    fn memory_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        let r = self.limits.memory_growing(current, desired, maximum);
-        match &r {
-            Ok(true) => self.peak_memory = self.peak_memory.max(desired),
-            _ => self.hit_memory_limit = true,
-        }
-        r
-    }
-
-    fn table_growing(&mut self, current: usize, desired: usize, maximum: Option<usize>) -> wasmtime::Result<bool> {
-        self.limits.table_growing(current, desired, maximum)
-    }
-
-    fn instances(&self) -> usize {
-        self.limits.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.limits.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.limits.memories()
-    }
-}
-
-impl wit_host::Host for HostState {
-    fn log(&mut self, level: LogLevel, message: String) {
-        if self.log_budget == 0 {
-            return;
-        }
-        let mut end = message.len().min(self.log_budget);
-        while !message.is_char_boundary(end) {
-            end -= 1;
-        }
-        self.log_budget -= end;
-        let msg = &message[..end];
-        let plugin = &*self.plugin;
-        let key = match level {
-            // A plugin's panic hook logs an error at every trap: identical warn/error lines are
-            // aggregated (the first in full, then a count at most once per interval).
-            LogLevel::Warn | LogLevel::Error => {
-                let mut h = DefaultHasher::new();
-                msg.hash(&mut h);
-                (u8::from(matches!(level, LogLevel::Error)), h.finish())
-            }
-            LogLevel::Trace | LogLevel::Debug | LogLevel::Info => return guest_line(level, plugin, msg),
-        };
-        match self.guest_log.note(key, msg) {
-            Emit::Quiet => {}
-            Emit::Full { earlier } => {
-                if let Some(r) = earlier {
-                    guest_line(
-                        level,
-                        plugin,
-                        &format!("(logged {} more times in {} s) {}", r.count_text(), r.over.as_secs().max(1), r.last),
-                    );
-                }
-                guest_line(level, plugin, msg);
-            }
-            Emit::Summary(r) => guest_line(
-                level,
-                plugin,
-                &format!("(logged {} more times in the last {} s) {}", r.count_text(), r.over.as_secs().max(1), r.last),
-            ),
-        }
-    }
-
-    fn kv_get(&mut self, key: String) -> Option<Vec<u8>> {
-        if key.len() > MAX_KEY_BYTES {
-            return None;
-        }
-        if let Some(staged) = self.pending.get(&key) {
-            return staged.clone();
-        }
-        match self.kv.get(&self.namespace, &key) {
-            Ok(v) => v,
-            Err(e) => {
-                tracing::warn!(plugin = &*self.plugin, "kv get failed: {e}");
-                None
-            }
-        }
-    }
-
-    fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
-        if key.len() > MAX_KEY_BYTES {
-            return Err(format!("key longer than {MAX_KEY_BYTES} bytes"));
-        }
-        if value.len() > MAX_VALUE_BYTES {
-            return Err(format!("value larger than {MAX_VALUE_BYTES} bytes"));
-        }
-        self.stage(key, Some(value))
-    }
-
-    fn kv_delete(&mut self, key: String) -> Result<(), String> {
-        if key.len() > MAX_KEY_BYTES {
-            return Err(format!("key longer than {MAX_KEY_BYTES} bytes"));
-        }
-        self.stage(key, None)
-    }
-}
-
-/// Writes one guest log line at its level.
-fn guest_line(level: LogLevel, plugin: &str, msg: &str) {
-    match level {
-        LogLevel::Trace => tracing::trace!(plugin, "{msg}"),
-        LogLevel::Debug => tracing::debug!(plugin, "{msg}"),
-        LogLevel::Info => tracing::info!(plugin, "{msg}"),
-        LogLevel::Warn => tracing::warn!(plugin, "{msg}"),
-        LogLevel::Error => tracing::error!(plugin, "{msg}"),
-    }
-}
 
 /// The engine, linker and epoch ticker shared by every plugin generation.
 #[derive(Clone)]
@@ -237,7 +77,7 @@ impl Runtime {
             .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
         let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
         let mut linker = Linker::<HostState>::new(&engine);
-        wit_host::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(|e| format!("{e:#}"))?;
+        contract::add_to_linker(&mut linker).map_err(|e| format!("{e:#}"))?;
         let weak = engine.weak();
         std::thread::Builder::new()
             .name("dasher-plugin-epoch".into())
@@ -260,8 +100,7 @@ impl Runtime {
         let meta = meta::read_metadata(bytes)?;
         meta::check_compatible(&meta)?;
         let component = Component::new(&self.engine, bytes).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        let pre = self.linker.instantiate_pre(&component).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
-        let pre = PolicyPre::new(pre).map_err(|e| LoadError::Compile(format!("{e:#}")))?;
+        let pre = Pre::new(&self.linker, &component, &meta)?;
         Ok(Compiled { meta, pre, hash: content_hash(bytes), size_bytes: bytes.len(), runtime: self.clone() })
     }
 }
@@ -278,13 +117,13 @@ pub(crate) struct Compiled {
     pub(crate) meta: PluginMetadata,
     pub(crate) hash: String,
     pub(crate) size_bytes: usize,
-    pre: PolicyPre<HostState>,
+    pre: Pre,
     runtime: Runtime,
 }
 
 struct Instance {
     store: Store<HostState>,
-    bindings: Policy,
+    bindings: Bindings,
 }
 
 /// What one successful call produced, with its measurements.
@@ -313,7 +152,7 @@ pub struct LoadedPlugin {
     guest_log: Arc<GuestLog>,
     settings_json: String,
     namespace: String,
-    pre: PolicyPre<HostState>,
+    pre: Pre,
     runtime: Runtime,
     idle: Mutex<Vec<Instance>>,
 }
@@ -401,23 +240,34 @@ impl LoadedPlugin {
             guest_log: Arc::clone(&self.guest_log),
             pending: BTreeMap::new(),
             pending_bytes: 0,
+            atomic_keys: BTreeSet::new(),
+            atomic_ops: 0,
+            store_wait: Duration::ZERO,
         };
         let mut store = Store::new(&self.runtime.engine, state);
         store.limiter(|s| s);
-        store.epoch_deadline_trap();
+        // At the deadline: credit the time this call spent waiting for the store in atomic kv
+        // operations (each a durable write, bounded per call), else time out.
+        store.epoch_deadline_callback(|mut ctx| {
+            let waited = std::mem::take(&mut ctx.data_mut().store_wait);
+            if waited.is_zero() {
+                return Err(Trap::Interrupt.into());
+            }
+            Ok(UpdateDeadline::Continue(ticks(u64::try_from(waited.as_millis()).unwrap_or(u64::MAX))))
+        });
         store.set_epoch_deadline(ticks(self.limits.init_deadline_ms));
         if self.runtime.fuel {
             store.set_fuel(u64::MAX).map_err(|e| Fault::Trap(format!("{e:#}")))?;
         }
         let bindings = self.pre.instantiate(&mut store).map_err(|e| classify(&store, e))?;
-        match bindings.dasher_plugin_hooks().call_init(&mut store, &self.settings_json) {
-            Ok(Ok(())) => {
+        match bindings.call(&mut store, Hook::Init, &self.settings_json) {
+            Ok(Ok(_)) => {
                 store.data_mut().flush();
                 Ok(Instance { store, bindings })
             }
-            Ok(Err(e)) => {
+            Ok(Err(message)) => {
                 store.data_mut().flush();
-                Err(Fault::PluginError(e.message))
+                Err(Fault::PluginError(message))
             }
             Err(e) => Err(classify(&store, e)),
         }
@@ -444,24 +294,20 @@ impl LoadedPlugin {
             s.kv = Arc::clone(kv);
             s.log_budget = self.limits.max_log_bytes_per_call;
             s.hit_memory_limit = false;
+            s.atomic_keys.clear();
+            s.atomic_ops = 0;
+            s.store_wait = Duration::ZERO;
         }
         inst.store.set_epoch_deadline(ticks(deadline_ms));
         let fuel_before = inst.store.get_fuel().ok();
-        let hooks = inst.bindings.dasher_plugin_hooks();
-        let result = match hook {
-            Hook::Configure => hooks.call_configure(&mut inst.store, input),
-            Hook::SelectRules => hooks.call_select_rules(&mut inst.store, input),
-            Hook::Triage => hooks.call_triage(&mut inst.store, input),
-            Hook::Review => hooks.call_review(&mut inst.store, input),
-            Hook::Init => hooks.call_init(&mut inst.store, input).map(|r| r.map(|()| String::new())),
-        };
+        let result = inst.bindings.call(&mut inst.store, hook, input);
         let elapsed = started.elapsed();
         if result.is_ok() {
             inst.store.data_mut().flush();
         }
         let out = match result {
             Err(e) => return Err(classify(&inst.store, e)),
-            Ok(Err(e)) => Err(Fault::PluginError(e.message)),
+            Ok(Err(message)) => Err(Fault::PluginError(message)),
             Ok(Ok(json)) if json.len() > self.limits.max_output_bytes => Err(Fault::InvalidOutput(format!(
                 "output is {} bytes, more than the limit of {}",
                 json.len(),

@@ -18,9 +18,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// The WIT package this SDK implements.
-pub const CONTRACT: &str = "dasher:plugin@0.2.0";
+pub const CONTRACT: &str = "dasher:plugin@0.3.0";
 /// The contract's semver (the part after `@` in [`CONTRACT`]).
-pub const CONTRACT_VERSION: &str = "0.2.0";
+pub const CONTRACT_VERSION: &str = "0.3.0";
 /// This SDK's version, written into every plugin's metadata.
 pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The oldest server that can load plugins built with this SDK (the default
@@ -339,7 +339,7 @@ pub struct PluginMetadata {
     pub version: String,
     /// SDK version it was built with.
     pub sdk_version: String,
-    /// WIT package it implements, e.g. `dasher:plugin@0.2.0`.
+    /// WIT package it implements, e.g. `dasher:plugin@0.3.0`.
     pub contract: String,
     /// Hooks it implements; the server calls only these.
     pub hooks: Vec<Hook>,
@@ -597,9 +597,14 @@ pub mod runtime {
 // Imports: kv and log (the server's inside wasm, in-memory natively for tests)
 // ---------------------------------------------------------------------------------------
 
-/// The plugin's key/value namespace, persisted by the server. Keys ≤ 256 bytes, values
-/// ≤ 64 KiB. Natively (in `cargo test`) it is an in-memory map per thread, so every test
-/// starts empty; see [`kv::native_clear`].
+/// The plugin's key/value namespace, persisted by the server and shared by every call of the
+/// plugin (concurrent ones included). Keys ≤ 256 bytes, values ≤ 64 KiB.
+///
+/// [`kv::set`]/[`kv::delete`] are buffered: saved together when the call returns, dropped if
+/// it traps. [`kv::increment`]/[`kv::compare_and_swap`] are atomic: applied at once, durable,
+/// kept on a later trap, linearizable across concurrent calls and replicas; don't mix the two
+/// kinds on one key in one call. Natively (in `cargo test`) it is an in-memory map per thread
+/// with no buffering, so every test starts empty; see [`kv::native_clear`].
 pub mod kv;
 
 /// Logging into the server log under the plugin's name (natively: collected per thread, see

@@ -32,6 +32,7 @@ pub mod postgres;
 mod spec;
 
 pub use console::*;
+pub use dasher_sdk::plugin::kv::CounterError;
 pub use kvstore::KvStore;
 pub use model::*;
 pub use spec::{BadStoreSpec, OpenOptions, StoreSpec, connect, connect_with, open, open_with};
@@ -261,4 +262,25 @@ pub trait Store: Send + Sync + 'static {
     /// store (replicas included), so racing callers all get the same value — how replicas
     /// agree on a server secret ([`SERVER_KV_NAMESPACE`]) at their first start.
     async fn kv_put_if_absent(&self, namespace: &str, key: &str, value: &[u8]) -> Result<Vec<u8>>;
+    /// Adds `delta` to the integer under `key` (ASCII decimal, see
+    /// [`dasher_sdk::plugin::kv::encode_counter`]; absent = 0), stores and returns the sum.
+    /// `Ok(Err(_))` when the existing value is not such an integer or the sum overflows:
+    /// nothing written. Atomic across every writer of the store (replicas included): racing
+    /// increments never lose one. Backs the plugins' `kv-increment`.
+    async fn kv_increment(
+        &self,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<std::result::Result<i64, CounterError>>;
+    /// Sets `key` to `new` (`None` deletes) if its value equals `expected` (`None` = absent),
+    /// and returns whether it did. Atomic across every writer of the store (replicas
+    /// included). Backs the plugins' `kv-compare-and-swap`.
+    async fn kv_compare_and_swap(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool>;
 }

@@ -69,6 +69,12 @@ macro_rules! engine_tests {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn kv_atomic() {
+                let (_dir, store) = fresh(ENGINE);
+                conformance::kv_atomic(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn reopen() {
                 let dir = tempfile::tempdir().unwrap();
                 let spec = spec(ENGINE, &dir);

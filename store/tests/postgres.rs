@@ -107,6 +107,50 @@ async fn kv_put_if_absent_across_replicas() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_atomic() {
+    let Some((db, store)) = fresh("kv_atomic").await else { return };
+    conformance::kv_atomic(store).await;
+    db.drop_database().await;
+}
+
+/// Two replicas (two pools on one database) incrementing one counter, created by the race
+/// itself, lose no increment; their compare-and-swap creations of one key have one winner.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_atomic_across_replicas() {
+    let Some(server) = server_url("kv_atomic_across_replicas") else { return };
+    let db = TestDatabase::create(&server, "kv_atomic_across_replicas").await;
+    let a: Arc<dyn Store> = Arc::new(PgStore::connect(&db.url).await.unwrap());
+    let b: Arc<dyn Store> = Arc::new(PgStore::connect(&db.url).await.unwrap());
+    const TASKS: u8 = 8;
+    const PER: i64 = 20;
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|i| {
+            let store = if i % 2 == 0 { a.clone() } else { b.clone() };
+            tokio::spawn(async move {
+                let mut sums = Vec::new();
+                for _ in 0..PER {
+                    sums.push(store.kv_increment("plugin:p", "hits", 1).await.unwrap().unwrap());
+                }
+                let won = store.kv_compare_and_swap("plugin:p", "leader", None, Some(&[i])).await.unwrap();
+                (sums, won)
+            })
+        })
+        .collect();
+    let (mut sums, mut winners) = (Vec::new(), 0);
+    for t in tasks {
+        let (s, won) = t.await.unwrap();
+        sums.extend(s);
+        winners += usize::from(won);
+    }
+    sums.sort_unstable();
+    let want: Vec<i64> = (1..=i64::from(TASKS) * PER).collect();
+    assert_eq!(sums, want, "every increment got its own sum");
+    assert_eq!(winners, 1, "one replica's task created the key");
+    drop((a, b));
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reopen() {
     let Some(server) = server_url("reopen") else { return };
     let db = TestDatabase::create(&server, "reopen").await;

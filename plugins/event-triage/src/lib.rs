@@ -2,7 +2,8 @@
 //! binaries from `noise_team_ids`), labels every block with its vendor Team ID, and — for a
 //! binary signed by an approved Team ID — proposes an allow rule once it has been blocked on
 //! `propose_after_hosts` distinct hosts. Prevalence lives in the plugin's kv namespace, so it
-//! survives reloads and restarts.
+//! survives reloads and restarts; it is counted with the atomic kv operations
+//! (`kv::compare_and_swap`, `kv::increment`), so concurrent syncs never lose a host.
 //!
 //! ```toml
 //! [plugins.plugin.event-triage.settings]
@@ -74,7 +75,15 @@ impl EventTriage {
         Ok(Some(v))
     }
 
-    /// Adds this host to the binary's set of blocking hosts; proposes once at K hosts.
+    /// Counts this host once among the binary's blocking hosts; proposes once at K hosts.
+    ///
+    /// Two hosts' syncs triage at the same time, so the count uses the atomic kv operations:
+    /// `seen:<id>:<machine>` is created with compare-and-swap (only the first call for a host
+    /// creates it) and only that call increments `hosts:<id>`. Each atomic operation is a
+    /// durable store write, so they are spent once per new host, not per event. Both are kept if the call later
+    /// fails, so a retried batch does not count its host twice. The `proposed:<id>` marker is
+    /// a buffered `set` on purpose: if the call fails, the proposal it carried is lost, and so
+    /// is the marker, so a later event proposes again.
     fn count_and_maybe_propose(&self, host: &HostFacts, e: &EventFacts) -> Result<Option<RuleProposal>> {
         let (rule_type, identifier) = if !e.signing_id.is_empty() {
             (RuleType::SigningId, e.signing_id.clone())
@@ -83,21 +92,20 @@ impl EventTriage {
         } else {
             return Ok(None);
         };
-        let seen_key = format!("seen:{identifier}");
         let proposed_key = format!("proposed:{identifier}");
         if kv::get(&proposed_key).is_some() {
             return Ok(None);
         }
-        let mut hosts: Vec<String> = kv::get_json(&seen_key).unwrap_or_default();
-        if !hosts.contains(&host.machine_id) {
-            hosts.push(host.machine_id.clone());
-            kv::set_json(&seen_key, &hosts)?;
-        }
-        if (hosts.len() as u32) < self.propose_after_hosts {
+        let count_key = format!("hosts:{identifier}");
+        let seen_key = format!("seen:{identifier}:{}", host.machine_id);
+        // A plain read first: a host blocked again (the common case) costs no store write.
+        let first_time = kv::get(&seen_key).is_none() && kv::compare_and_swap(&seen_key, None, Some(b"1"))?;
+        let hosts = if first_time { kv::increment(&count_key, 1)? } else { kv::get_counter(&count_key)? };
+        if hosts < i64::from(self.propose_after_hosts) {
             return Ok(None);
         }
         kv::set(&proposed_key, b"1")?;
-        log::info(&format!("proposing allow rule for {identifier} after {} hosts", hosts.len()));
+        log::info(&format!("proposing allow rule for {identifier} after {hosts} hosts"));
         let scope = match &self.proposal_rule_set {
             Some(name) => ProposalScope::RuleSet { name: name.clone() },
             None => ProposalScope::Global,
@@ -105,7 +113,7 @@ impl EventTriage {
         Ok(Some(RuleProposal {
             scope,
             rule: RuleSpec::allow(rule_type, identifier),
-            reason: format!("blocked on {} hosts; signed by approved Team ID {}", hosts.len(), e.team_id),
+            reason: format!("blocked on {hosts} hosts; signed by approved Team ID {}", e.team_id),
         }))
     }
 }

@@ -1,13 +1,20 @@
 //! Fault fixture: hooks return documents the host must reject — written against the raw WIT
 //! bindings (as a plugin in another language would be), since the typed SDK cannot produce
-//! invalid output. For hosts tagged `"fault"`: `configure` returns an unknown field,
+//! invalid output. It is built against contract **0.2.0** (the frozen copy in
+//! `policy/wit/dasher-plugin-0.2.0`, without the SDK), so it also proves that the server
+//! still loads and runs plugins built before the atomic kv imports of 0.3.0. For hosts tagged `"fault"`: `configure` returns an unknown field,
 //! `select-rules` returns text that is not JSON, `triage` returns a verdict for an event that
 //! is not in the batch. Other hosts get valid, empty (no opinion) answers, so the plugin
 //! passes the load-time smoke test.
 
 #[cfg(target_arch = "wasm32")]
 mod glue {
-    use dasher_sdk::guest::exports::dasher::plugin::hooks::{Guest, PluginError};
+    wit_bindgen::generate!({
+        path: "../../policy/wit/dasher-plugin-0.2.0",
+        world: "policy",
+    });
+
+    use exports::dasher::plugin::hooks::{Guest, PluginError};
 
     struct Bad;
 
@@ -39,7 +46,7 @@ mod glue {
         }
     }
 
-    dasher_sdk::guest::__dasher_export_policy!(Bad with_types_in dasher_sdk::guest);
+    export!(Bad);
 
     const META: &[u8] = br#"{"name":"fault-invalid-output","version":"0.1.0","sdk_version":"0.1.0","contract":"dasher:plugin@0.2.0","hooks":["init","configure","select-rules","triage"],"min_server_version":"0.1.0","settings_schema":null}"#;
 

@@ -3,8 +3,10 @@
 //! answers normally — `configure`: LOCKDOWN with batch size 7; `select-rules`:
 //! `["fault-trap-set"]`; `triage`: keep every event with label `fault-trap` — so a test can
 //! first get a good decision for a host and then make the same host fail. `configure` also
-//! records `configured:<machine id>` in kv, and writes `trapped:<machine id>` just before
-//! it panics, so tests can check that a trapped call's kv writes are never saved.
+//! records `configured:<machine id>` in kv; just before it panics it increments
+//! `attempts:<machine id>` (an atomic kv operation: applied at once and kept) and writes
+//! `trapped:<machine id>` (buffered: never saved), so tests can check both sides of the
+//! trap semantics.
 
 use dasher_sdk::plugin::prelude::*;
 use serde::Deserialize;
@@ -32,7 +34,8 @@ impl Trap {
 impl Configure for Trap {
     fn configure(&self, host: &HostFacts) -> Result<ConfigDecision> {
         if self.triggered(host) {
-            let _ = kv::set(&format!("trapped:{}", host.machine_id), b"written before the panic");
+            kv::increment(&format!("attempts:{}", host.machine_id), 1)?;
+            kv::set(&format!("trapped:{}", host.machine_id), b"written before the panic")?;
             panic!("fault-trap: deliberate panic")
         }
         kv::set(&format!("configured:{}", host.machine_id), b"1")?;

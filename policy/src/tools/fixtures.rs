@@ -6,17 +6,20 @@
 //! ```json
 //! {
 //!   "settings": {"threshold": 3},
-//!   "kv": {"seen:abc": "2"},
+//!   "kv": {"hosts:abc": 2, "seen:abc:m0": "1"},
 //!   "hook": "triage",
 //!   "input": {"host": {"machine_id": "m1"}, "events": []},
 //!   "expect": {"verdicts": []},
-//!   "expect_kv": {"seen:abc": "3"}
+//!   "expect_kv": {"hosts:abc": 3, "seen:abc:m1": "1"}
 //! }
 //! ```
 //!
 //! - `settings`: the settings `init` gets (default `{}`).
 //! - `kv`: seeds the plugin's key/value namespace before `init`. A JSON string is stored as its
-//!   text (no quotes); any other value as its JSON text.
+//!   text (no quotes); any other value as its JSON text. An integer's JSON text is the stored
+//!   form of a `kv-increment` counter (ASCII decimal), so `"hosts:abc": 2` seeds a counter.
+//!   The atomic operations (`kv-increment`, `kv-compare-and-swap`) run against this store with
+//!   the server's semantics.
 //! - `hook` + `input`: the call (`configure`, `select-rules`, `triage`, `review`). `hook: "init"`
 //!   checks `init` alone (with `expect_error`).
 //! - `expect`: a **subset** of the output: an object lists only the keys it checks (a `null`

@@ -96,5 +96,6 @@ async fn event_triage_labels_drops_and_proposes_via_kv() {
     assert_eq!(p.rule.identifier, "EQHXZ8M8AV:com.vendor.app");
     // Prevalence lives in the plugin's namespace of the server's kv.
     let ns = kv.dump("plugin:event-triage");
-    assert!(ns.contains_key("seen:EQHXZ8M8AV:com.vendor.app"), "{:?}", ns.keys().collect::<Vec<_>>());
+    assert_eq!(ns.get("hosts:EQHXZ8M8AV:com.vendor.app").map(Vec::as_slice), Some(&b"3"[..]), "{ns:?}");
+    assert!(ns.contains_key("seen:EQHXZ8M8AV:com.vendor.app:m3"), "{:?}", ns.keys().collect::<Vec<_>>());
 }

@@ -119,8 +119,9 @@ async fn a_plugin_needing_a_newer_server_is_refused_naming_both_versions() {
     assert!(err.contains("99.0.0") && err.contains(dasher_policy::SERVER_VERSION), "{err}");
 }
 
-/// A call's kv writes are saved when it returns and dropped when it traps (the example
-/// event-triage test covers reading a call's own unsaved writes: prevalence within a batch).
+/// A call's buffered kv writes are saved when it returns and dropped when it traps, while an
+/// atomic kv operation before the trap stays applied (the example event-triage test covers
+/// reading a call's own unsaved writes: prevalence within a batch).
 #[tokio::test]
 async fn a_trapped_call_saves_none_of_its_kv_writes() {
     let dir = plugin_dir(&["fault-trap"]);
@@ -131,5 +132,12 @@ async fn a_trapped_call_saves_none_of_its_kv_writes() {
     let d = timeout(NO_HANG, m.configure(&faulty(&host("bad")))).await.expect("did not hang");
     assert_eq!(d.faults[0].kind, "trap");
     let saved = kv.dump("plugin:fault-trap");
-    assert_eq!(saved.keys().collect::<Vec<_>>(), vec!["configured:ok"], "{saved:?}");
+    // The atomic increment before the panic stays applied; the buffered set is dropped.
+    assert_eq!(saved.keys().collect::<Vec<_>>(), vec!["attempts:bad", "configured:ok"], "{saved:?}");
+    assert_eq!(saved["attempts:bad"], b"1");
+    let d = timeout(NO_HANG, m.configure(&faulty(&host("bad")))).await.expect("did not hang");
+    assert_eq!(d.faults[0].kind, "trap");
+    let saved = kv.dump("plugin:fault-trap");
+    assert_eq!(saved["attempts:bad"], b"2", "each trapped call's increment counted once");
+    assert!(!saved.contains_key("trapped:bad"), "{saved:?}");
 }

@@ -2,6 +2,7 @@
 //! `wasm32-unknown-unknown` by the test itself (`dasher_policy::tools::build`), run through
 //! the same `PluginManager` the server uses.
 
+mod atomic;
 mod breaker;
 mod chain;
 mod examples;

@@ -73,7 +73,7 @@ fn fixture_failures_name_the_step_and_the_kv_key() {
     let kv_case = serde_json::json!({
         "settings": {"approved_team_ids": ["EQHXZ8M8AV"]},
         "hook": "triage", "input": block(1, "m1")["input"].clone(),
-        "expect_kv": {"seen:EQHXZ8M8AV:x": ["m9"]},
+        "expect_kv": {"hosts:EQHXZ8M8AV:x": 5},
     });
     std::fs::write(fixtures.path().join("b_kv.json"), kv_case.to_string()).unwrap();
     std::fs::write(
@@ -84,7 +84,7 @@ fn fixture_failures_name_the_step_and_the_kv_key() {
     let report = tools::test(&dir.path().join("event-triage.wasm"), fixtures.path()).unwrap();
     let why: Vec<&str> = report.cases.iter().map(|c| c.failure.as_deref().unwrap_or("passed")).collect();
     assert!(why[0].starts_with("steps[1]: $.verdicts[0].proposals"), "{report}");
-    assert!(why[1].contains(r#"kv "seen:EQHXZ8M8AV:x""#) && why[1].contains("m1"), "{report}");
+    assert!(why[1].contains(r#"kv "hosts:EQHXZ8M8AV:x""#) && why[1].contains(r#"got "1""#), "{report}");
     assert!(why[2].contains("expected a message containing \"Team ID\""), "{report}");
 }
 

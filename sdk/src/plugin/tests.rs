@@ -67,3 +67,24 @@ fn proposal_scope_is_tagged() {
     let s = serde_json::to_string(&ProposalScope::RuleSet { name: "dev".into() }).unwrap();
     assert_eq!(s, r#"{"kind":"rule_set","name":"dev"}"#);
 }
+
+#[test]
+fn native_kv_counters_match_the_server_encoding() {
+    kv::native_clear();
+    assert_eq!(kv::get_counter("n").unwrap(), 0, "absent is 0");
+    assert_eq!(kv::increment("n", 41).unwrap(), 41);
+    assert_eq!(kv::increment("n", 1).unwrap(), 42);
+    assert_eq!(kv::get("n").as_deref(), Some(&b"42"[..]), "ASCII decimal");
+    assert_eq!(kv::get_json::<i64>("n"), Some(42), "also readable as JSON");
+    kv::set("s", b"x").unwrap();
+    let err = kv::increment("s", 1).unwrap_err().message;
+    assert!(err.contains(r#""s""#) && err.contains("not a decimal"), "{err}");
+    assert!(kv::get_counter("s").is_err());
+    kv::set("max", &kv::encode_counter(i64::MAX)).unwrap();
+    assert!(kv::increment("max", 1).unwrap_err().message.contains("outside the signed 64-bit range"));
+    assert_eq!(kv::decode_counter(b"-7"), Some(-7));
+    assert_eq!(kv::decode_counter(b" 7"), None);
+    assert_eq!(kv::next_counter(None, -3), Ok(-3));
+    assert!(kv::compare_and_swap(&"k".repeat(257), None, Some(b"v")).is_err());
+    assert!(kv::compare_and_swap("k", None, Some(&vec![0; 64 * 1024 + 1])).is_err());
+}

@@ -296,6 +296,29 @@ impl Store for MeteredStore {
         self.done("kv_put_if_absent", started, r)
     }
 
+    async fn kv_increment(
+        &self,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<std::result::Result<i64, dasher_store::CounterError>> {
+        let started = Instant::now();
+        let r = self.inner.kv_increment(namespace, key, delta).await;
+        self.done("kv_increment", started, r)
+    }
+
+    async fn kv_compare_and_swap(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool> {
+        let started = Instant::now();
+        let r = self.inner.kv_compare_and_swap(namespace, key, expected, new).await;
+        self.done("kv_compare_and_swap", started, r)
+    }
+
     async fn insert_events(&self, machine_id: &str, events: &[NewEvent]) -> Result<InsertOutcome> {
         let started = Instant::now();
         let r = self.inner.insert_events(machine_id, events).await;

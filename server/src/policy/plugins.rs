@@ -295,6 +295,27 @@ impl KvBackend for StoreKv {
         let namespace = plugin_namespace(namespace)?;
         self.runtime.block_on(self.store.kv_delete(namespace, key)).map_err(|e| KvError(e.to_string()))
     }
+    fn increment(
+        &self,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<Result<i64, dasher_policy::CounterError>, KvError> {
+        let namespace = plugin_namespace(namespace)?;
+        self.runtime.block_on(self.store.kv_increment(namespace, key, delta)).map_err(|e| KvError(e.to_string()))
+    }
+    fn compare_and_swap(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool, KvError> {
+        let namespace = plugin_namespace(namespace)?;
+        self.runtime
+            .block_on(self.store.kv_compare_and_swap(namespace, key, expected, new))
+            .map_err(|e| KvError(e.to_string()))
+    }
     /// Submits every write at once, so the store's group-committing writer usually takes them
     /// in one group: one durable wait per call instead of one per key (not one transaction:
     /// a crash may keep some of a call's writes).

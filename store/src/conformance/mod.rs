@@ -585,6 +585,88 @@ pub async fn kv_put_if_absent(store: Arc<dyn Store>) {
     assert!((0..RACERS).any(|i| stored == [i; 32]), "the stored value is one racer's");
 }
 
+/// `kv_increment` and `kv_compare_and_swap`: results, errors that write nothing, and racing
+/// increments that lose none (every task sees distinct sums, the last one is the total).
+pub async fn kv_atomic(store: Arc<dyn Store>) {
+    use crate::CounterError;
+    let inc = |key: &'static str, delta: i64| {
+        let store = store.clone();
+        async move { store.kv_increment("p", key, delta).await.unwrap() }
+    };
+    assert_eq!(inc("n", 5).await, Ok(5), "absent counts as 0");
+    assert_eq!(inc("n", -7).await, Ok(-2));
+    assert_eq!(store.kv_get("p", "n").await.unwrap().as_deref(), Some(&b"-2"[..]), "stored as ASCII decimal");
+    assert_eq!(store.kv_increment("p2", "n", 1).await.unwrap(), Ok(1), "namespaces apart");
+    store.kv_put("p", "text", b"41").await.unwrap();
+    assert_eq!(inc("text", 1).await, Ok(42), "decimal text written by kv_put counts");
+    store.kv_put("p", "json", br#"{"n":1}"#).await.unwrap();
+    assert_eq!(inc("json", 1).await, Err(CounterError::NotAnInteger));
+    assert_eq!(store.kv_get("p", "json").await.unwrap().as_deref(), Some(&br#"{"n":1}"#[..]), "untouched");
+    assert_eq!(inc("max", i64::MAX).await, Ok(i64::MAX));
+    assert_eq!(inc("max", 1).await, Err(CounterError::Overflow { current: i64::MAX, delta: 1 }), "no wrap");
+    assert_eq!(inc("max", 0).await, Ok(i64::MAX), "unchanged by the failed increment");
+    assert_eq!(inc("min", i64::MIN).await, Ok(i64::MIN));
+    assert_eq!(inc("min", -1).await, Err(CounterError::Overflow { current: i64::MIN, delta: -1 }));
+
+    let cas = |key: &'static str, expected: Option<&'static [u8]>, new: Option<&'static [u8]>| {
+        let store = store.clone();
+        async move { store.kv_compare_and_swap("p", key, expected, new).await.unwrap() }
+    };
+    assert!(cas("c", None, Some(b"a")).await, "create when absent");
+    assert!(!cas("c", None, Some(b"b")).await, "create fails when present");
+    assert!(!cas("c", Some(b"x"), Some(b"b")).await, "mismatch");
+    assert_eq!(store.kv_get("p", "c").await.unwrap().as_deref(), Some(&b"a"[..]), "failed swaps write nothing");
+    assert!(cas("c", Some(b"a"), Some(b"b")).await, "swap");
+    assert!(!cas("absent", Some(b"b"), Some(b"c")).await, "expected a value, key absent");
+    assert_eq!(store.kv_get("p", "absent").await.unwrap(), None);
+    assert!(cas("absent", None, None).await, "absent stays absent");
+    assert!(!cas("c", Some(b"a"), None).await, "stale delete refused");
+    assert!(cas("c", Some(b"b"), None).await, "delete");
+    assert_eq!(store.kv_get("p", "c").await.unwrap(), None);
+    assert!(cas("c", None, Some(b"")).await, "an empty value is present, not absent");
+    assert!(!cas("c", None, Some(b"z")).await);
+    assert!(cas("c", Some(b""), Some(b"z")).await);
+    assert!(cas("n", Some(b"-2"), Some(b"10")).await, "counters are plain values to CAS");
+    assert_eq!(inc("n", 1).await, Ok(11));
+
+    const TASKS: i64 = 8;
+    const PER: i64 = 25;
+    let mut tasks = Vec::new();
+    for t in 0..TASKS {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut seen = Vec::new();
+            for _ in 0..PER {
+                let delta = if t % 2 == 0 { 1 } else { 2 };
+                seen.push((store.kv_increment("p", "race", delta).await.unwrap().unwrap(), delta));
+            }
+            seen
+        }));
+    }
+    let mut sums = Vec::new();
+    for t in tasks {
+        sums.extend(t.await.unwrap());
+    }
+    let total: i64 = sums.iter().map(|(_, d)| d).sum();
+    sums.sort();
+    assert!(sums.windows(2).all(|w| w[0].0 < w[1].0), "every increment saw a distinct sum: {sums:?}");
+    assert_eq!(sums.last().map(|s| s.0), Some(total), "no increment lost");
+    assert_eq!(store.kv_get("p", "race").await.unwrap(), Some(total.to_string().into_bytes()));
+
+    // Racing creators of one key: exactly one wins.
+    let mut tasks = Vec::new();
+    for i in 0..8u8 {
+        let store = store.clone();
+        tasks
+            .push(tokio::spawn(async move { store.kv_compare_and_swap("p", "once", None, Some(&[i])).await.unwrap() }));
+    }
+    let mut winners = 0;
+    for t in tasks {
+        winners += usize::from(t.await.unwrap());
+    }
+    assert_eq!(winners, 1, "exactly one creator wins");
+}
+
 /// Compaction keeps every read at or above the floor identical and rejects reads below it.
 pub async fn compaction(store: &dyn Store) {
     let a = |p: Policy| rule(RuleType::Binary, "aa", p);

@@ -45,10 +45,10 @@ pub use writer::{MAX_GROUP_BYTES, MAX_GROUP_JOBS, QUEUE_JOBS};
 
 use crate::kv::KvEngine;
 use crate::{
-    ActivityBucket, ActivitySeries, AuditEntry, BinaryCursor, BinarySummary, ChangeEntry, ChangePos, DecideOutcome,
-    EventFilter, EventRecord, EventTriage, Host, HostInventory, HostMatch, HostSearchCursor, HostSyncState,
-    InsertOutcome, NewAuditEntry, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalRequest, ProposalStatus,
-    RequestSource, Result, RuleChange, RuleSetInfo, Store, StoreError,
+    ActivityBucket, ActivitySeries, AuditEntry, BinaryCursor, BinarySummary, ChangeEntry, ChangePos, CounterError,
+    DecideOutcome, EventFilter, EventRecord, EventTriage, Host, HostInventory, HostMatch, HostSearchCursor,
+    HostSyncState, InsertOutcome, NewAuditEntry, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalRequest,
+    ProposalStatus, RequestSource, Result, RuleChange, RuleSetInfo, Store, StoreError,
 };
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};
@@ -395,6 +395,48 @@ impl<E: KvEngine> Store for KvStore<E> {
                 }
                 txn.put(k, v.clone());
                 Ok(v)
+            })
+            .await
+    }
+
+    async fn kv_increment(
+        &self,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<std::result::Result<i64, CounterError>> {
+        let k = kv_key(namespace, key);
+        // Read and write in one writer job: jobs run one at a time (see kv_put_if_absent).
+        self.writer
+            .submit(false, move |txn| {
+                let current = txn.get(&k)?;
+                let next = dasher_sdk::plugin::kv::next_counter(current.as_deref(), delta);
+                if let Ok(n) = next {
+                    txn.put(k, dasher_sdk::plugin::kv::encode_counter(n));
+                }
+                Ok(next)
+            })
+            .await
+    }
+
+    async fn kv_compare_and_swap(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool> {
+        let (k, expected, new) = (kv_key(namespace, key), expected.map(<[u8]>::to_vec), new.map(<[u8]>::to_vec));
+        self.writer
+            .submit(false, move |txn| {
+                if txn.get(&k)? != expected {
+                    return Ok(false);
+                }
+                match new {
+                    Some(v) => txn.put(k, v),
+                    None => txn.delete(k),
+                }
+                Ok(true)
             })
             .await
     }

@@ -24,6 +24,7 @@
 
 mod console;
 mod events;
+mod plugin_kv;
 mod proposals;
 mod rules;
 mod schema;
@@ -673,6 +674,27 @@ impl Store for PgStore {
         let row = client.query_opt(&select, &[&ns, &k]).await.map_err(pg_err)?;
         row.map(|r| r.get(0))
             .ok_or_else(|| StoreError::Engine(format!("kv {namespace}/{key} vanished after its insert")))
+    }
+
+    async fn kv_increment(
+        &self,
+        namespace: &str,
+        key: &str,
+        delta: i64,
+    ) -> Result<std::result::Result<i64, crate::CounterError>> {
+        let mut client = self.client().await?;
+        plugin_kv::increment(&mut client, namespace, key, delta).await
+    }
+
+    async fn kv_compare_and_swap(
+        &self,
+        namespace: &str,
+        key: &str,
+        expected: Option<&[u8]>,
+        new: Option<&[u8]>,
+    ) -> Result<bool> {
+        let mut client = self.client().await?;
+        plugin_kv::compare_and_swap(&mut client, namespace, key, expected, new).await
     }
 }
 
