@@ -8,12 +8,26 @@ pub const MAX_SINKS: usize = 32;
 /// Largest `batch_size`.
 pub const MAX_BATCH: usize = 10_000;
 
+/// Shortest `lease_secs`.
+pub const MIN_LEASE_SECS: u64 = 3;
+/// Longest `lease_secs`.
+pub const MAX_LEASE_SECS: u64 = 3600;
+
 /// The `[export]` table.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExportSettings {
     /// Sinks, each exported by its own task with its own cursor.
     pub sinks: Vec<SinkConfig>,
+    /// Seconds a replica's lease on a sink lasts without renewal (renewed every third of
+    /// it): how long a dead replica's sinks wait before another replica takes them over.
+    pub lease_secs: u64,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        ExportSettings { sinks: vec![], lease_secs: 15 }
+    }
 }
 
 /// Where a sink delivers.
@@ -130,6 +144,13 @@ impl ExportSettings {
         if self.sinks.len() > MAX_SINKS {
             return Err(format!("export.sinks: at most {MAX_SINKS} sinks"));
         }
+        if !(MIN_LEASE_SECS..=MAX_LEASE_SECS).contains(&self.lease_secs) {
+            return Err(format!(
+                "export.lease_secs must be from {MIN_LEASE_SECS} to {MAX_LEASE_SECS} (seconds a replica's lease on a \
+                 sink lasts; it is renewed every third of it), not {}",
+                self.lease_secs
+            ));
+        }
         let mut names = std::collections::BTreeSet::new();
         for s in &self.sinks {
             let n = &s.name;
@@ -227,5 +248,8 @@ mod tests {
         assert!(err("[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"\nbatch_size = 0").contains("batch_size"));
         assert!(err("[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"\nurl = \"http://x/\"").contains("stdout"));
         assert!(err("[[export.sinks]]\nname = \"a\"\nkind = \"ftp\"").contains("kind"), "unknown kind refused");
+        assert_eq!(c.export.lease_secs, 15, "default lease");
+        assert!(err("[export]\nlease_secs = 1").contains("export.lease_secs must be from 3 to 3600"));
+        assert_eq!(Config::from_toml("[export]\nlease_secs = 30").unwrap().export.lease_secs, 30);
     }
 }

@@ -36,6 +36,7 @@ pub struct HttpSink {
     tls: Option<tokio_rustls::TlsConnector>,
     timeout: Duration,
     dead_letter: PathBuf,
+    replica: http::HeaderValue,
 }
 
 /// One record ready to send: its id, received time and JSON.
@@ -57,8 +58,9 @@ enum Outcome {
 }
 
 impl HttpSink {
-    /// Reads the credential and the CA; errors name the key.
-    pub fn new(c: &SinkConfig, data_dir: &std::path::Path) -> Result<HttpSink, String> {
+    /// Reads the credential and the CA; errors name the key. `replica` (this replica's lease
+    /// holder id) is sent as `X-Dasher-Replica` with every request.
+    pub fn new(c: &SinkConfig, data_dir: &std::path::Path, replica: &str) -> Result<HttpSink, String> {
         let url = c.url.as_deref().unwrap_or_default();
         let uri: http::Uri = url.parse().map_err(|e| format!("url: {e}"))?;
         let secret = match (&c.credential_file, &c.credential_env) {
@@ -113,6 +115,7 @@ impl HttpSink {
             tls,
             timeout: Duration::from_secs(c.timeout_secs),
             dead_letter,
+            replica: http::HeaderValue::from_str(replica).map_err(|e| format!("replica id {replica:?}: {e}"))?,
         })
     }
 
@@ -175,7 +178,10 @@ impl HttpSink {
             HttpFormat::Splunk => "application/json",
             HttpFormat::Ndjson | HttpFormat::Elasticsearch => "application/x-ndjson",
         };
-        let mut req = http::Request::post(path).header("host", authority).header("content-type", content_type);
+        let mut req = http::Request::post(path)
+            .header("host", authority)
+            .header("content-type", content_type)
+            .header("x-dasher-replica", self.replica.clone());
         if let Some(a) = &self.auth {
             req = req.header("authorization", a);
         }
@@ -235,10 +241,18 @@ async fn send<S>(io: S, req: http::Request<Full<Bytes>>) -> Result<(http::Status
 where
     S: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    /// Ends the connection when the request is abandoned (timeout, lost lease, shutdown), so
+    /// nothing more of it reaches the receiver.
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
     let (mut tx, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
+    let _conn = AbortOnDrop(tokio::spawn(async move {
         let _ = conn.await;
-    });
+    }));
     let resp = tx.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
     let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES).collect().await.map_err(|e| e.to_string())?;
