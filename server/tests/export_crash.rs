@@ -365,10 +365,11 @@ async fn postgres_replicas_kill_9() {
         let sender = rx.last_sender().unwrap();
         let mut victim = None;
         for (i, s) in servers.iter().enumerate() {
-            if let Some((200, b)) = call(&http, http::Method::GET, &format!("{}/api/v1/export", s.base), None).await {
-                if serde_json::from_slice::<Value>(&b).unwrap()["replica"] == sender.as_str() {
-                    victim = Some(i);
-                }
+            let view = call(&http, http::Method::GET, &format!("{}/api/v1/export", s.base), None).await;
+            if let Some((200, b)) = view
+                && serde_json::from_slice::<Value>(&b).unwrap()["replica"] == sender.as_str()
+            {
+                victim = Some(i);
             }
         }
         let i = victim.unwrap_or(kill % 2);
@@ -392,11 +393,12 @@ async fn postgres_replicas_kill_9() {
     })
     .await;
     check_delivery(&rx, &acked, KILLS);
-    let seen = rx.0.lock().unwrap();
-    assert!(seen.overlaps.is_empty(), "two replicas delivered at once: {:?}", seen.overlaps);
-    let distinct: BTreeSet<&String> = seen.senders.iter().collect();
-    assert!(distinct.len() > KILLS, "every kill handed the sink to another replica: {distinct:?}");
-    drop(seen);
+    {
+        let seen = rx.0.lock().unwrap();
+        assert!(seen.overlaps.is_empty(), "two replicas delivered at once: {:?}", seen.overlaps);
+        let distinct: BTreeSet<&String> = seen.senders.iter().collect();
+        assert!(distinct.len() > KILLS, "every kill handed the sink to another replica: {distinct:?}");
+    }
     drop(servers);
     db.drop_database().await;
 }

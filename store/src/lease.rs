@@ -78,10 +78,8 @@ impl LocalLeases {
     pub fn acquire(&self, name: &str, holder: &str, ttl_ms: u64) -> Option<Lease> {
         let now = Instant::now();
         self.with(|m| {
-            if let Some(h) = m.get(name) {
-                if h.until > now && h.holder != holder {
-                    return None;
-                }
+            if m.get(name).is_some_and(|h| h.until > now && h.holder != holder) {
+                return None;
             }
             let ttl = Duration::from_millis(ttl_ms);
             let h = Held { holder: holder.to_owned(), until: now + ttl, expires_unix_ms: unix_ms_in(ttl) };

@@ -100,8 +100,11 @@ pub struct SinkConfig {
     pub credential_env: Option<String>,
     /// `http` (elasticsearch): basic-auth user; the credential is its password.
     pub username: Option<String>,
-    /// `http`: PEM file of CA certificates trusted for `https://` (required for https).
+    /// `http`: PEM file of CA certificates trusted for `https://`, besides the system's.
     pub ca_file: Option<PathBuf>,
+    /// `http`: trust the operating system's CA certificate store for `https://` (default
+    /// true; with false, only `ca_file`).
+    pub system_roots: bool,
     /// `http`: seconds one request may take.
     pub timeout_secs: u64,
     /// `http`: where records the sink rejected (4xx) are written with the reason
@@ -132,6 +135,7 @@ impl Default for SinkConfig {
             credential_env: None,
             username: None,
             ca_file: None,
+            system_roots: true,
             timeout_secs: 30,
             dead_letter_path: None,
         }
@@ -186,9 +190,11 @@ impl ExportSettings {
                     let uri: http::Uri = url.parse().map_err(|e| format!("{at}.url {url:?} is not a URL: {e}"))?;
                     match uri.scheme_str() {
                         Some("http") => {}
-                        Some("https") if s.ca_file.is_some() => {}
+                        Some("https") if s.system_roots || s.ca_file.is_some() => {}
                         Some("https") => {
-                            return Err(format!("{at}.ca_file is required for an https url (PEM CA certificates)"));
+                            return Err(format!(
+                                "{at}.ca_file is required for an https url when system_roots = false (PEM CA certificates)"
+                            ));
                         }
                         _ => return Err(format!("{at}.url must start with http:// or https://")),
                     }
@@ -242,7 +248,8 @@ mod tests {
             "[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"\n[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"";
         assert!(err(twice).contains("unique"));
         let https = "[[export.sinks]]\nname = \"a\"\nkind = \"http\"\nurl = \"https://siem.example/in\"";
-        assert!(err(https).contains("ca_file"));
+        assert!(Config::from_toml(https).unwrap().export.sinks[0].system_roots, "https trusts the system store");
+        assert!(err(&format!("{https}\nsystem_roots = false")).contains("ca_file is required"));
         let splunk = "[[export.sinks]]\nname = \"a\"\nkind = \"http\"\nformat = \"splunk\"\nurl = \"http://s:8088/\"";
         assert!(err(splunk).contains("HEC token"));
         assert!(err("[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"\nbatch_size = 0").contains("batch_size"));

@@ -1,5 +1,5 @@
 //! The `http` sink: one POST per batch (ndjson, Splunk HEC or Elasticsearch `_bulk`), over
-//! TLS (rustls, the configured CA) for `https://`. A batch the receiver refuses with a 4xx
+//! TLS (rustls; the system's CA store plus `ca_file`) for `https://`. A batch the receiver refuses with a 4xx
 //! (other than 408/429) is re-sent one record at a time, and a record refused alone goes
 //! to the dead-letter file with the reason; 408, 429, 5xx and network errors are transient
 //! (the caller retries the whole batch later).
@@ -85,26 +85,7 @@ impl HttpSink {
             (HttpFormat::Elasticsearch, None, Some(s)) => Some(format!("ApiKey {}", s.0)),
             (HttpFormat::Ndjson, None, Some(s)) => Some(format!("Bearer {}", s.0)),
         };
-        let tls = if uri.scheme_str() == Some("https") {
-            use rustls::pki_types::CertificateDer;
-            use rustls::pki_types::pem::PemObject;
-            let ca = c.ca_file.as_ref().ok_or("ca_file is required for https")?;
-            let pem = std::fs::read(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-                roots.add(cert).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
-        } else {
-            None
-        };
+        let tls = if uri.scheme_str() == Some("https") { Some(tls_connector(c)?) } else { None };
         let dead_letter =
             c.dead_letter_path.clone().unwrap_or_else(|| data_dir.join(format!("export-{}.deadletter.jsonl", c.name)));
         Ok(HttpSink {
@@ -235,6 +216,43 @@ impl HttpSink {
         }
         f.write_all(&buf).and_then(|()| f.sync_data()).map_err(io)
     }
+}
+
+/// The TLS client of an `https://` sink: trusts the operating system's certificate store
+/// (unless `system_roots = false`) plus the certificates in `ca_file`, if set.
+fn tls_connector(c: &SinkConfig) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    if c.system_roots {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(sink = %c.name, error = %e, "export: part of the system certificate store is unreadable");
+        }
+        let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+        tracing::debug!(sink = %c.name, added, "export: system CA certificates trusted");
+    }
+    if let Some(ca) = &c.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+            roots.add(cert).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(if c.system_roots {
+            "no CA certificate to trust: the system certificate store is empty or unreadable; set ca_file".into()
+        } else {
+            "ca_file holds no CA certificate".into()
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
 async fn send<S>(io: S, req: http::Request<Full<Bytes>>) -> Result<(http::StatusCode, String), String>

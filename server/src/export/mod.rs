@@ -148,10 +148,10 @@ pub fn spawn(
                 c.rotate_secs,
                 c.gzip,
             )))),
-            SinkKind::Http => Out::Http(
+            SinkKind::Http => Out::Http(Box::new(
                 http_sink::HttpSink::new(c, data_dir, &replica)
                     .map_err(|e| anyhow::anyhow!("export.sinks[name = {:?}]: {e}", c.name))?,
-            ),
+            )),
         };
         let kind = serde_json::to_value(c.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         status.update(&c.name, |s| {
@@ -176,7 +176,7 @@ pub fn spawn(
 enum Out {
     Stdout,
     File(Arc<Mutex<file::FileSink>>),
-    Http(http_sink::HttpSink),
+    Http(Box<http_sink::HttpSink>),
 }
 
 struct Exporter {
