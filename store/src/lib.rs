@@ -27,6 +27,7 @@ pub mod console;
 mod derive;
 pub mod kv;
 pub mod kvstore;
+pub mod lease;
 pub mod model;
 pub mod postgres;
 mod spec;
@@ -34,6 +35,7 @@ mod spec;
 pub use console::*;
 pub use dasher_sdk::plugin::kv::CounterError;
 pub use kvstore::KvStore;
+pub use lease::Lease;
 pub use model::*;
 pub use spec::{BadStoreSpec, OpenOptions, StoreSpec, connect, connect_with, open, open_with};
 
@@ -283,4 +285,23 @@ pub trait Store: Send + Sync + 'static {
         expected: Option<&[u8]>,
         new: Option<&[u8]>,
     ) -> Result<bool>;
+
+    /// Sets a value only while `holder` holds a live lease `lease` (checked and written in one
+    /// step, so a holder whose lease ran out cannot write after its successor); `Ok(false)`
+    /// when it does not, and nothing was written.
+    async fn kv_put_leased(&self, lease: &str, holder: &str, namespace: &str, key: &str, value: &[u8]) -> Result<bool>;
+
+    // ---- leases (one replica at a time does a job; see [`lease`]) ---------------------
+
+    /// Takes lease `name` for `holder` for `ttl_ms` milliseconds when it is free, expired,
+    /// or already `holder`'s (then it is extended); `Ok(None)` while another holder's lease
+    /// is live. Atomic across replicas.
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<Lease>>;
+    /// Extends a lease `holder` holds and that has not expired; `Ok(None)` otherwise (the
+    /// holder lost it and must stop the job at once).
+    async fn lease_renew(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<Lease>>;
+    /// Gives lease `name` up if `holder` holds it (live or not); otherwise does nothing.
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()>;
+    /// Lease `name` as stored (possibly expired: see [`Lease::live`]), or `None`.
+    async fn lease_get(&self, name: &str) -> Result<Option<Lease>>;
 }

@@ -49,11 +49,18 @@ macro_rules! engine_tests {
             check!(audit_log);
             check!(binary_summaries);
             check!(proposal_requests);
+            check!(leases);
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn concurrent_commits() {
                 let (_dir, store) = fresh(ENGINE);
                 conformance::concurrent_commits(store).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn lease_race() {
+                let (_dir, store) = fresh(ENGINE);
+                conformance::lease_race(store).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

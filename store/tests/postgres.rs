@@ -14,9 +14,9 @@ use dasher_store::{
 };
 use std::sync::Arc;
 
-/// SQL undoing migrations 4 (a proposal's applied rule set) and 3 (console tables), to put a
+/// SQL undoing migrations 5 (leases), 4 (a proposal's applied rule set) and 3 (console tables), to put a
 /// database back to schema 2.
-const DROP_SCHEMA_3: &str = "ALTER TABLE dasher_proposals DROP COLUMN applied_rule_set;
+const DROP_SCHEMA_3: &str = "DROP TABLE dasher_leases; ALTER TABLE dasher_proposals DROP COLUMN applied_rule_set;
      DROP TABLE dasher_host_terms, dasher_activity_events, dasher_activity_syncs, dasher_audit,
      dasher_binaries, dasher_binary_hosts, dasher_binary_decisions, dasher_proposal_requests;
      ALTER TABLE dasher_proposals DROP COLUMN requests;";
@@ -60,11 +60,19 @@ check!(activity_counters);
 check!(audit_log);
 check!(binary_summaries);
 check!(proposal_requests);
+check!(leases);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_commits() {
     let Some((db, store)) = fresh("concurrent_commits").await else { return };
     conformance::concurrent_commits(store).await;
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lease_race() {
+    let Some((db, store)) = fresh("lease_race").await else { return };
+    conformance::lease_race(store).await;
     db.drop_database().await;
 }
 

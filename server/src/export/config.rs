@@ -8,12 +8,26 @@ pub const MAX_SINKS: usize = 32;
 /// Largest `batch_size`.
 pub const MAX_BATCH: usize = 10_000;
 
+/// Shortest `lease_secs`.
+pub const MIN_LEASE_SECS: u64 = 3;
+/// Longest `lease_secs`.
+pub const MAX_LEASE_SECS: u64 = 3600;
+
 /// The `[export]` table.
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ExportSettings {
     /// Sinks, each exported by its own task with its own cursor.
     pub sinks: Vec<SinkConfig>,
+    /// Seconds a replica's lease on a sink lasts without renewal (renewed every third of
+    /// it): how long a dead replica's sinks wait before another replica takes them over.
+    pub lease_secs: u64,
+}
+
+impl Default for ExportSettings {
+    fn default() -> Self {
+        ExportSettings { sinks: vec![], lease_secs: 15 }
+    }
 }
 
 /// Where a sink delivers.
@@ -86,8 +100,11 @@ pub struct SinkConfig {
     pub credential_env: Option<String>,
     /// `http` (elasticsearch): basic-auth user; the credential is its password.
     pub username: Option<String>,
-    /// `http`: PEM file of CA certificates trusted for `https://` (required for https).
+    /// `http`: PEM file of CA certificates trusted for `https://`, besides the system's.
     pub ca_file: Option<PathBuf>,
+    /// `http`: trust the operating system's CA certificate store for `https://` (default
+    /// true; with false, only `ca_file`).
+    pub system_roots: bool,
     /// `http`: seconds one request may take.
     pub timeout_secs: u64,
     /// `http`: where records the sink rejected (4xx) are written with the reason
@@ -118,6 +135,7 @@ impl Default for SinkConfig {
             credential_env: None,
             username: None,
             ca_file: None,
+            system_roots: true,
             timeout_secs: 30,
             dead_letter_path: None,
         }
@@ -129,6 +147,13 @@ impl ExportSettings {
     pub fn validate(&self) -> Result<(), String> {
         if self.sinks.len() > MAX_SINKS {
             return Err(format!("export.sinks: at most {MAX_SINKS} sinks"));
+        }
+        if !(MIN_LEASE_SECS..=MAX_LEASE_SECS).contains(&self.lease_secs) {
+            return Err(format!(
+                "export.lease_secs must be from {MIN_LEASE_SECS} to {MAX_LEASE_SECS} (seconds a replica's lease on a \
+                 sink lasts; it is renewed every third of it), not {}",
+                self.lease_secs
+            ));
         }
         let mut names = std::collections::BTreeSet::new();
         for s in &self.sinks {
@@ -165,9 +190,11 @@ impl ExportSettings {
                     let uri: http::Uri = url.parse().map_err(|e| format!("{at}.url {url:?} is not a URL: {e}"))?;
                     match uri.scheme_str() {
                         Some("http") => {}
-                        Some("https") if s.ca_file.is_some() => {}
+                        Some("https") if s.system_roots || s.ca_file.is_some() => {}
                         Some("https") => {
-                            return Err(format!("{at}.ca_file is required for an https url (PEM CA certificates)"));
+                            return Err(format!(
+                                "{at}.ca_file is required for an https url when system_roots = false (PEM CA certificates)"
+                            ));
                         }
                         _ => return Err(format!("{at}.url must start with http:// or https://")),
                     }
@@ -221,11 +248,15 @@ mod tests {
             "[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"\n[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"";
         assert!(err(twice).contains("unique"));
         let https = "[[export.sinks]]\nname = \"a\"\nkind = \"http\"\nurl = \"https://siem.example/in\"";
-        assert!(err(https).contains("ca_file"));
+        assert!(Config::from_toml(https).unwrap().export.sinks[0].system_roots, "https trusts the system store");
+        assert!(err(&format!("{https}\nsystem_roots = false")).contains("ca_file is required"));
         let splunk = "[[export.sinks]]\nname = \"a\"\nkind = \"http\"\nformat = \"splunk\"\nurl = \"http://s:8088/\"";
         assert!(err(splunk).contains("HEC token"));
         assert!(err("[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"\nbatch_size = 0").contains("batch_size"));
         assert!(err("[[export.sinks]]\nname = \"a\"\nkind = \"stdout\"\nurl = \"http://x/\"").contains("stdout"));
         assert!(err("[[export.sinks]]\nname = \"a\"\nkind = \"ftp\"").contains("kind"), "unknown kind refused");
+        assert_eq!(c.export.lease_secs, 15, "default lease");
+        assert!(err("[export]\nlease_secs = 1").contains("export.lease_secs must be from 3 to 3600"));
+        assert_eq!(Config::from_toml("[export]\nlease_secs = 30").unwrap().export.lease_secs, 30);
     }
 }

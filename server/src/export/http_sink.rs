@@ -1,5 +1,5 @@
 //! The `http` sink: one POST per batch (ndjson, Splunk HEC or Elasticsearch `_bulk`), over
-//! TLS (rustls, the configured CA) for `https://`. A batch the receiver refuses with a 4xx
+//! TLS (rustls; the system's CA store plus `ca_file`) for `https://`. A batch the receiver refuses with a 4xx
 //! (other than 408/429) is re-sent one record at a time, and a record refused alone goes
 //! to the dead-letter file with the reason; 408, 429, 5xx and network errors are transient
 //! (the caller retries the whole batch later).
@@ -36,6 +36,7 @@ pub struct HttpSink {
     tls: Option<tokio_rustls::TlsConnector>,
     timeout: Duration,
     dead_letter: PathBuf,
+    replica: http::HeaderValue,
 }
 
 /// One record ready to send: its id, received time and JSON.
@@ -57,8 +58,9 @@ enum Outcome {
 }
 
 impl HttpSink {
-    /// Reads the credential and the CA; errors name the key.
-    pub fn new(c: &SinkConfig, data_dir: &std::path::Path) -> Result<HttpSink, String> {
+    /// Reads the credential and the CA; errors name the key. `replica` (this replica's lease
+    /// holder id) is sent as `X-Dasher-Replica` with every request.
+    pub fn new(c: &SinkConfig, data_dir: &std::path::Path, replica: &str) -> Result<HttpSink, String> {
         let url = c.url.as_deref().unwrap_or_default();
         let uri: http::Uri = url.parse().map_err(|e| format!("url: {e}"))?;
         let secret = match (&c.credential_file, &c.credential_env) {
@@ -83,26 +85,7 @@ impl HttpSink {
             (HttpFormat::Elasticsearch, None, Some(s)) => Some(format!("ApiKey {}", s.0)),
             (HttpFormat::Ndjson, None, Some(s)) => Some(format!("Bearer {}", s.0)),
         };
-        let tls = if uri.scheme_str() == Some("https") {
-            use rustls::pki_types::CertificateDer;
-            use rustls::pki_types::pem::PemObject;
-            let ca = c.ca_file.as_ref().ok_or("ca_file is required for https")?;
-            let pem = std::fs::read(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            let mut roots = rustls::RootCertStore::empty();
-            for cert in CertificateDer::pem_slice_iter(&pem) {
-                let cert = cert.map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-                roots.add(cert).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
-            }
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
-            let config = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .map_err(|e| e.to_string())?
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            Some(tokio_rustls::TlsConnector::from(Arc::new(config)))
-        } else {
-            None
-        };
+        let tls = if uri.scheme_str() == Some("https") { Some(tls_connector(c)?) } else { None };
         let dead_letter =
             c.dead_letter_path.clone().unwrap_or_else(|| data_dir.join(format!("export-{}.deadletter.jsonl", c.name)));
         Ok(HttpSink {
@@ -113,6 +96,7 @@ impl HttpSink {
             tls,
             timeout: Duration::from_secs(c.timeout_secs),
             dead_letter,
+            replica: http::HeaderValue::from_str(replica).map_err(|e| format!("replica id {replica:?}: {e}"))?,
         })
     }
 
@@ -175,7 +159,10 @@ impl HttpSink {
             HttpFormat::Splunk => "application/json",
             HttpFormat::Ndjson | HttpFormat::Elasticsearch => "application/x-ndjson",
         };
-        let mut req = http::Request::post(path).header("host", authority).header("content-type", content_type);
+        let mut req = http::Request::post(path)
+            .header("host", authority)
+            .header("content-type", content_type)
+            .header("x-dasher-replica", self.replica.clone());
         if let Some(a) = &self.auth {
             req = req.header("authorization", a);
         }
@@ -231,14 +218,59 @@ impl HttpSink {
     }
 }
 
+/// The TLS client of an `https://` sink: trusts the operating system's certificate store
+/// (unless `system_roots = false`) plus the certificates in `ca_file`, if set.
+fn tls_connector(c: &SinkConfig) -> Result<tokio_rustls::TlsConnector, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    if c.system_roots {
+        let found = rustls_native_certs::load_native_certs();
+        for e in &found.errors {
+            tracing::warn!(sink = %c.name, error = %e, "export: part of the system certificate store is unreadable");
+        }
+        let (added, _ignored) = roots.add_parsable_certificates(found.certs);
+        tracing::debug!(sink = %c.name, added, "export: system CA certificates trusted");
+    }
+    if let Some(ca) = &c.ca_file {
+        let pem = std::fs::read(ca).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+        for cert in CertificateDer::pem_slice_iter(&pem) {
+            let cert = cert.map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+            roots.add(cert).map_err(|e| format!("ca_file {}: {e}", ca.display()))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(if c.system_roots {
+            "no CA certificate to trust: the system certificate store is empty or unreadable; set ca_file".into()
+        } else {
+            "ca_file holds no CA certificate".into()
+        });
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
 async fn send<S>(io: S, req: http::Request<Full<Bytes>>) -> Result<(http::StatusCode, String), String>
 where
     S: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    /// Ends the connection when the request is abandoned (timeout, lost lease, shutdown), so
+    /// nothing more of it reaches the receiver.
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
     let (mut tx, conn) = hyper::client::conn::http1::handshake(io).await.map_err(|e| e.to_string())?;
-    tokio::spawn(async move {
+    let _conn = AbortOnDrop(tokio::spawn(async move {
         let _ = conn.await;
-    });
+    }));
     let resp = tx.send_request(req).await.map_err(|e| e.to_string())?;
     let status = resp.status();
     let body = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES).collect().await.map_err(|e| e.to_string())?;

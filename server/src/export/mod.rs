@@ -7,13 +7,20 @@
 //! dead-lettered). A crash re-delivers at most the batch in flight; records carry the event
 //! id so receivers can de-duplicate.
 //!
-//! Must never: slow a sync (exporters only read the store and write their cursor), skip an
+//! Replicas sharing a PostgreSQL database export each sink from one replica at a time: the
+//! sink's task delivers only while it holds the store lease `export:<sink>` (see
+//! `export/lease.rs`), renews it every third of `[export] lease_secs`, stops at once when a
+//! renewal fails or the lease runs out, and advances the cursor with a write the store makes
+//! only for the live holder. Another replica takes the sink over once the lease expired.
+//!
+//! Must never: deliver without a live lease, slow a sync (exporters only read the store and write their cursor), skip an
 //! event (the cursor advances past an id only once it was delivered, filtered out, or
 //! dead-lettered), or log a credential.
 
 pub mod config;
 mod file;
 pub mod http_sink;
+mod lease;
 pub mod record;
 
 use crate::metrics::Metrics;
@@ -60,13 +67,29 @@ pub struct SinkStatus {
     pub last_error_unix: Option<i64>,
     /// When a batch was last acknowledged (Unix seconds).
     pub last_delivery_unix: Option<i64>,
+    /// The replica holding the sink's export lease (exporting it), when known.
+    pub holder: Option<String>,
+    /// When that lease runs out unless renewed (Unix seconds).
+    pub lease_expires: Option<i64>,
+    /// Whether this replica is the holder.
+    pub held_here: bool,
 }
 
 /// Every sink's status, shared between the exporters and the admin API.
 #[derive(Clone, Default)]
-pub struct ExportStatus(Arc<Mutex<BTreeMap<String, SinkStatus>>>);
+pub struct ExportStatus(Arc<Mutex<BTreeMap<String, SinkStatus>>>, Arc<std::sync::OnceLock<String>>);
 
 impl ExportStatus {
+    /// This replica's lease holder id (set when the exporters start; `None` without sinks).
+    pub fn replica(&self) -> Option<&str> {
+        self.1.get().map(String::as_str)
+    }
+
+    /// Whether any sink is configured.
+    pub fn configured(&self) -> bool {
+        self.0.lock().is_ok_and(|m| !m.is_empty())
+    }
+
     /// The sinks, by name.
     pub fn snapshot(&self) -> Vec<SinkStatus> {
         self.0.lock().map(|m| m.values().cloned().collect()).unwrap_or_default()
@@ -84,6 +107,23 @@ pub fn cursor_key(sink: &str) -> String {
     format!("export-cursor:{sink}")
 }
 
+/// The store lease of a sink.
+pub fn lease_name(sink: &str) -> String {
+    format!("export:{sink}")
+}
+
+/// This process's lease holder id: the host name and a random id, e.g. `mac-build-3/5f0c9a1e2b7d`.
+pub fn replica_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().chars().filter(|c| c.is_ascii_graphic()).take(64).collect::<String>())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}/{:012x}", rand::random::<u64>() & 0xffff_ffff_ffff)
+}
+
 /// Starts one exporter per sink; they stop when `shutdown` turns true.
 pub fn spawn(
     settings: &ExportSettings,
@@ -94,6 +134,11 @@ pub fn spawn(
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<Vec<tokio::task::JoinHandle<()>>> {
     let mut tasks = vec![];
+    if settings.sinks.is_empty() {
+        return Ok(tasks);
+    }
+    let replica = status.1.get_or_init(replica_id).clone();
+    let lease_ttl = Duration::from_secs(settings.lease_secs);
     for c in &settings.sinks {
         let out = match c.kind {
             SinkKind::Stdout => Out::Stdout,
@@ -103,10 +148,10 @@ pub fn spawn(
                 c.rotate_secs,
                 c.gzip,
             )))),
-            SinkKind::Http => Out::Http(
-                http_sink::HttpSink::new(c, data_dir)
+            SinkKind::Http => Out::Http(Box::new(
+                http_sink::HttpSink::new(c, data_dir, &replica)
                     .map_err(|e| anyhow::anyhow!("export.sinks[name = {:?}]: {e}", c.name))?,
-            ),
+            )),
         };
         let kind = serde_json::to_value(c.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         status.update(&c.name, |s| {
@@ -114,6 +159,8 @@ pub fn spawn(
             s.kind = kind;
         });
         let exporter = Exporter {
+            replica: replica.clone(),
+            lease_ttl,
             c: c.clone(),
             out,
             store: store.clone(),
@@ -129,16 +176,33 @@ pub fn spawn(
 enum Out {
     Stdout,
     File(Arc<Mutex<file::FileSink>>),
-    Http(http_sink::HttpSink),
+    Http(Box<http_sink::HttpSink>),
 }
 
 struct Exporter {
+    /// This replica's lease holder id.
+    replica: String,
+    lease_ttl: Duration,
     c: SinkConfig,
     out: Out,
     store: Arc<dyn Store>,
     metrics: Arc<Metrics>,
     status: ExportStatus,
     shutdown: watch::Receiver<bool>,
+}
+
+/// Why a batch did not go through.
+enum StepError {
+    /// Retry after a back-off.
+    Failed(String),
+    /// This replica no longer surely holds the sink's lease: stop delivering.
+    Lost(String),
+}
+
+impl From<String> for StepError {
+    fn from(e: String) -> Self {
+        StepError::Failed(e)
+    }
 }
 
 /// Why the loop stopped waiting.
@@ -168,55 +232,53 @@ impl Exporter {
         });
     }
 
-    async fn run(mut self) {
+    /// Reads the sink's durable cursor (0 when none).
+    async fn read_cursor(&self) -> Result<u64, String> {
+        let v = self
+            .store
+            .kv_get(SERVER_KV_NAMESPACE, &cursor_key(&self.c.name))
+            .await
+            .map_err(|e| format!("reading the cursor: {e}"))?;
+        Ok(v.and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok()).unwrap_or(0))
+    }
+
+    /// Exports while this replica holds the lease; `valid` says until when it surely does.
+    /// Returns only when the cursor cannot be read or the lease was lost, saying why.
+    async fn export(&mut self, valid: &watch::Receiver<std::time::Instant>) -> Result<(), String> {
         let name = self.c.name.clone();
         let flush = Duration::from_millis(self.c.flush_interval_ms);
         let max_backoff = Duration::from_millis(self.c.max_backoff_ms);
         let mut backoff = Duration::from_millis(100).min(max_backoff);
-        let mut cursor = loop {
-            match self.store.kv_get(SERVER_KV_NAMESPACE, &cursor_key(&name)).await {
-                Ok(v) => break v.and_then(|b| std::str::from_utf8(&b).ok()?.parse::<u64>().ok()).unwrap_or(0),
-                Err(e) => {
-                    self.failed(&format!("reading the cursor: {e}"));
-                    if let Wake::Shutdown = self.sleep(backoff).await {
-                        return;
-                    }
-                    backoff = next_backoff(backoff, max_backoff);
-                }
-            }
-        };
+        // Read after the lease was taken: whatever the previous holder acknowledged is in.
+        let mut cursor = self.read_cursor().await?;
         self.status.update(&name, |s| s.cursor = cursor);
-        let mut stop = self.shutdown.clone();
         loop {
-            // A shutdown interrupts a delivery in flight (a stalled receiver must not hold
-            // the server up); its batch was not acknowledged, so it is sent again next start.
-            let step = tokio::select! {
-                r = self.step(cursor) => r,
-                _ = stop.wait_for(|v| *v) => return,
-            };
-            let wait = match step {
+            let wait = match self.step(cursor, valid).await {
                 Ok(Some(next)) => {
                     backoff = Duration::from_millis(100).min(max_backoff);
                     cursor = next;
                     continue;
                 }
                 Ok(None) => flush,
-                Err(e) => {
+                Err(StepError::Lost(why)) => return Err(why),
+                Err(StepError::Failed(e)) => {
                     self.failed(&e);
                     let w = jitter(backoff);
                     backoff = next_backoff(backoff, max_backoff);
                     w
                 }
             };
-            if let Wake::Shutdown = self.sleep(wait).await {
-                return;
-            }
+            tokio::time::sleep(wait).await;
         }
     }
 
     /// One batch after `cursor`: `Ok(Some(new cursor))` when it moved, `Ok(None)` when there
     /// is nothing (settled) to export yet.
-    async fn step(&mut self, cursor: u64) -> Result<Option<u64>, String> {
+    async fn step(
+        &mut self,
+        cursor: u64,
+        valid: &watch::Receiver<std::time::Instant>,
+    ) -> Result<Option<u64>, StepError> {
         let name = self.c.name.clone();
         let newest = self
             .store
@@ -270,11 +332,24 @@ impl Exporter {
         if next == cursor {
             return Ok(None);
         }
+        lease::check(valid)?;
         let (sent, dead) = self.deliver(&batch).await?;
-        self.store
-            .kv_put(SERVER_KV_NAMESPACE, &cursor_key(&name), next.to_string().as_bytes())
+        lease::check(valid)?;
+        let stored = self
+            .store
+            .kv_put_leased(
+                &lease_name(&name),
+                &self.replica,
+                SERVER_KV_NAMESPACE,
+                &cursor_key(&name),
+                next.to_string().as_bytes(),
+            )
             .await
             .map_err(|e| format!("storing the cursor: {e}"))?;
+        if !stored {
+            // The lease ran out under this delivery: the next holder re-sends the batch.
+            return Err(StepError::Lost("the export lease was lost before the cursor was stored".into()));
+        }
         self.metrics.record_export_delivered(&name, sent);
         let lag = head.saturating_sub(next);
         self.metrics.set_export_lag(&name, lag);

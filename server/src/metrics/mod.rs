@@ -106,6 +106,7 @@ pub struct Metrics {
     export_delivered: Family<SinkLabel, Counter>,
     export_errors: Family<SinkLabel, Counter>,
     export_lag: Family<SinkLabel, Gauge>,
+    export_lease_held: Family<SinkLabel, Gauge>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -141,6 +142,7 @@ impl Metrics {
             export_delivered: Family::default(),
             export_errors: Family::default(),
             export_lag: Family::default(),
+            export_lease_held: Family::default(),
         };
         let r = &mut m.registry;
         r.register("http_requests", "HTTP requests answered, by stage and status", m.requests.clone());
@@ -171,6 +173,11 @@ impl Metrics {
         r.register("export_delivered", "Event records an export sink acknowledged", m.export_delivered.clone());
         r.register("export_errors", "Failed deliveries of an export sink (retried)", m.export_errors.clone());
         r.register("export_lag_events", "Stored events an export sink has not reached yet", m.export_lag.clone());
+        r.register(
+            "export_lease_held",
+            "1 while this replica holds the sink's export lease (exports it), else 0",
+            m.export_lease_held.clone(),
+        );
         m
     }
 
@@ -187,6 +194,11 @@ impl Metrics {
     /// Sets how far an export sink is behind.
     pub fn set_export_lag(&self, sink: &str, lag: u64) {
         self.export_lag.get_or_create(&SinkLabel { sink: sink.to_owned() }).set(i64::try_from(lag).unwrap_or(i64::MAX));
+    }
+
+    /// Sets whether this replica holds a sink's export lease.
+    pub fn set_export_lease_held(&self, sink: &str, held: bool) {
+        self.export_lease_held.get_or_create(&SinkLabel { sink: sink.to_owned() }).set(i64::from(held));
     }
 
     /// Counts one answered request and its duration.

@@ -11,8 +11,8 @@ use dasher_store::{
 };
 use dasher_store::{
     ChangeEntry, ChangePos, DecideOutcome, EventFilter, EventRecord, EventTriage, Host, HostInventory, HostSyncState,
-    InsertOutcome, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalStatus, Result, RuleChange, RuleSetInfo,
-    Store,
+    InsertOutcome, Lease, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalStatus, Result, RuleChange,
+    RuleSetInfo, Store,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -317,6 +317,36 @@ impl Store for MeteredStore {
         let started = Instant::now();
         let r = self.inner.kv_compare_and_swap(namespace, key, expected, new).await;
         self.done("kv_compare_and_swap", started, r)
+    }
+
+    async fn kv_put_leased(&self, lease: &str, holder: &str, namespace: &str, key: &str, value: &[u8]) -> Result<bool> {
+        let started = Instant::now();
+        let r = self.inner.kv_put_leased(lease, holder, namespace, key, value).await;
+        self.done("kv_put_leased", started, r)
+    }
+
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<Lease>> {
+        let started = Instant::now();
+        let r = self.inner.lease_acquire(name, holder, ttl_ms).await;
+        self.done("lease_acquire", started, r)
+    }
+
+    async fn lease_renew(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<Lease>> {
+        let started = Instant::now();
+        let r = self.inner.lease_renew(name, holder, ttl_ms).await;
+        self.done("lease_renew", started, r)
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
+        let started = Instant::now();
+        let r = self.inner.lease_release(name, holder).await;
+        self.done("lease_release", started, r)
+    }
+
+    async fn lease_get(&self, name: &str) -> Result<Option<Lease>> {
+        let started = Instant::now();
+        let r = self.inner.lease_get(name).await;
+        self.done("lease_get", started, r)
     }
 
     async fn insert_events(&self, machine_id: &str, events: &[NewEvent]) -> Result<InsertOutcome> {

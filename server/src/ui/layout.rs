@@ -12,6 +12,8 @@ pub struct PageCtx {
     pub user: Option<(String, Role)>,
     /// The CSRF token every form carries.
     pub csrf: String,
+    /// Whether event export is configured (the Export entry shows only then).
+    pub export: bool,
 }
 
 /// The navigation entries.
@@ -33,6 +35,8 @@ pub enum Nav {
     Plugins,
     /// `/ui/audit`
     Audit,
+    /// `/ui/export` (shown when export is configured)
+    Export,
     /// No entry is current (sign-in, errors).
     None,
 }
@@ -47,6 +51,7 @@ pub const NAV: &[(Nav, &str, &str)] = &[
     (Nav::Rules, "Rules", "/ui/rules"),
     (Nav::Plugins, "Plugins", "/ui/plugins"),
     (Nav::Audit, "Audit", "/ui/audit"),
+    (Nav::Export, "Export", "/ui/export"),
 ];
 
 /// The hidden CSRF field every form must contain.
@@ -76,7 +81,7 @@ pub fn page(ctx: &PageCtx, title: &str, active: Nav, body: Markup) -> Markup {
                     a.brand href="/ui/" { "Dasher" }
                     @if let Some((name, role)) = &ctx.user {
                         nav.main {
-                            @for (entry, label, url) in NAV {
+                            @for (entry, label, url) in NAV.iter().filter(|n| n.0 != Nav::Export || ctx.export) {
                                 @if *entry == active {
                                     a.current href=(url) aria-current="page" { (label) }
                                 } @else {

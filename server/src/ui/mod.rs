@@ -19,6 +19,7 @@ mod cookies;
 pub mod csrf;
 pub mod error;
 pub mod events;
+pub mod export;
 pub mod fmt;
 pub mod hosts;
 pub mod layout;
@@ -126,6 +127,7 @@ pub static ROUTES: &[Route] = &[
     post("/ui/rules", Access::Signed, |cx| Box::pin(rules::post(cx))),
     post("/ui/rules/remove", Access::Signed, |cx| Box::pin(rules::remove(cx))),
     get("/ui/audit", Access::Signed, |cx| Box::pin(audit::list(cx))),
+    get("/ui/export", Access::Signed, |cx| Box::pin(export::page(cx))),
 ];
 
 /// A request as a handler sees it.
@@ -157,7 +159,11 @@ pub struct Cx<'a> {
 impl Cx<'_> {
     /// What the page frame needs.
     pub fn page_ctx(&self) -> PageCtx {
-        PageCtx { user: self.session.as_ref().map(|s| (s.name.clone(), s.role)), csrf: self.csrf.clone() }
+        PageCtx {
+            user: self.session.as_ref().map(|s| (s.name.clone(), s.role)),
+            csrf: self.csrf.clone(),
+            export: self.state.export.configured(),
+        }
     }
 
     /// A query parameter, trimmed, `None` when absent or empty.
@@ -310,7 +316,7 @@ async fn prepare_and_run(
     path: &str,
     csrf_token: &str,
 ) -> std::result::Result<Resp, (UiError, PageCtx)> {
-    let bare = || PageCtx { user: None, csrf: csrf_token.to_owned() };
+    let bare = || PageCtx { user: None, csrf: csrf_token.to_owned(), export: false };
     let (route, params) = find(req.method(), path).map_err(|e| (e, bare()))?;
     if conn.surface == Surface::Sync && !route.main {
         return Err((UiError::NotFound("the console is served on admin.listen".into()), bare()));
@@ -331,7 +337,11 @@ async fn prepare_and_run(
             .await
             .map_err(|e| (UiError::from(e), bare()))?
     };
-    let ctx = PageCtx { user: session.as_ref().map(|s| (s.name.clone(), s.role)), csrf: csrf_token.to_owned() };
+    let ctx = PageCtx {
+        user: session.as_ref().map(|s| (s.name.clone(), s.role)),
+        csrf: csrf_token.to_owned(),
+        export: state.export.configured(),
+    };
     let mut form_all = Vec::new();
     if method == Method::POST {
         match read_form(state, &parts.headers, body).await {

@@ -667,6 +667,80 @@ pub async fn kv_atomic(store: Arc<dyn Store>) {
     assert_eq!(winners, 1, "exactly one creator wins");
 }
 
+/// Leases: one live holder at a time; renewals extend only a live lease of the caller; a
+/// release or an expiry lets another holder in; `kv_put_leased` writes only for the holder.
+pub async fn leases(store: &dyn Store) {
+    let ns = crate::SERVER_KV_NAMESPACE;
+    let long = 600_000;
+    assert_eq!(store.lease_get("sink-a").await.unwrap(), None, "no lease yet");
+    let a = store.lease_acquire("sink-a", "replica-1", long).await.unwrap().expect("a free lease is taken");
+    assert_eq!((a.name.as_str(), a.holder.as_str(), a.live), ("sink-a", "replica-1", true));
+    assert!(store.lease_acquire("sink-a", "replica-2", long).await.unwrap().is_none(), "a live lease is refused");
+    assert!(store.lease_renew("sink-a", "replica-2", long).await.unwrap().is_none(), "only the holder renews");
+    let other = store.lease_acquire("sink-b", "replica-2", long).await.unwrap().expect("names are apart");
+    assert_eq!(other.holder, "replica-2");
+    let again = store.lease_acquire("sink-a", "replica-1", long).await.unwrap().expect("the holder re-acquires");
+    assert!(again.expires_unix_ms >= a.expires_unix_ms);
+    let renewed = store.lease_renew("sink-a", "replica-1", 2 * long).await.unwrap().expect("the holder renews");
+    assert!(renewed.expires_unix_ms > a.expires_unix_ms, "{renewed:?} extends {a:?}");
+    assert_eq!(store.lease_get("sink-a").await.unwrap().map(|l| (l.holder, l.live)), Some(("replica-1".into(), true)));
+
+    assert!(store.kv_put_leased("sink-a", "replica-1", ns, "cur", b"1").await.unwrap(), "the holder writes");
+    assert!(!store.kv_put_leased("sink-a", "replica-2", ns, "cur", b"2").await.unwrap(), "another holder cannot");
+    assert!(!store.kv_put_leased("sink-c", "replica-1", ns, "cur", b"3").await.unwrap(), "nor without a lease");
+    assert_eq!(store.kv_get(ns, "cur").await.unwrap().as_deref(), Some(&b"1"[..]));
+
+    store.lease_release("sink-a", "replica-2").await.unwrap();
+    assert!(store.lease_acquire("sink-a", "replica-2", long).await.unwrap().is_none(), "only the holder releases");
+    store.lease_release("sink-a", "replica-1").await.unwrap();
+    assert!(!store.kv_put_leased("sink-a", "replica-1", ns, "cur", b"4").await.unwrap(), "released: no writes");
+    let b = store.lease_acquire("sink-a", "replica-2", long).await.unwrap().expect("a released lease is free");
+    assert_eq!(b.holder, "replica-2");
+
+    // Expiry: a short lease, then a takeover once it has run out (polled, not timed).
+    let short = store.lease_acquire("sink-x", "replica-1", 200).await.unwrap().expect("taken");
+    assert!(short.live);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let taken = loop {
+        if let Some(l) = store.lease_acquire("sink-x", "replica-2", long).await.unwrap() {
+            break l;
+        }
+        assert!(std::time::Instant::now() < deadline, "an expired lease is never taken over");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    assert_eq!(taken.holder, "replica-2");
+    assert!(store.lease_renew("sink-x", "replica-1", long).await.unwrap().is_none(), "the old holder lost it");
+    assert!(!store.kv_put_leased("sink-x", "replica-1", ns, "x", b"old").await.unwrap(), "and cannot write");
+    assert!(store.kv_put_leased("sink-x", "replica-2", ns, "x", b"new").await.unwrap());
+    assert_eq!(store.kv_get(ns, "x").await.unwrap().as_deref(), Some(&b"new"[..]));
+    // An expired lease of one's own cannot be renewed (the holder must re-acquire and re-read).
+    store.lease_acquire("sink-y", "replica-1", 100).await.unwrap().expect("taken");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while store.lease_get("sink-y").await.unwrap().is_some_and(|l| l.live) {
+        assert!(std::time::Instant::now() < deadline, "a 100 ms lease stays live for a minute");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(store.lease_renew("sink-y", "replica-1", long).await.unwrap().is_none(), "expired: not renewed");
+    assert!(store.lease_acquire("sink-y", "replica-1", long).await.unwrap().is_some(), "but re-acquired");
+    assert!(store.lease_acquire("", "replica-1", long).await.is_err(), "an empty name is refused");
+    assert!(store.lease_acquire("n", "replica-1", 0).await.is_err(), "a zero ttl is refused");
+}
+
+/// Replicas racing for one free lease: exactly one gets it.
+pub async fn lease_race(store: Arc<dyn Store>) {
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move { store.lease_acquire("race", &format!("r{i}"), 600_000).await.unwrap() }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        won.extend(t.await.unwrap());
+    }
+    assert_eq!(won.len(), 1, "exactly one racer holds the lease: {won:?}");
+    assert_eq!(store.lease_get("race").await.unwrap().map(|l| l.holder), Some(won[0].holder.clone()));
+}
+
 /// Compaction keeps every read at or above the floor identical and rejects reads below it.
 pub async fn compaction(store: &dyn Store) {
     let a = |p: Policy| rule(RuleType::Binary, "aa", p);

@@ -47,7 +47,8 @@ use crate::kv::KvEngine;
 use crate::{
     ActivityBucket, ActivitySeries, AuditEntry, BinaryCursor, BinarySummary, ChangeEntry, ChangePos, CounterError,
     DecideOutcome, EventFilter, EventRecord, EventTriage, Host, HostInventory, HostMatch, HostSearchCursor,
-    HostSyncState, InsertOutcome, NewAuditEntry, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalRequest,
+    HostSyncState, InsertOutcome, Lease, NewAuditEntry, NewEvent, NewProposal, Proposal, ProposalDecision,
+    ProposalRequest,
     ProposalStatus, RequestSource, Result, RuleChange, RuleSetInfo, Store, StoreError,
 };
 use async_trait::async_trait;
@@ -61,6 +62,7 @@ pub struct KvStore<E: KvEngine> {
     engine: Arc<E>,
     writer: Writer<E>,
     codec: Arc<EventCodec>,
+    leases: Arc<crate::lease::LocalLeases>,
 }
 
 impl<E: KvEngine> KvStore<E> {
@@ -70,7 +72,7 @@ impl<E: KvEngine> KvStore<E> {
         let engine = Arc::new(engine);
         let codec = Arc::new(EventCodec::load(&*engine)?);
         let writer = Writer::start(engine.clone())?;
-        Ok(KvStore { engine, writer, codec })
+        Ok(KvStore { engine, writer, codec, leases: Default::default() })
     }
 
     /// Starts training the next event body dictionary if `seq` calls for one: samples are
@@ -439,6 +441,40 @@ impl<E: KvEngine> Store for KvStore<E> {
                 Ok(true)
             })
             .await
+    }
+
+    async fn kv_put_leased(&self, lease: &str, holder: &str, namespace: &str, key: &str, value: &[u8]) -> Result<bool> {
+        let (k, v) = (kv_key(namespace, key), value.to_vec());
+        let (leases, lease, holder) = (self.leases.clone(), lease.to_owned(), holder.to_owned());
+        // Checked on the writer thread, right before the put joins the group commit.
+        self.writer
+            .submit(false, move |txn| {
+                if !leases.holds(&lease, &holder) {
+                    return Ok(false);
+                }
+                txn.put(k, v);
+                Ok(true)
+            })
+            .await
+    }
+
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<Lease>> {
+        crate::lease::check_args(name, holder, ttl_ms)?;
+        Ok(self.leases.acquire(name, holder, ttl_ms))
+    }
+
+    async fn lease_renew(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<Lease>> {
+        crate::lease::check_args(name, holder, ttl_ms)?;
+        Ok(self.leases.renew(name, holder, ttl_ms))
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
+        self.leases.release(name, holder);
+        Ok(())
+    }
+
+    async fn lease_get(&self, name: &str) -> Result<Option<Lease>> {
+        Ok(self.leases.get(name))
     }
 }
 

@@ -25,6 +25,7 @@
 mod console;
 mod events;
 mod plugin_kv;
+mod leases;
 mod proposals;
 mod rules;
 mod schema;
@@ -38,8 +39,8 @@ use crate::{
 };
 use crate::{
     ChangeEntry, ChangePos, DecideOutcome, EventFilter, EventRecord, EventTriage, Host, HostInventory, HostSyncState,
-    InsertOutcome, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalStatus, Result, RuleChange, RuleSetInfo,
-    Store, StoreError,
+    InsertOutcome, Lease, NewEvent, NewProposal, Proposal, ProposalDecision, ProposalStatus, Result, RuleChange,
+    RuleSetInfo, Store, StoreError,
 };
 use crate::{HOUR_SECS, bucket_start, search_term};
 use async_trait::async_trait;
@@ -695,6 +696,31 @@ impl Store for PgStore {
     ) -> Result<bool> {
         let mut client = self.client().await?;
         plugin_kv::compare_and_swap(&mut client, namespace, key, expected, new).await
+    }
+
+    async fn kv_put_leased(&self, lease: &str, holder: &str, namespace: &str, key: &str, value: &[u8]) -> Result<bool> {
+        let client = self.client().await?;
+        leases::kv_put_leased(&client, lease, holder, namespace, key, value).await
+    }
+
+    async fn lease_acquire(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<Lease>> {
+        let client = self.client().await?;
+        leases::acquire(&client, name, holder, ttl_ms).await
+    }
+
+    async fn lease_renew(&self, name: &str, holder: &str, ttl_ms: u64) -> Result<Option<Lease>> {
+        let client = self.client().await?;
+        leases::renew(&client, name, holder, ttl_ms).await
+    }
+
+    async fn lease_release(&self, name: &str, holder: &str) -> Result<()> {
+        let client = self.client().await?;
+        leases::release(&client, name, holder).await
+    }
+
+    async fn lease_get(&self, name: &str) -> Result<Option<Lease>> {
+        let client = self.client().await?;
+        leases::get(&client, name).await
     }
 }
 

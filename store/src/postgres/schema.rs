@@ -193,6 +193,16 @@ CREATE TABLE dasher_proposal_requests (
 ALTER TABLE dasher_proposals ADD COLUMN applied_rule_set bytea;
 "#,
     ),
+    (
+        "leases: one replica at a time does a job (e.g. exports a sink)",
+        r#"
+CREATE TABLE dasher_leases (
+    name text PRIMARY KEY,
+    holder text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+"#,
+    ),
 ];
 
 /// The migration that created `dasher_host_terms`: applying it indexes the hosts already

@@ -313,3 +313,145 @@ async fn events_reach_file_and_http_sinks_in_order_through_outage_rejection_and_
     let refused: u64 = dead[0]["event_id"].as_str().unwrap().parse().unwrap();
     assert_eq!(http, all.iter().copied().filter(|id| *id != refused).collect(), "every event but the refused one");
 }
+
+/// The console's Export page lists each sink with its cursor and lease holder (this replica,
+/// named as in `GET /api/v1/export`), linked from the navigation only when sinks exist.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn console_shows_sinks_and_their_lease_holder() {
+    use crate::ui_console::Browser;
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().to_owned();
+    let d = dir.clone();
+    let s = TestServer::start_with(move |c| {
+        c.export.sinks = sinks(&d, "http://127.0.0.1:9/ingest").into_iter().filter(|k| k.name == "lines").collect();
+    })
+    .await;
+    preflight(&s, "m1").await;
+    upload(&s, "m1", 0, 9).await;
+    wait_for("9 records in the file", || file_records(&dir).len() >= 9).await;
+    let mut api = Value::Null;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let caught_up = |v: &Value| {
+        let k = &v["sinks"][0];
+        k["held_here"] == true && k["cursor"].as_u64().unwrap_or(0) > 0 && k["lag_events"] == 0
+    };
+    while !caught_up(&api) {
+        assert!(tokio::time::Instant::now() < deadline, "the sink never showed caught up and held here: {api}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        api = s.admin(Method::GET, "/api/v1/export", None).await.json();
+    }
+    let replica = api["replica"].as_str().unwrap().to_owned();
+    assert_eq!(api["sinks"][0]["holder"].as_str(), Some(replica.as_str()), "{api}");
+    assert!(api["sinks"][0]["lease_expires"].as_i64().unwrap() > 1_700_000_000, "{api}");
+
+    let mut b = Browser::new(s.handle.as_ref().unwrap().addr());
+    b.sign_in(dasher_tests::TOKEN).await;
+    let overview = b.get("/ui/").await;
+    assert!(overview.body.contains(r#"href="/ui/export""#), "nav links the Export page");
+    let page = b.get("/ui/export").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    let csp = page.headers.get("content-security-policy").and_then(|v| v.to_str().ok()).unwrap_or("");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(!page.body.contains(" style=") && !page.body.contains("<script>"), "no inline style or script");
+    let row = &page.body[page.body.find("<strong>lines</strong>").expect("the sink's row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    let cursor = format!(">{}</td>", api["sinks"][0]["cursor"]);
+    for want in ["<td>file</td>", &cursor, &replica, "this replica"] {
+        assert!(row.contains(want), "{want:?} not in the row: {row}");
+    }
+
+    // Without sinks: no navigation entry, and the page says how to configure export.
+    let plain = TestServer::start().await;
+    let mut b = Browser::new(plain.handle.as_ref().unwrap().addr());
+    b.sign_in(dasher_tests::TOKEN).await;
+    assert!(!b.get("/ui/").await.body.contains(r#"href="/ui/export""#), "no Export entry without sinks");
+    let page = b.get("/ui/export").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("not configured"), "{}", page.body);
+}
+
+/// An `https://` receiver whose certificate comes from a CA made here: a sink trusting that
+/// CA (`ca_file`, next to the system store) delivers; a sink trusting only the system store
+/// refuses the certificate and says so, delivering nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_sinks_trust_the_system_store_plus_ca_file() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(DnType::CommonName, "dasher export test CA");
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let ca = Issuer::new(ca_params, ca_key);
+    let leaf_key = KeyPair::generate().unwrap();
+    let mut leaf = CertificateParams::new(vec!["localhost".to_owned()]).unwrap();
+    leaf.subject_alt_names.push(SanType::IpAddress("127.0.0.1".parse().unwrap()));
+    let leaf_cert = leaf.signed_by(&leaf_key, &ca).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![leaf_cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(leaf_key.serialize_der().into()),
+        )
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://127.0.0.1:{}/ingest", listener.local_addr().unwrap().port());
+    let got: Arc<Mutex<Vec<Value>>> = Arc::default();
+    let g = got.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else { return };
+            let (acceptor, g) = (acceptor.clone(), g.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let g = g.clone();
+                    async move {
+                        let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                        let lines = body.split(|b| *b == b'\n').filter(|l| !l.is_empty());
+                        g.lock().unwrap().extend(lines.map(|l| serde_json::from_slice::<Value>(l).unwrap()));
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(Bytes::new())))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    let ca_file = tmp.path().join("ca.pem");
+    std::fs::write(&ca_file, ca_cert.pem()).unwrap();
+    let base = SinkConfig {
+        kind: SinkKind::Http,
+        settle_secs: 0,
+        flush_interval_ms: 50,
+        max_backoff_ms: 200,
+        ..Default::default()
+    };
+    let sinks = vec![
+        SinkConfig { name: "private".into(), url: Some(url.clone()), ca_file: Some(ca_file), ..base.clone() },
+        SinkConfig { name: "system-only".into(), url: Some(url), ..base },
+    ];
+    let s = TestServer::start_with(move |c| c.export.sinks = sinks).await;
+    preflight(&s, "m1").await;
+    upload(&s, "m1", 0, 5).await;
+    wait_for("5 records over https", || got.lock().unwrap().len() >= 5).await;
+    let mut api = Value::Null;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let refused = |v: &Value| {
+        v["sinks"].as_array().into_iter().flatten().any(|k| k["name"] == "system-only" && k["last_error"].is_string())
+    };
+    while !refused(&api) {
+        assert!(tokio::time::Instant::now() < deadline, "the system-only sink never failed: {api}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        api = s.admin(Method::GET, "/api/v1/export", None).await.json();
+    }
+    let sys = api["sinks"].as_array().unwrap().iter().find(|k| k["name"] == "system-only").unwrap();
+    assert!(sys["last_error"].as_str().unwrap().contains("TLS"), "{sys}");
+    assert_eq!(sys["delivered"], 0, "{sys}");
+    assert_eq!(got.lock().unwrap().len(), 5, "only the sink trusting the CA delivered");
+}

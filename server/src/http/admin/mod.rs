@@ -262,7 +262,10 @@ pub async fn handle(
         }
         Op::EffectiveRules => effective_rules(sync, &machine_id()?).await,
         Op::Events => get_events(sync, &query(&req)).await,
-        Op::Export => Ok(json_response(StatusCode::OK, &serde_json::json!({ "sinks": state.export.snapshot() }))),
+        Op::Export => Ok(json_response(
+            StatusCode::OK,
+            &serde_json::json!({ "replica": state.export.replica(), "sinks": state.export.snapshot() }),
+        )),
         Op::CompactHistory => compact_history(sync, req).await,
         Op::ListProposals => get_proposals(sync, &query(&req)).await,
         Op::GetProposal => {
