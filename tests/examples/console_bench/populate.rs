@@ -147,12 +147,12 @@ pub async fn hosts_and_rules(store: &Arc<dyn Store>, fleet: &[HostFacts], end: i
                     store.record_preflight(&inv, &state).await.expect("record preflight");
                     let dept = ["engineering", "sales", "finance", "design", "support"][idx % 5];
                     let mut tags = vec![format!("dept-{dept}")];
-                    if idx % 10 == 0 {
+                    if idx.is_multiple_of(10) {
                         tags.push("canary".into());
                     }
                     store.set_host_tags(&h.machine_id, &tags).await.expect("set tags");
                     let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if d % 10_000 == 0 {
+                    if d.is_multiple_of(10_000) {
                         eprintln!("  {d} hosts");
                     }
                 }
@@ -169,7 +169,7 @@ pub async fn hosts_and_rules(store: &Arc<dyn Store>, fleet: &[HostFacts], end: i
 /// The events of upload `u` of `uploads` (spread over [`EVENT_DAYS`] ending at `end`).
 pub fn upload(u: u64, uploads: u64, fleet: &[HostFacts], bins: &[Binary], end: i64) -> (usize, Vec<NewEvent>) {
     let mut rng = rng_for(SEED ^ 0xe7e7, u);
-    let host = if u % HEAVY_EVERY == 0 { 0 } else { rng.random_range(1..fleet.len().max(2)) % fleet.len() };
+    let host = if u.is_multiple_of(HEAVY_EVERY) { 0 } else { rng.random_range(1..fleet.len().max(2)) % fleet.len() };
     let span = EVENT_DAYS * 86_400;
     let received = end - span + (u as i128 * span as i128 / uploads.max(1) as i128) as i64;
     let settings = EngineSettings { lockdown: false, all_events: false, no_unknown_events: false, bundles: true };
@@ -225,7 +225,7 @@ pub async fn events(
                     let (host, events) = upload(u, uploads, &fleet, &bins, end);
                     store.insert_events(&fleet[host].machine_id, &events).await.expect("insert events");
                     let d = done.fetch_add(1, Ordering::Relaxed) + 1;
-                    if d % 2000 == 0 {
+                    if d.is_multiple_of(2000) {
                         let secs = started.elapsed().as_secs_f64();
                         let n = d * PER_UPLOAD as u64;
                         let left = (uploads - from).saturating_sub(d) * PER_UPLOAD as u64;
@@ -268,7 +268,7 @@ pub async fn review(store: &Arc<dyn Store>, fleet: &[HostFacts], bins: &[Binary]
             proposed_by: Vec::new(),
             at_unix: end - (2_000 - i as i64) * 600,
         };
-        if i % 4 == 0 {
+        if i.is_multiple_of(4) {
             store.record_user_request(&p, Some(&h.user), "I need this for my work").await.expect("user request");
         } else {
             store.record_proposal(&p).await.expect("proposal");
@@ -285,7 +285,7 @@ pub async fn review(store: &Arc<dyn Store>, fleet: &[HostFacts], bins: &[Binary]
             action: "host.tags.set".into(),
             target: format!("host:{}", h.machine_id),
             detail: serde_json::json!({ "tags": ["dept-engineering"] }),
-            via: if i % 2 == 0 { AuditVia::Ui } else { AuditVia::Api },
+            via: if i.is_multiple_of(2) { AuditVia::Ui } else { AuditVia::Api },
         };
         store.record_audit(&entry).await.expect("audit");
         audit += 1;
