@@ -4,7 +4,8 @@
 //!
 //! Must never: reveal anything beyond that binary on that machine (no other hosts, no rule-set
 //! names — only the applying rule's type and its own custom message), read without bound (the
-//! machine's newest [`MAX_EVENTS_SCANNED`] events are looked at, no fleet-wide scan), or
+//! machine's newest [`MAX_EVENTS_SCANNED`] events of that file are looked at, through the
+//! store's machine + SHA-256 index; no fleet-wide scan), or
 //! create a rule: a request only records a pending proposal (host scope, allow that binary).
 //! Rate limits per machine live in [`BlockPageLimits`].
 
@@ -24,9 +25,8 @@ pub const MAX_JUSTIFICATION_CHARS: usize = 1000;
 pub const MIN_JUSTIFICATION_CHARS: usize = 3;
 /// Longest user name accepted from the URL (characters); longer ones are cut.
 pub const MAX_USERNAME_CHARS: usize = 128;
-/// How many of the machine's newest events are searched for the block.
+/// How many of the machine's newest events of the blocked file are looked at.
 pub const MAX_EVENTS_SCANNED: usize = 500;
-const SCAN_PAGE: usize = 100;
 
 /// Block-page views per machine per minute.
 pub const VIEWS_PER_MACHINE_PER_MINUTE: u32 = 30;
@@ -157,7 +157,7 @@ pub struct BlockedBinary {
     pub executing_user: String,
     /// The newest block's decision.
     pub decision: Decision,
-    /// How many blocks of it were found among the machine's newest events.
+    /// How many blocks of it were found among the machine's newest events of that file.
     pub times: usize,
     /// When the newest block happened (Unix seconds; 0 if unknown).
     pub last_blocked_unix: f64,
@@ -177,9 +177,10 @@ pub fn decision_rule_type(d: Decision) -> Option<RuleType> {
     }
 }
 
-/// Finds the newest block of `sha256` among `machine_id`'s newest [`MAX_EVENTS_SCANNED`]
-/// execution events, and why it was blocked. `None` if none was reported (also for a
-/// machine the server does not know): the caller shows a neutral page.
+/// Finds the newest block of `sha256` on `machine_id` among the machine's newest
+/// [`MAX_EVENTS_SCANNED`] events of that file (one indexed read by machine and SHA-256), and
+/// why it was blocked. `None` if none was reported (also for a machine the server does not
+/// know): the caller shows a neutral page.
 pub async fn lookup(
     store: &dyn Store,
     machine_id: &MachineId,
@@ -187,36 +188,26 @@ pub async fn lookup(
 ) -> Result<Option<BlockedBinary>, StoreError> {
     let mid = machine_id.as_str();
     let Some(host) = store.get_host(mid).await? else { return Ok(None) };
+    let filter = EventFilter {
+        machine_id: Some(mid.to_owned()),
+        file_sha256: Some(sha256.to_owned()),
+        limit: MAX_EVENTS_SCANNED,
+        ..Default::default()
+    };
     let mut newest: Option<wire::Event> = None;
     let mut times = 0usize;
-    let mut before_id = None;
-    let mut scanned = 0usize;
-    while scanned < MAX_EVENTS_SCANNED {
-        let filter = EventFilter {
-            machine_id: Some(mid.to_owned()),
-            before_id,
-            limit: SCAN_PAGE.min(MAX_EVENTS_SCANNED - scanned),
-            ..Default::default()
-        };
-        let page = store.query_events(&filter).await?;
-        scanned += page.len();
-        for r in &page {
-            if r.event.kind != EventKind::Execution || r.event.file_sha256 != sha256 {
-                continue;
-            }
-            let Ok(d) = r.event.decision.parse::<Decision>() else { continue };
-            if !d.is_block() {
-                continue;
-            }
-            times += 1;
-            if newest.is_none() {
-                // Stored events are the SDK's wire form; one that does not read back is skipped.
-                newest = serde_json::from_value(r.event.body.clone()).ok();
-            }
+    for r in store.query_events(&filter).await? {
+        if r.event.kind != EventKind::Execution {
+            continue;
         }
-        match page.last() {
-            Some(last) if page.len() == filter.limit => before_id = Some(last.id),
-            _ => break,
+        let Ok(d) = r.event.decision.parse::<Decision>() else { continue };
+        if !d.is_block() {
+            continue;
+        }
+        times += 1;
+        if newest.is_none() {
+            // Stored events are the SDK's wire form; one that does not read back is skipped.
+            newest = serde_json::from_value(r.event.body.clone()).ok();
         }
     }
     let Some(event) = newest else { return Ok(None) };

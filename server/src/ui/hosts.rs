@@ -188,9 +188,14 @@ pub async fn detail(cx: &Cx<'_>) -> Result {
                         @match &st.acked {
                             None => span.muted { "nothing yet" },
                             Some(a) => {
-                                "rule version " (a.version)
-                                @if let Some(t) = a.sync_type { " (" (t.to_string()) " sync)" }
-                                ": " (a.rule_sets.join(" → ")) "; " (counts(&a.counts))
+                                div {
+                                    "rule version " (a.version)
+                                    @if let Some(t) = a.sync_type { " (" (t.to_string()) " sync)" }
+                                }
+                                ol.sets title="Rule sets, in precedence order" {
+                                    @for set in &a.rule_sets { li.mono { (set) } }
+                                }
+                                div.muted { (counts(&a.counts)) }
                             }
                         }
                     }

@@ -466,7 +466,11 @@ pub async fn events_query(store: &dyn Store) {
             && r.event.decision == "BLOCK_BINARY"
             && r.event.received_at_unix >= 1003
     });
+    let f = EventFilter { machine_id: Some("m2".into()), file_sha256: Some("sha-x".into()), ..base.clone() };
+    check("machine + sha256", &q(f).await, &|r| r.machine_id == "m2" && r.event.file_sha256 == "sha-x");
     let f = EventFilter { file_sha256: Some("none".into()), ..base.clone() };
+    assert!(q(f).await.is_empty());
+    let f = EventFilter { machine_id: Some("m1".into()), file_sha256: Some("none".into()), ..base.clone() };
     assert!(q(f).await.is_empty());
 
     // Paging with before_id, for the unfiltered walk and for an index walk.
@@ -474,6 +478,7 @@ pub async fn events_query(store: &dyn Store) {
         base.clone(),
         EventFilter { machine_id: Some("m1".into()), ..base.clone() },
         EventFilter { since_unix: Some(1003), ..base.clone() },
+        EventFilter { machine_id: Some("m1".into()), file_sha256: Some("sha-y".into()), ..base.clone() },
     ] {
         let full: Vec<u64> = q(filter.clone()).await.iter().map(|r| r.id).collect();
         let mut paged = Vec::new();

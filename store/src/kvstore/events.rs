@@ -3,7 +3,8 @@
 //!
 //! Owns: the event id sequence (`m:eseq`), the event counter (`m:ecnt`), the dedupe index
 //! `ed machine dedupe_key` → id, and the secondary indexes `em`/`es`/`eb`/`ex` (machine,
-//! file SHA-256, bundle hash, decision; `value id` → empty) and `er received id` (time).
+//! file SHA-256, bundle hash, decision; `value id` → empty), `ey machine sha256 id` (a
+//! machine's events of one file, from `m:eyfrom` on) and `er received id` (time).
 //! Triage lives beside the body: `et id` → [`EventTriage`] JSON and the label index
 //! `el label id`, written by [`put_triage`] after the event is stored. Queries walk the most
 //! selective index newest-first and fetch body and triage by id.
@@ -17,16 +18,16 @@
 
 use super::console;
 use super::event_codec::{EventCodec, Trained};
+use super::event_time;
 use super::hosts::decode;
 use super::keys::{self, EVENT, EVENT_BY_BUNDLE, EVENT_BY_DECISION, EVENT_BY_MACHINE, EVENT_BY_RECEIVED};
 use super::keys::{EVENT_BY_LABEL, EVENT_BY_SHA256, EVENT_DEDUPE, META_EVENT_COUNT, META_EVENT_SEQ};
+use super::keys::{EVENT_BY_MACHINE_SHA256, META_EVENT_MACHINE_SHA256_FROM};
 use super::writer::Txn;
 use crate::derive::{EventBatch, EventFacts, event_facts};
-use crate::kv::{Direction, KvEngine};
+use crate::kv::{Direction, KvEngine, WriteBatch};
 use crate::{EventFilter, EventRecord, EventTriage, InsertOutcome, NewEvent, Result, StoreError};
 use serde::{Deserialize, Serialize};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
 use std::ops::Bound;
 
 /// Keys deleted per commit while pruning.
@@ -59,9 +60,31 @@ fn received_key(received_at_unix: i64, id: u64) -> Vec<u8> {
     k
 }
 
+/// `ey machine sha256`: the prefix of a machine's events of one file.
+fn machine_sha256_prefix(machine_id: &str, sha256: &str) -> Vec<u8> {
+    let mut k = keys::event_index_prefix(EVENT_BY_MACHINE_SHA256, machine_id);
+    keys::push_str(&mut k, sha256);
+    k
+}
+
+/// Records, at the first open of a store by a version with the `ey` index, the first event id
+/// it covers: the next one. Events stored before are found through the machine index.
+pub(super) fn start_machine_sha256_index<E: KvEngine>(engine: &E) -> Result<()> {
+    if engine.get(META_EVENT_MACHINE_SHA256_FROM)?.is_some() {
+        return Ok(());
+    }
+    let seq = match engine.get(META_EVENT_SEQ)? {
+        Some(v) => keys::read_u64(META_EVENT_SEQ, &v)?,
+        None => 0,
+    };
+    let mut batch = WriteBatch::new();
+    batch.put(META_EVENT_MACHINE_SHA256_FROM.to_vec(), keys::u64_value(seq + 1));
+    engine.write(&batch)
+}
+
 /// Every index key of an event (empty hashes are not indexed).
 fn index_keys(id: u64, machine_id: &str, sha256: &str, bundle: &str, decision: &str, received: i64) -> Vec<Vec<u8>> {
-    let mut out = Vec::with_capacity(6);
+    let mut out = Vec::with_capacity(7);
     let mut idx = |prefix: &[u8], value: &str| {
         let mut k = keys::event_index_prefix(prefix, value);
         k.extend_from_slice(&id.to_be_bytes());
@@ -75,6 +98,11 @@ fn index_keys(id: u64, machine_id: &str, sha256: &str, bundle: &str, decision: &
         idx(EVENT_BY_BUNDLE, bundle);
     }
     idx(EVENT_BY_DECISION, decision);
+    if !sha256.is_empty() {
+        let mut k = machine_sha256_prefix(machine_id, sha256);
+        k.extend_from_slice(&id.to_be_bytes());
+        out.push(k);
+    }
     out.push(received_key(received, id));
     out
 }
@@ -123,6 +151,7 @@ pub(super) fn insert<E: KvEngine>(
 ) -> Result<InsertOutcome> {
     let mut outcome = InsertOutcome::default();
     let mut batch = EventBatch::default();
+    let mut times = Vec::with_capacity(events.len());
     let mut seq = txn.get_u64(META_EVENT_SEQ)?;
     let count = txn.get_u64(META_EVENT_COUNT)?;
     for e in events {
@@ -140,12 +169,14 @@ pub(super) fn insert<E: KvEngine>(
         }
         outcome.stored += 1;
         outcome.ids.push(Some(seq));
+        times.push((seq, e.received_at_unix));
         batch.add(e.facts.clone());
     }
     if outcome.stored > 0 {
         txn.put_u64(META_EVENT_SEQ, seq);
         txn.put_u64(META_EVENT_COUNT, count + u64::from(outcome.stored));
         console::apply_event_batch(txn, machine_id, &batch)?;
+        event_time::record(txn, &times)?;
     }
     Ok(outcome)
 }
@@ -213,6 +244,14 @@ pub(super) fn query<E: KvEngine>(engine: &E, codec: &EventCodec, f: &EventFilter
     if f.limit == 0 || f.before_id == Some(0) {
         return Ok(out);
     }
+    // With a time filter, no id below the first block that reaches it can match.
+    let floor = match f.since_unix {
+        Some(since) => match event_time::floor(engine, since)? {
+            Some(floor) => floor,
+            None => return Ok(out),
+        },
+        None => 0,
+    };
     // Most selective first.
     let index = [
         (EVENT_BY_SHA256, &f.file_sha256),
@@ -223,6 +262,25 @@ pub(super) fn query<E: KvEngine>(engine: &E, codec: &EventCodec, f: &EventFilter
     ]
     .into_iter()
     .find_map(|(p, v)| v.as_ref().map(|v| keys::event_index_prefix(p, v)));
+    // A machine's events of one file: the `ey` index for the ids it covers, then the machine
+    // index below them (events stored before the index existed).
+    let both = match (&f.machine_id, &f.file_sha256) {
+        (Some(m), Some(h)) if !h.is_empty() => Some((m.as_str(), h.as_str())),
+        _ => None,
+    };
+    if let Some((machine, sha)) = both {
+        let from = match engine.get(META_EVENT_MACHINE_SHA256_FROM)? {
+            Some(v) => keys::read_u64(META_EVENT_MACHINE_SHA256_FROM, &v)?,
+            None => 1,
+        };
+        walk_index(engine, codec, f, &machine_sha256_prefix(machine, sha), floor, f.before_id, &mut out)?;
+        let below = f.before_id.map_or(from, |b| b.min(from));
+        if out.len() < f.limit && below > floor.max(1) {
+            let prefix = keys::event_index_prefix(EVENT_BY_MACHINE, machine);
+            walk_index(engine, codec, f, &prefix, floor, Some(below), &mut out)?;
+        }
+        return Ok(out);
+    }
     let mut error = None;
     let mut visit_id = |id: u64, out: &mut Vec<EventRecord>| -> bool {
         match load(engine, codec, id) {
@@ -240,40 +298,19 @@ pub(super) fn query<E: KvEngine>(engine: &E, codec: &EventCodec, f: &EventFilter
             Some(b) => keys::key(&prefix, &b.to_be_bytes()),
             None => keys::prefix_end(&prefix).expect("escaped prefix has a successor"),
         };
-        engine.scan((Bound::Included(&prefix), Bound::Excluded(&end)), Direction::Reverse, &mut |k, _| {
+        let start = keys::key(&prefix, &floor.to_be_bytes());
+        engine.scan((Bound::Included(&start), Bound::Excluded(&end)), Direction::Reverse, &mut |k, _| {
             let id = keys::trailing_u64(k).unwrap_or(0);
             visit_id(id, &mut out)
         })?;
-    } else if let Some(since) = f.since_unix {
-        // Only a time filter: the ids received since then, newest id first.
-        let start = received_key(since, 0);
-        let end = keys::prefix_end(EVENT_BY_RECEIVED).expect("prefix has a successor");
-        // Keep only the `limit` largest ids (memory O(limit), time O(matches)).
-        let mut top: BinaryHeap<Reverse<u64>> = BinaryHeap::with_capacity(f.limit.min(4096) + 1);
-        engine.scan((Bound::Included(&start), Bound::Excluded(&end)), Direction::Forward, &mut |k, _| {
-            if let Some(id) = keys::trailing_u64(k)
-                && f.before_id.is_none_or(|b| id < b)
-            {
-                top.push(Reverse(id));
-                if top.len() > f.limit {
-                    top.pop();
-                }
-            }
-            true
-        })?;
-        let mut ids: Vec<u64> = top.into_iter().map(|Reverse(id)| id).collect();
-        ids.sort_unstable_by(|a, b| b.cmp(a));
-        for id in ids {
-            if !visit_id(id, &mut out) {
-                break;
-            }
-        }
     } else {
+        // Every event (newest first), down to the time filter's floor.
         let end = match f.before_id {
             Some(b) => keys::event_key(b),
             None => keys::prefix_end(EVENT).expect("prefix has a successor"),
         };
-        engine.scan((Bound::Included(EVENT), Bound::Excluded(&end)), Direction::Reverse, &mut |k, _| {
+        let start = keys::event_key(floor);
+        engine.scan((Bound::Included(&start), Bound::Excluded(&end)), Direction::Reverse, &mut |k, _| {
             let id = keys::trailing_u64(k).unwrap_or(0);
             visit_id(id, &mut out)
         })?;
@@ -282,6 +319,41 @@ pub(super) fn query<E: KvEngine>(engine: &E, codec: &EventCodec, f: &EventFilter
         Some(e) => Err(e),
         None => Ok(out),
     }
+}
+
+/// Appends to `out` the events matching `f` among the ids of index `prefix` in
+/// `[floor, before)`, newest first, until `out` holds `f.limit`.
+fn walk_index<E: KvEngine>(
+    engine: &E,
+    codec: &EventCodec,
+    f: &EventFilter,
+    prefix: &[u8],
+    floor: u64,
+    before: Option<u64>,
+    out: &mut Vec<EventRecord>,
+) -> Result<()> {
+    if out.len() >= f.limit || before == Some(0) {
+        return Ok(());
+    }
+    let end = match before {
+        Some(b) => keys::key(prefix, &b.to_be_bytes()),
+        None => keys::prefix_end(prefix).expect("escaped prefix has a successor"),
+    };
+    let start = keys::key(prefix, &floor.to_be_bytes());
+    let mut error = None;
+    engine.scan((Bound::Included(&start), Bound::Excluded(&end)), Direction::Reverse, &mut |k, _| {
+        let id = keys::trailing_u64(k).unwrap_or(0);
+        match load(engine, codec, id) {
+            Ok(Some(r)) if matches(f, &r) => out.push(r),
+            Ok(_) => {}
+            Err(e) => {
+                error = Some(e);
+                return false;
+            }
+        }
+        out.len() < f.limit
+    })?;
+    error.map_or(Ok(()), Err)
 }
 
 fn delete_event<E: KvEngine>(txn: &mut Txn<'_, E>, codec: &EventCodec, id: u64) -> Result<bool> {
@@ -309,6 +381,17 @@ fn delete_event<E: KvEngine>(txn: &mut Txn<'_, E>, codec: &EventCodec, id: u64) 
 /// it deleted and whether another step may find more. Callers loop, so queued writes are
 /// committed between steps instead of waiting for a whole large prune.
 pub(super) fn prune_step<E: KvEngine>(
+    txn: &mut Txn<'_, E>,
+    codec: &EventCodec,
+    before: Option<i64>,
+    keep_max: Option<u64>,
+) -> Result<(u64, bool)> {
+    let (deleted, more) = prune_some(txn, codec, before, keep_max)?;
+    event_time::forget_below(txn)?;
+    Ok((deleted, more))
+}
+
+fn prune_some<E: KvEngine>(
     txn: &mut Txn<'_, E>,
     codec: &EventCodec,
     before: Option<i64>,
@@ -357,5 +440,128 @@ pub(super) fn count<E: KvEngine>(engine: &E) -> Result<u64> {
     match engine.get(META_EVENT_COUNT)? {
         Some(v) => keys::read_u64(META_EVENT_COUNT, &v),
         None => Ok(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::KvStore;
+    use super::*;
+    use crate::kv::RedbEngine;
+    use crate::{EventKind, NewEvent, Store};
+
+    fn event(n: u32, sha: &str) -> NewEvent {
+        NewEvent {
+            kind: EventKind::Execution,
+            dedupe_key: format!("k{n}"),
+            decision: "BLOCK_BINARY".into(),
+            file_sha256: sha.into(),
+            file_bundle_hash: String::new(),
+            occurred_at_unix: f64::from(n),
+            received_at_unix: i64::from(n),
+            body: serde_json::json!({ "n": n }),
+        }
+    }
+
+    /// Events stored before the machine + SHA-256 index existed are still found (through the
+    /// machine index, below the first indexed id), newest first, across pages.
+    #[tokio::test]
+    async fn machine_and_sha256_queries_cover_events_from_before_the_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        {
+            let store = KvStore::new(RedbEngine::open(&path).unwrap()).unwrap();
+            let evs: Vec<NewEvent> = (0..30).map(|n| event(n, if n % 3 == 0 { "x" } else { "y" })).collect();
+            store.insert_events("m", &evs).await.unwrap();
+            store.insert_events("other", &[event(100, "x")]).await.unwrap();
+        }
+        {
+            // Back to the layout of a store before the index: no `ey` keys, no marker.
+            let engine = RedbEngine::open(&path).unwrap();
+            let end = keys::prefix_end(EVENT_BY_MACHINE_SHA256).unwrap();
+            let range = (Bound::Included(EVENT_BY_MACHINE_SHA256), Bound::Excluded(end.as_slice()));
+            let mut batch = WriteBatch::new();
+            for (k, _) in engine.scan_collect(range, Direction::Forward, 100).unwrap() {
+                batch.delete(k);
+            }
+            assert_eq!(batch.len(), 31, "every event was indexed");
+            batch.delete(META_EVENT_MACHINE_SHA256_FROM.to_vec());
+            engine.write(&batch).unwrap();
+        }
+        let store = KvStore::new(RedbEngine::open(&path).unwrap()).unwrap();
+        let evs: Vec<NewEvent> = (30..45).map(|n| event(n, if n % 3 == 0 { "x" } else { "y" })).collect();
+        store.insert_events("m", &evs).await.unwrap();
+        let want: Vec<u32> = (0..45).rev().filter(|n| n % 3 == 0).collect();
+        let mut got = Vec::new();
+        let mut before = None;
+        loop {
+            let f = EventFilter {
+                machine_id: Some("m".into()),
+                file_sha256: Some("x".into()),
+                before_id: before,
+                limit: 4,
+                ..Default::default()
+            };
+            let page = store.query_events(&f).await.unwrap();
+            let Some(last) = page.last() else { break };
+            before = Some(last.id);
+            got.extend(page.iter().map(|r| r.event.body["n"].as_u64().unwrap() as u32));
+        }
+        assert_eq!(got, want, "old and new events of the file, newest first, each once");
+    }
+
+    /// Every event received since `since`, through pages of 500.
+    async fn since_all(store: &KvStore<RedbEngine>, since: i64) -> Vec<u32> {
+        let mut got = Vec::new();
+        let mut before = None;
+        loop {
+            let f = EventFilter { since_unix: Some(since), before_id: before, limit: 500, ..Default::default() };
+            let page = store.query_events(&f).await.unwrap();
+            let Some(last) = page.last() else { break };
+            before = Some(last.id);
+            got.extend(page.iter().map(|r| r.event.body["n"].as_u64().unwrap() as u32));
+        }
+        got
+    }
+
+    /// "Since" queries start at the first id block whose latest time reaches the bound, give
+    /// exactly the events received since then (also when times are out of id order), and the
+    /// block times are rebuilt at open for a store written before they existed.
+    #[tokio::test]
+    async fn since_queries_use_block_times_and_survive_a_rebuild() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        let n = 3 * super::event_time::BLOCK as u32 + 10;
+        // Received times rise with the id, except every 100th event arrives late-stamped early.
+        let received = |i: u32| if i % 100 == 7 { 5 } else { 1_000 + i64::from(i) };
+        let want = |since: i64| -> Vec<u32> { (0..n).rev().filter(|&i| received(i) >= since).collect() };
+        {
+            let store = KvStore::new(RedbEngine::open(&path).unwrap()).unwrap();
+            for chunk in (0..n).collect::<Vec<_>>().chunks(300) {
+                let evs: Vec<NewEvent> =
+                    chunk.iter().map(|&i| NewEvent { received_at_unix: received(i), ..event(i, "x") }).collect();
+                store.insert_events("m", &evs).await.unwrap();
+            }
+            for since in [0, 6, 1_000, 2_500, 1_000 + i64::from(n) - 1, 1_000 + i64::from(n)] {
+                assert_eq!(since_all(&store, since).await, want(since), "since {since}");
+            }
+        }
+        {
+            // Back to the layout of a store before the block times: no `eg` keys, no marker.
+            let engine = RedbEngine::open(&path).unwrap();
+            let end = keys::prefix_end(keys::EVENT_TIME_BLOCK).unwrap();
+            let range = (Bound::Included(keys::EVENT_TIME_BLOCK), Bound::Excluded(end.as_slice()));
+            let mut batch = WriteBatch::new();
+            for (k, _) in engine.scan_collect(range, Direction::Forward, 100).unwrap() {
+                batch.delete(k);
+            }
+            assert_eq!(batch.len(), 4, "one key per block of 1,024 ids");
+            batch.delete(keys::META_EVENT_TIMES_BUILT.to_vec());
+            engine.write(&batch).unwrap();
+        }
+        let store = KvStore::new(RedbEngine::open(&path).unwrap()).unwrap();
+        for since in [0, 6, 2_500, 1_000 + i64::from(n)] {
+            assert_eq!(since_all(&store, since).await, want(since), "since {since} after the rebuild");
+        }
     }
 }

@@ -37,6 +37,15 @@ pub const EVENT_BY_DECISION: &[u8] = b"ex";
 pub const EVENT_BY_RECEIVED: &[u8] = b"er";
 pub const EVENT_TRIAGE: &[u8] = b"et";
 pub const EVENT_BY_LABEL: &[u8] = b"el";
+/// `ey machine sha256 id` → empty: a machine's events of one file (the block page's lookup).
+pub const EVENT_BY_MACHINE_SHA256: &[u8] = b"ey";
+/// The first event id [`EVENT_BY_MACHINE_SHA256`] covers (set at the first open of a version
+/// that has the index; older events are found through the machine index).
+pub const META_EVENT_MACHINE_SHA256_FROM: &[u8] = b"m:eyfrom";
+/// `eg block` → i64: the latest received time of the events in an id block (`kvstore/event_time.rs`).
+pub const EVENT_TIME_BLOCK: &[u8] = b"eg";
+/// Set once every stored event's block has its `eg` time.
+pub const META_EVENT_TIMES_BUILT: &[u8] = b"m:egbuilt";
 
 pub const PROPOSAL: &[u8] = b"pp";
 pub const PROPOSAL_KEY: &[u8] = b"pk";

@@ -14,6 +14,8 @@
 //! | `ed` | machine · dedupe key | event id |
 //! | `em` `es` `eb` `ex` | value · event id | empty (indexes) |
 //! | `er` | received time · event id | empty (index) |
+//! | `ey` | machine · file SHA-256 · event id | empty (index; covers ids from `m:eyfrom` on) |
+//! | `eg` | event id ÷ 1,024 | latest received time of the block's events (i64; `m:egbuilt`) |
 //! | `et` | event id | triage JSON (separate from the body: written later, replaceable) |
 //! | `el` | label · event id | empty (index of triage labels) |
 //! | `pp` | proposal id | proposal JSON |
@@ -34,6 +36,7 @@
 
 mod console;
 mod event_codec;
+mod event_time;
 mod events;
 mod hosts;
 pub(crate) mod keys;
@@ -69,6 +72,8 @@ impl<E: KvEngine> KvStore<E> {
     /// Wraps `engine` and starts its writer thread.
     pub fn new(engine: E) -> Result<Self> {
         hosts::build_terms(&engine)?;
+        events::start_machine_sha256_index(&engine)?;
+        event_time::build(&engine)?;
         let engine = Arc::new(engine);
         let codec = Arc::new(EventCodec::load(&*engine)?);
         let writer = Writer::start(engine.clone())?;

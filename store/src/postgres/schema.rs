@@ -203,6 +203,12 @@ CREATE TABLE dasher_leases (
 );
 "#,
     ),
+    (
+        "events: index by machine and file SHA-256 (the block page's lookup)",
+        r#"
+CREATE INDEX IF NOT EXISTS dasher_events_machine_sha256 ON dasher_events (machine_id, file_sha256, id);
+"#,
+    ),
 ];
 
 /// The migration that created `dasher_host_terms`: applying it indexes the hosts already
