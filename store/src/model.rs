@@ -306,6 +306,11 @@ pub struct RuleAck {
     pub rule_sets: Vec<String>,
     /// Counts of the host's effective rules at that version (what a client should report).
     pub counts: RuleCounts,
+    /// The Santa version `counts` were computed for (its rule types and policies decide what
+    /// is counted). `None`: not computed (clients that send `rulesHash`) or written before
+    /// counts were carried forward, so the next download counts with a full scan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts_for: Option<String>,
     /// Type of the sync that delivered it.
     pub sync_type: Option<SyncType>,
 }

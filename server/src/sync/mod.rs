@@ -6,6 +6,7 @@
 //! decision about what to send never depends on the client's wire generation beyond
 //! [`ClientCaps`].
 
+pub mod counts;
 pub mod cursor;
 pub mod error;
 pub mod host_rules;
@@ -340,18 +341,23 @@ impl SyncService {
             && let Some(host) = host
         {
             // Clients without rulesHash are checked for drift by their rule counts, so
-            // remember what they should report; newer clients do not need the scan.
-            let mut counts = RuleCounts::default();
-            if !caps.supports(Feature::RulesHash) {
-                for rule in Resolver::new(self.store.as_ref(), caps).all_effective(&cursor.sets, cursor.at).await? {
-                    counts.add(&rule);
-                }
-            }
+            // remember what they should report (carried forward from the acknowledged counts,
+            // see `counts`); newer clients need none.
+            let (counts, counts_for) = if caps.supports(Feature::RulesHash) {
+                (RuleCounts::default(), None)
+            } else {
+                let (counts, method) =
+                    counts::expected(self.store.as_ref(), caps, host.sync.acked.as_ref(), &cursor.sets, cursor.at)
+                        .await?;
+                tracing::trace!(machine_id, ?method, "expected rule counts");
+                (counts, Some(host.inventory.as_ref().map_or("", |i| i.santa_version.as_str()).to_owned()))
+            };
             let mut state = host.sync.clone();
             state.pending = Some(RuleAck {
                 version: cursor.at,
                 rule_sets: cursor.sets.clone(),
                 counts,
+                counts_for,
                 sync_type: state.plan.as_ref().and_then(|p| p.sync_type),
             });
             self.store.put_sync_state(machine_id, &state).await?;

@@ -95,6 +95,16 @@ impl<'a> Resolver<'a> {
         Ok(out)
     }
 
+    /// The effective rule of each of `keys` over all of `sets` at version `at` (`None`: no
+    /// rule this client can use), in `keys` order.
+    pub async fn effective(&self, sets: &[String], keys: &[RuleKey], at: u64) -> Result<Vec<Option<Rule>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let occupied = self.occupied(sets, at).await?;
+        self.resolve(sets, &occupied, sets.len(), keys, at).await
+    }
+
     /// Which of `sets` hold at least one rule at version `at`.
     async fn occupied(&self, sets: &[String], at: u64) -> Result<Vec<bool>> {
         let mut out = Vec::with_capacity(sets.len());
