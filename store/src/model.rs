@@ -179,7 +179,8 @@ pub struct HostSyncState {
     pub last_rules_processed: u32,
     /// `rulesHash` the client reported at its last completed postflight.
     pub acked_rules_hash: Option<String>,
-    /// The full sync in progress (set at preflight, cleared at postflight).
+    /// The full sync in progress (set at preflight, cleared at postflight, except that a
+    /// completed NORMAL sync's plan is kept: the next preflight compares with it).
     pub plan: Option<SyncPlan>,
     /// Who made the decisions of the last answered preflight (`None` before the first one,
     /// and in records stored by versions that did not keep it).
