@@ -154,3 +154,46 @@ async fn an_inconsistent_base_is_detected_not_saturated() {
     let got = expected(store, old, Some(&wrong), &sets, head).await.unwrap();
     assert_eq!(got, (RuleCounts::default(), Method::FullScan));
 }
+
+/// Not a test: prints what the old per-download computation (a full scan) and the carried-forward
+/// one cost for a NORMAL sync at 8 to 100,000 rules (`cargo test -p dasher-server --lib
+/// sync::counts::tests::cost -- --ignored --nocapture`; numbers in BENCHMARKS.md).
+#[tokio::test]
+#[ignore = "measurement, run by hand"]
+async fn cost_of_counts_per_normal_sync() {
+    let caps = ClientCaps::from_version_str("2025.6");
+    for n in [8usize, 1_000, 10_000, 100_000] {
+        let (_dir, store) = store();
+        let store = store.as_ref();
+        let sets = vec![host_rule_set("m1"), GLOBAL_RULE_SET.to_owned()];
+        let mut at = 0;
+        for chunk in (0..n).collect::<Vec<_>>().chunks(10_000) {
+            let changes: Vec<RuleChange> = chunk
+                .iter()
+                .map(|i| {
+                    let mut rule = random_rule(&mut StdRng::seed_from_u64(*i as u64));
+                    rule.identifier = format!("{i:064x}");
+                    rule.rule_type = RuleType::Binary;
+                    rule.policy = Policy::Blocklist;
+                    rule.cel_expr = None;
+                    RuleChange { rule_set: GLOBAL_RULE_SET.into(), key: rule.key(), rule: Some(rule) }
+                })
+                .collect();
+            at = store.commit_rules(&changes).await.unwrap();
+        }
+        let counts = full_scan(store, caps, &sets, at).await.unwrap();
+        let base = RuleAck { rule_sets: sets.clone(), ..ack(at, counts, "2025.6") };
+        let rounds = if n >= 10_000 { 5 } else { 50 };
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            assert_eq!(full_scan(store, caps, &sets, at).await.unwrap(), counts);
+        }
+        let old = t.elapsed() / rounds;
+        let t = std::time::Instant::now();
+        for _ in 0..rounds {
+            assert_eq!(expected(store, caps, Some(&base), &sets, at).await.unwrap(), (counts, Method::CarriedForward));
+        }
+        let new = t.elapsed() / rounds;
+        println!("{n:>7} rules: full scan {old:>12.2?} per sync, carried forward {new:>10.2?} per sync");
+    }
+}
