@@ -40,14 +40,14 @@ pub struct Deferred {
 
 impl Deferred {
     /// Keeps `record` for its postflight; gives it back if the table is full (write it now).
-    pub fn put(&self, record: Record) -> Result<(), Record> {
+    pub fn put(&self, record: Record) -> Result<(), Box<Record>> {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
         if records.len() >= MAX_DEFERRED && !records.contains_key(&record.inventory.machine_id) {
             // Abandoned syncs: drop records older than any that could still be in use.
             let now = record.inventory.last_seen_unix;
             records.retain(|_, r| now - r.inventory.last_seen_unix < MAX_AGE_SECS);
             if records.len() >= MAX_DEFERRED {
-                return Err(record);
+                return Err(Box::new(record));
             }
         }
         records.insert(record.inventory.machine_id.clone(), record);
