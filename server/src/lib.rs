@@ -225,6 +225,7 @@ pub async fn start_with_source(config: Config, source: Option<reload::ConfigSour
             config: live.clone(),
             cursors,
             rules_owners,
+            deferred: Default::default(),
         },
         reloader: reloader.clone(),
         plugins,

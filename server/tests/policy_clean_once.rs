@@ -79,6 +79,7 @@ async fn a_policy_clean_demand_applies_once_per_change() {
         config: dasher_server::config::LiveConfig::new(config),
         cursors: CursorSigner::new(&[7; 32]).unwrap(),
         rules_owners: Default::default(),
+        deferred: Default::default(),
     };
     let demand = |t: Option<SyncType>| *policy.sync_type.lock().unwrap() = t;
 

@@ -179,7 +179,8 @@ pub struct HostSyncState {
     pub last_rules_processed: u32,
     /// `rulesHash` the client reported at its last completed postflight.
     pub acked_rules_hash: Option<String>,
-    /// The full sync in progress (set at preflight, cleared at postflight).
+    /// The full sync in progress (set at preflight, cleared at postflight, except that a
+    /// completed NORMAL sync's plan is kept: the next preflight compares with it).
     pub plan: Option<SyncPlan>,
     /// Who made the decisions of the last answered preflight (`None` before the first one,
     /// and in records stored by versions that did not keep it).
@@ -306,6 +307,11 @@ pub struct RuleAck {
     pub rule_sets: Vec<String>,
     /// Counts of the host's effective rules at that version (what a client should report).
     pub counts: RuleCounts,
+    /// The Santa version `counts` were computed for (its rule types and policies decide what
+    /// is counted). `None`: not computed (clients that send `rulesHash`) or written before
+    /// counts were carried forward, so the next download counts with a full scan.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub counts_for: Option<String>,
     /// Type of the sync that delivered it.
     pub sync_type: Option<SyncType>,
 }

@@ -6,7 +6,9 @@
 //! decision about what to send never depends on the client's wire generation beyond
 //! [`ClientCaps`].
 
+pub mod counts;
 pub mod cursor;
+pub mod deferred;
 pub mod error;
 pub mod host_rules;
 pub mod inventory;
@@ -46,6 +48,8 @@ pub struct SyncService {
     /// The rule sets a rules directory owns (GitOps mode; empty otherwise): other writers are
     /// refused ([`crate::actions`]).
     pub rules_owners: crate::rules::dir::Owners,
+    /// Preflights that changed nothing but times, stored with their postflight ([`deferred`]).
+    pub deferred: deferred::Deferred,
 }
 
 /// Current Unix time in seconds.
@@ -139,8 +143,21 @@ impl SyncService {
         state.last_preflight_unix = now;
         state.last_outcome = SyncOutcome::InProgress;
         state.decided = Some(provenance(now, &configured, &selection, host_rules));
-        self.store.record_preflight(&inventory, &state).await?;
-        tracing::debug!(machine_id, ?sync_type, reason, "preflight");
+        // Unchanged but for times: stored with the postflight's write instead (`deferred`).
+        let deferred = if deferred::unchanged(previous.as_ref(), &host.sync, &inventory, &state, now) {
+            match self.deferred.put(deferred::Record { inventory, state }) {
+                Ok(()) => true,
+                Err(full) => {
+                    self.store.record_preflight(&full.inventory, &full.state).await?;
+                    false
+                }
+            }
+        } else {
+            self.deferred.forget(machine_id);
+            self.store.record_preflight(&inventory, &state).await?;
+            false
+        };
+        tracing::debug!(machine_id, ?sync_type, reason, deferred, "preflight");
 
         Ok(preflight_response(decision, sync_type, ClientCaps::from_version_str(&req.santa_version)))
     }
@@ -340,18 +357,23 @@ impl SyncService {
             && let Some(host) = host
         {
             // Clients without rulesHash are checked for drift by their rule counts, so
-            // remember what they should report; newer clients do not need the scan.
-            let mut counts = RuleCounts::default();
-            if !caps.supports(Feature::RulesHash) {
-                for rule in Resolver::new(self.store.as_ref(), caps).all_effective(&cursor.sets, cursor.at).await? {
-                    counts.add(&rule);
-                }
-            }
+            // remember what they should report (carried forward from the acknowledged counts,
+            // see `counts`); newer clients need none.
+            let (counts, counts_for) = if caps.supports(Feature::RulesHash) {
+                (RuleCounts::default(), None)
+            } else {
+                let (counts, method) =
+                    counts::expected(self.store.as_ref(), caps, host.sync.acked.as_ref(), &cursor.sets, cursor.at)
+                        .await?;
+                tracing::trace!(machine_id, ?method, "expected rule counts");
+                (counts, Some(host.inventory.as_ref().map_or("", |i| i.santa_version.as_str()).to_owned()))
+            };
             let mut state = host.sync.clone();
             state.pending = Some(RuleAck {
                 version: cursor.at,
                 rule_sets: cursor.sets.clone(),
                 counts,
+                counts_for,
                 sync_type: state.plan.as_ref().and_then(|p| p.sync_type),
             });
             self.store.put_sync_state(machine_id, &state).await?;
@@ -384,7 +406,11 @@ impl SyncService {
             tracing::info!(machine_id, "postflight from a machine that never sent a preflight");
             return Ok(wire::PostflightResponse {});
         };
+        let deferred = self.deferred.take(machine_id);
         let mut state = host.sync.clone();
+        if let Some(d) = &deferred {
+            deferred::merge(&mut state, &d.state);
+        }
         let plan = state.plan.take();
         state.last_postflight_unix = now_unix();
         state.last_rules_received = req.rules_received;
@@ -408,7 +434,17 @@ impl SyncService {
             }
             None => state.last_outcome = SyncOutcome::Incomplete,
         }
-        self.store.put_sync_state(machine_id, &state).await?;
+        // A completed NORMAL plan stays, so the next preflight can see it would store the
+        // same one (and skip the write, see `deferred`).
+        if state.last_outcome == SyncOutcome::Ok && plan.as_ref().is_some_and(|p| p.sync_type == Some(SyncType::Normal))
+        {
+            state.plan = plan;
+        }
+        match deferred {
+            // One durable write: the deferred preflight's inventory, times and counter too.
+            Some(d) => self.store.record_preflight(&d.inventory, &state).await?,
+            None => self.store.put_sync_state(machine_id, &state).await?,
+        }
         Ok(wire::PostflightResponse {})
     }
 }

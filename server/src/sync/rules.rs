@@ -95,6 +95,16 @@ impl<'a> Resolver<'a> {
         Ok(out)
     }
 
+    /// The effective rule of each of `keys` over all of `sets` at version `at` (`None`: no
+    /// rule this client can use), in `keys` order.
+    pub async fn effective(&self, sets: &[String], keys: &[RuleKey], at: u64) -> Result<Vec<Option<Rule>>> {
+        if keys.is_empty() {
+            return Ok(Vec::new());
+        }
+        let occupied = self.occupied(sets, at).await?;
+        self.resolve(sets, &occupied, sets.len(), keys, at).await
+    }
+
     /// Which of `sets` hold at least one rule at version `at`.
     async fn occupied(&self, sets: &[String], at: u64) -> Result<Vec<bool>> {
         let mut out = Vec::with_capacity(sets.len());
@@ -108,7 +118,9 @@ impl<'a> Resolver<'a> {
     /// (`None` on the last page).
     pub async fn page(&self, mut cursor: Cursor, page_size: usize) -> Result<(Vec<wire::Rule>, Option<Cursor>)> {
         let mut out = Vec::with_capacity(page_size.min(4096));
-        let occupied = self.occupied(&cursor.sets, cursor.at).await?;
+        // Which sets hold rules: read once, and only for a page with keys to resolve (a delta
+        // without changes, a NORMAL sync's usual case, needs no read at all).
+        let mut occupied: Option<Vec<bool>> = None;
         let done = match &mut cursor.pos {
             Position::Full { set, after } => loop {
                 if out.len() >= page_size {
@@ -119,7 +131,11 @@ impl<'a> Resolver<'a> {
                 let rules = self.store.scan_rules(set_name, cursor.at, after.as_ref(), want).await?;
                 let keys: Vec<RuleKey> = rules.iter().map(Rule::key).collect();
                 // Keys a set before this one supplies are sent with that set.
-                let shadowing = self.resolve(&cursor.sets, &occupied, *set, &keys, cursor.at).await?;
+                if occupied.is_none() && *set > 0 && !keys.is_empty() {
+                    occupied = Some(self.occupied(&cursor.sets, cursor.at).await?);
+                }
+                let occ = occupied.as_deref().unwrap_or_default();
+                let shadowing = self.resolve(&cursor.sets, occ, *set, &keys, cursor.at).await?;
                 for (rule, shadowed) in rules.iter().zip(shadowing) {
                     if shadowed.is_none()
                         && let Some(r) = adapt_for_client(rule, self.caps)
@@ -155,7 +171,11 @@ impl<'a> Resolver<'a> {
                         }
                     }
                     let n = cursor.sets.len();
-                    let effective = self.resolve(&cursor.sets, &occupied, n, &keys, cursor.at).await?;
+                    if occupied.is_none() && !keys.is_empty() {
+                        occupied = Some(self.occupied(&cursor.sets, cursor.at).await?);
+                    }
+                    let occ = occupied.as_deref().unwrap_or_default();
+                    let effective = self.resolve(&cursor.sets, occ, n, &keys, cursor.at).await?;
                     let gone: Vec<&RuleKey> =
                         keys.iter().zip(&effective).filter(|(_, r)| r.is_none()).map(|(k, _)| k).collect();
                     let held = self.could_hold(&gone, &window).await?;
