@@ -287,11 +287,7 @@ mod tests {
     }
 
     fn proposal(scope: plugin::ProposalScope, identifier: &str) -> RuleProposal {
-        RuleProposal {
-            scope,
-            rule: RuleSpec::allow(RuleType::SigningId, identifier),
-            reason: "test".into(),
-        }
+        RuleProposal { scope, rule: RuleSpec::allow(RuleType::SigningId, identifier), reason: "test".into() }
     }
 
     #[tokio::test]

@@ -51,8 +51,7 @@ use crate::{
     ActivityBucket, ActivitySeries, AuditEntry, BinaryCursor, BinarySummary, ChangeEntry, ChangePos, CounterError,
     DecideOutcome, EventFilter, EventRecord, EventTriage, Host, HostInventory, HostMatch, HostSearchCursor,
     HostSyncState, InsertOutcome, Lease, NewAuditEntry, NewEvent, NewProposal, Proposal, ProposalDecision,
-    ProposalRequest,
-    ProposalStatus, RequestSource, Result, RuleChange, RuleSetInfo, Store, StoreError,
+    ProposalRequest, ProposalStatus, RequestSource, Result, RuleChange, RuleSetInfo, Store, StoreError,
 };
 use async_trait::async_trait;
 use dasher_sdk::domain::{Rule, RuleKey};

@@ -24,8 +24,8 @@
 
 mod console;
 mod events;
-mod plugin_kv;
 mod leases;
+mod plugin_kv;
 mod proposals;
 mod rules;
 mod schema;
