@@ -2,7 +2,7 @@
 //! state and shadow disagreements; reload and roll back (the admin API's actions and role).
 
 use super::layout::{self, Nav, csrf_field};
-use super::{Cx, Result, UiError, authorize, enc, fmt, html, redirect};
+use super::{Cx, Result, authorize, enc, fmt, html, redirect};
 use crate::actions;
 use http::{Method, StatusCode};
 use maud::html as m;

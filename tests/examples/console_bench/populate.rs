@@ -135,6 +135,7 @@ pub async fn hosts_and_rules(store: &Arc<dyn Store>, fleet: &[HostFacts], end: i
                             version,
                             rule_sets: vec![format!("host:{}", h.machine_id), "global".into()],
                             counts: Default::default(),
+                            counts_for: None,
                             sync_type: Some(SyncType::Normal),
                         }),
                         last_sync_type: Some(SyncType::Normal),
