@@ -28,7 +28,7 @@ for lib in $(ldd "$bin" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// 
     install -D -m 0644 "$(readlink -f "$lib")" "$root$lib"
 done
 chmod 0755 "$root"/lib*/ld-linux* 2>/dev/null || true
-mkdir -p "$root/etc/dasher" "$root/data" "$root/tmp"
+mkdir -p "$root/etc/dasher" "$root/tmp" "$ctx/datadir/data"
 chmod 1777 "$root/tmp"
 printf 'root:x:0:0:root:/:/sbin/nologin\ndasher:x:%s:%s:Dasher:/data:/sbin/nologin\n' "$uid" "$uid" >"$root/etc/passwd"
 printf 'root:x:0:\ndasher:x:%s:\n' "$uid" >"$root/etc/group"
@@ -36,7 +36,9 @@ install -m 0644 deploy/container/dasher.toml "$root/etc/dasher/dasher.toml"
 if [[ -f /etc/ssl/certs/ca-certificates.crt ]]; then
     install -D -m 0644 /etc/ssl/certs/ca-certificates.crt "$root/etc/ssl/certs/ca-certificates.crt"
 fi
-chown -R "$uid:$uid" "$root/data"
+# /data is copied as an item of its own so COPY --chown gives the directory itself to the
+# service user (an existing destination directory would stay root's).
+chown -R "$uid:$uid" "$ctx/datadir/data"
 cp deploy/container/Containerfile "$ctx/Containerfile"
 
 if command -v buildah >/dev/null; then
