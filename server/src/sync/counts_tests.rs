@@ -155,14 +155,19 @@ async fn an_inconsistent_base_is_detected_not_saturated() {
     assert_eq!(got, (RuleCounts::default(), Method::FullScan));
 }
 
-/// Not a test: prints what the old per-download computation (a full scan) and the carried-forward
-/// one cost for a NORMAL sync at 8 to 100,000 rules (`cargo test -p dasher-server --lib
-/// sync::counts::tests::cost -- --ignored --nocapture`; numbers in BENCHMARKS.md).
+/// Both computations agree at several sizes, and their cost per NORMAL sync is printed.
+/// CI runs 8 and 1,000 rules; the BENCHMARKS.md figures (up to 100,000) come from
+/// `DASHER_COUNTS_COST_SIZES=8,1000,10000,100000 cargo test -p dasher-server --lib
+/// sync::counts::tests::cost -- --nocapture`. Timing is printed, never asserted.
 #[tokio::test]
-#[ignore = "measurement, run by hand"]
 async fn cost_of_counts_per_normal_sync() {
     let caps = ClientCaps::from_version_str("2025.6");
-    for n in [8usize, 1_000, 10_000, 100_000] {
+    let sizes: Vec<usize> = std::env::var("DASHER_COUNTS_COST_SIZES")
+        .map(|v| {
+            v.split(',').map(|n| n.trim().parse().expect("DASHER_COUNTS_COST_SIZES: comma-separated counts")).collect()
+        })
+        .unwrap_or_else(|_| vec![8, 1_000]);
+    for n in sizes {
         let (_dir, store) = store();
         let store = store.as_ref();
         let sets = vec![host_rule_set("m1"), GLOBAL_RULE_SET.to_owned()];
